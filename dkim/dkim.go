@@ -1,0 +1,364 @@
+// Package dkim makes and keeps our DKIM signing keys and signs outgoing
+// messages with them (RFC 6376; relaxed/relaxed, rsa-sha256), on top of
+// go-msgauth's dkim package.
+//
+// One PEM file per domain and selector lives in a key directory, named
+// "<domain>.<selector>.key". KeyGen creates one and returns the TXT record
+// to publish; LoadSigner loads those present for our domains.
+package dkim
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	msgdkim "github.com/emersion/go-msgauth/dkim"
+
+	"postie/envelope"
+)
+
+// keyBits is the RSA modulus size: RFC 8301 requires at least 1024 bits and
+// recommends 2048, which still fits one DNS TXT record (as several strings).
+const keyBits = 2048
+
+// headerKeys are the fields we sign (RFC 6376 §5.4.1). From is required;
+// absent fields are skipped by the signer.
+var headerKeys = []string{
+	"From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To",
+	"In-Reply-To", "References", "MIME-Version", "Content-Type",
+	"Content-Transfer-Encoding",
+}
+
+// Signer signs messages for the domains it holds a key for. It is safe for
+// concurrent use; a nil *Signer signs nothing.
+type Signer struct {
+	selector string
+	keys     map[string]crypto.Signer // by lower-case domain
+}
+
+// KeyGen makes a new RSA-2048 key for domain and selector, stores it in dir
+// as "<domain>.<selector>.key" (PKCS#8 PEM, mode 0600, written atomically),
+// and returns the DNS TXT record to publish, e.g.
+// "postie._domainkey.example.test" and "v=DKIM1; k=rsa; p=MIIB...".
+// It refuses to replace an existing key: a new key invalidates the record
+// already published.
+func KeyGen(dir, domain, selector string) (txtName, txtValue string, err error) {
+	path, domain, err := keyPath(dir, domain, selector)
+	if err != nil {
+		return "", "", err
+	}
+	// Checked again, atomically, by the link below; this early check only
+	// spares the user the key generation time.
+	if _, err := os.Lstat(path); err == nil {
+		return "", "", fmt.Errorf("dkim: key %s already exists", path)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", fmt.Errorf("dkim: keygen: %w", err)
+	}
+	key, err := rsa.GenerateKey(rand.Reader, keyBits)
+	if err != nil {
+		return "", "", fmt.Errorf("dkim: keygen: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", "", fmt.Errorf("dkim: keygen: %w", err)
+	}
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if err := writeNew(path, pemBytes); err != nil {
+		return "", "", err
+	}
+	txtValue, err = txtRecord(key.Public())
+	if err != nil {
+		return "", "", err
+	}
+	return recordName(domain, selector), txtValue, nil
+}
+
+// Record returns the TXT record for the existing key of domain and
+// selector, for showing it again after KeyGen.
+func Record(dir, domain, selector string) (txtName, txtValue string, err error) {
+	path, domain, err := keyPath(dir, domain, selector)
+	if err != nil {
+		return "", "", err
+	}
+	key, err := readKey(path)
+	if err != nil {
+		return "", "", err
+	}
+	txtValue, err = txtRecord(key.Public())
+	if err != nil {
+		return "", "", err
+	}
+	return recordName(domain, selector), txtValue, nil
+}
+
+// LoadSigner loads the keys in dir for the given selector and domains.
+// A domain without a key file is simply not signed; a key file that
+// cannot be read or parsed is an error.
+func LoadSigner(dir, selector string, domains []string) (*Signer, error) {
+	s := &Signer{selector: selector, keys: make(map[string]crypto.Signer)}
+	for _, d := range domains {
+		path, d, err := keyPath(dir, d, selector)
+		if err != nil {
+			return nil, err
+		}
+		key, err := readKey(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.keys[d] = key
+	}
+	return s, nil
+}
+
+// Has reports whether s holds a key for domain.
+func (s *Signer) Has(domain string) bool {
+	if s == nil {
+		return false
+	}
+	_, ok := s.keys[canonDomain(domain)]
+	return ok
+}
+
+// Domains returns the domains s can sign for.
+func (s *Signer) Domains() []string {
+	if s == nil {
+		return nil
+	}
+	out := make([]string, 0, len(s.keys))
+	for d := range s.keys {
+		out = append(out, d)
+	}
+	return out
+}
+
+// Signature reads the whole message from r and returns the DKIM-Signature
+// header field for it (name, value and final CRLF), to be prepended to the
+// message. It returns "" when s has no key for domain. Callers that can
+// read the message twice use it to sign without buffering the message.
+func (s *Signer) Signature(r io.Reader, domain string) (string, error) {
+	if !s.Has(domain) {
+		return "", nil
+	}
+	domain = canonDomain(domain)
+	signer, err := msgdkim.NewSigner(&msgdkim.SignOptions{
+		Domain:                 domain,
+		Selector:               s.selector,
+		Signer:                 s.keys[domain],
+		Hash:                   crypto.SHA256,
+		HeaderCanonicalization: msgdkim.CanonicalizationRelaxed,
+		BodyCanonicalization:   msgdkim.CanonicalizationRelaxed,
+		HeaderKeys:             headerKeys,
+	})
+	if err != nil {
+		return "", fmt.Errorf("dkim: sign for %s: %w", domain, err)
+	}
+	if _, err := io.Copy(signer, r); err != nil {
+		signer.Close() // stops the signer's goroutine; the copy error is the one to report
+		return "", fmt.Errorf("dkim: sign for %s: %w", domain, err)
+	}
+	if err := signer.Close(); err != nil {
+		return "", fmt.Errorf("dkim: sign for %s: %w", domain, err)
+	}
+	return signer.Signature(), nil
+}
+
+// Sign writes the message from r to w, preceded by a DKIM-Signature header
+// field when s has a key for domain (signed reports which). The message is
+// read twice: r is rewound when it is an io.Seeker, otherwise the message
+// is held in memory.
+func (s *Signer) Sign(w io.Writer, r io.Reader, domain string) (signed bool, err error) {
+	if !s.Has(domain) {
+		if _, err := io.Copy(w, r); err != nil {
+			return false, fmt.Errorf("dkim: copy message: %w", err)
+		}
+		return false, nil
+	}
+	if rs, ok := r.(io.ReadSeeker); ok {
+		start, err := rs.Seek(0, io.SeekCurrent)
+		if err == nil {
+			return s.signSeeker(w, rs, start, domain)
+		}
+	}
+	var buf bytes.Buffer
+	sig, err := s.Signature(io.TeeReader(r, &buf), domain)
+	if err != nil {
+		return false, err
+	}
+	if _, err := io.WriteString(w, sig); err != nil {
+		return false, fmt.Errorf("dkim: write signed message: %w", err)
+	}
+	if _, err := buf.WriteTo(w); err != nil {
+		return false, fmt.Errorf("dkim: write signed message: %w", err)
+	}
+	return true, nil
+}
+
+func (s *Signer) signSeeker(w io.Writer, rs io.ReadSeeker, start int64, domain string) (bool, error) {
+	sig, err := s.Signature(rs, domain)
+	if err != nil {
+		return false, err
+	}
+	if _, err := rs.Seek(start, io.SeekStart); err != nil {
+		return false, fmt.Errorf("dkim: rewind message: %w", err)
+	}
+	if _, err := io.WriteString(w, sig); err != nil {
+		return false, fmt.Errorf("dkim: write signed message: %w", err)
+	}
+	if _, err := io.Copy(w, rs); err != nil {
+		return false, fmt.Errorf("dkim: write signed message: %w", err)
+	}
+	return true, nil
+}
+
+// keyPath validates domain and selector, since both become part of a file
+// name, and returns the key file's path and the canonical domain.
+func keyPath(dir, domain, selector string) (path, canon string, err error) {
+	canon = canonDomain(domain)
+	if err := envelope.ValidateDomain(canon); err != nil || strings.HasPrefix(canon, "[") {
+		return "", "", fmt.Errorf("dkim: bad domain %q", domain)
+	}
+	if !validSelector(selector) {
+		return "", "", fmt.Errorf("dkim: bad selector %q", selector)
+	}
+	return filepath.Join(dir, canon+"."+selector+".key"), canon, nil
+}
+
+// validSelector accepts dot-separated DNS labels of letters, digits,
+// hyphens and underscores (RFC 6376 §3.1).
+func validSelector(sel string) bool {
+	if sel == "" || len(sel) > 63 {
+		return false
+	}
+	for _, label := range strings.Split(sel, ".") {
+		if label == "" || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+			if !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func canonDomain(d string) string {
+	return strings.ToLower(strings.TrimSuffix(d, "."))
+}
+
+func recordName(domain, selector string) string {
+	return selector + "._domainkey." + domain
+}
+
+// txtRecord formats the public key as an RFC 6376 §3.6.1 key record.
+func txtRecord(pub crypto.PublicKey) (string, error) {
+	switch pub := pub.(type) {
+	case *rsa.PublicKey:
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			return "", fmt.Errorf("dkim: encode public key: %w", err)
+		}
+		return "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der), nil
+	case ed25519.PublicKey:
+		return "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub), nil
+	default:
+		return "", fmt.Errorf("dkim: unsupported key type %T", pub)
+	}
+}
+
+// readKey parses a PEM private key: PKCS#8 (RSA or Ed25519) or PKCS#1 RSA,
+// the forms other tools (openssl, opendkim-genkey) write.
+func readKey(path string) (crypto.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("dkim: read key: %w", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("dkim: key %s: no PEM block", path)
+	}
+	var key any
+	switch block.Type {
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("dkim: key %s: unexpected PEM type %q", path, block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dkim: key %s: %w", path, err)
+	}
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		if k.N.BitLen() < 1024 {
+			return nil, fmt.Errorf("dkim: key %s: RSA key of %d bits is too short (RFC 8301)", path, k.N.BitLen())
+		}
+		return k, nil
+	case ed25519.PrivateKey:
+		return k, nil
+	default:
+		return nil, fmt.Errorf("dkim: key %s: unsupported key type %T", path, key)
+	}
+}
+
+// writeNew stores data at path, which must not exist yet: a temporary file
+// in the same directory is written and synced, then hard-linked into place
+// (link fails if path exists, so a concurrent KeyGen cannot overwrite), and
+// the directory is synced.
+func writeNew(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".keygen-*")
+	if err != nil {
+		return fmt.Errorf("dkim: write key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("dkim: write key: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("dkim: write key: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("dkim: write key: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("dkim: write key: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("dkim: key %s already exists", path)
+		}
+		return fmt.Errorf("dkim: write key: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("dkim: sync key directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("dkim: sync key directory: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,37 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+)
+
+// Resolver is the part of *net.Resolver that delivery needs. Tests inject
+// a fake; production uses net.DefaultResolver or NewResolver.
+type Resolver interface {
+	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+}
+
+// NewResolver returns a resolver that asks the DNS server at addr
+// ("host:port") for every query, or the system's resolver when addr is "".
+func NewResolver(addr string) Resolver {
+	if addr == "" {
+		return net.DefaultResolver
+	}
+	d := net.Dialer{Timeout: 10 * time.Second}
+	return &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
+	}
+}
+
+// isNotFound reports a definite "no such name or no such record" answer
+// (NXDOMAIN or NODATA: net.Resolver cannot tell them apart).
+func isNotFound(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound && !de.IsTemporary && !de.IsTimeout
+}
