@@ -1,0 +1,314 @@
+// Package smtpd is Postie's SMTP front-end: go-smtp backends and listeners
+// for the MX role (port 25: mail for our own domains only, never a relay)
+// and the submission role (587 with STARTTLS, 465 with implicit TLS:
+// authenticated users sending anywhere). It speaks the protocol and
+// enforces policy (relaying, sender binding, connection, size and rate
+// limits); storing mail is someone else's job, reached through the small
+// Recipients, Delivery and Auth interfaces declared here.
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"postie/accounts"
+	"postie/envelope"
+)
+
+// Role selects what a Server is for.
+type Role int
+
+const (
+	// RoleMX receives mail from other MTAs for our domains (port 25). It
+	// offers no AUTH and relays nothing.
+	RoleMX Role = iota + 1
+	// RoleSubmission takes mail from our users (RFC 6409: ports 587 and
+	// 465). AUTH is required before MAIL, and the sender must be the login's.
+	RoleSubmission
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleMX:
+		return "mx"
+	case RoleSubmission:
+		return "submission"
+	}
+	return fmt.Sprintf("Role(%d)", int(r))
+}
+
+// Recipients answers RCPT TO.
+type Recipients interface {
+	IsLocalDomain(domain string) bool
+	// CheckRecipient returns nil or an *envelope.Error: 550 5.1.1 unknown,
+	// 552 5.2.2 over quota, 4xx temporary. Other errors count as temporary.
+	CheckRecipient(ctx context.Context, rcpt string) error
+}
+
+// Delivery takes a message once its envelope is complete.
+type Delivery interface {
+	// Deliver stores the message for every env.To durably before
+	// returning; one error per env.To (nil = accepted). It must read body
+	// to its end; a read error means the message is incomplete and must
+	// not be stored.
+	Deliver(ctx context.Context, env *envelope.Envelope, body io.Reader) []error
+}
+
+// Auth checks submission logins and what they may send as.
+type Auth interface {
+	// Login returns accounts.ErrAuthFailed for bad credentials; any other
+	// error is taken as a temporary failure (454).
+	Login(ctx context.Context, remoteIP, service, username, password string) (*accounts.User, error)
+	CanSendAs(u *accounts.User, addr string) bool
+}
+
+// Options configures a Server. Zero values mean "no limit" unless said.
+type Options struct {
+	Role      Role
+	Hostname  string      // banner and Message-ID domain; "" = "localhost"
+	TLSConfig *tls.Config // nil: no STARTTLS, and ServeTLS fails
+
+	MaxMessageBytes     int64         // SIZE; over it: 552 5.3.4
+	MaxRecipients       int           // per message; over it: 452 4.5.3
+	MaxConnections      int           // in total; over it: 421 4.7.0 and close
+	MaxConnectionsPerIP int           // per client address (IPv6: per /64)
+	IdleTimeout         time.Duration // per read and per write; 0 = 5 minutes (RFC 5321 §4.5.3.2)
+
+	// MessagesPerMinutePerIP limits the MX role (450 4.7.1 at MAIL).
+	MessagesPerMinutePerIP int
+	// MaxMessagesPerHour is the submission role's per-user default (450
+	// 4.7.1 at MAIL); a user's own MaxMessagesPerHour overrides it when > 0.
+	MaxMessagesPerHour int
+
+	Recipients Recipients // required
+	Delivery   Delivery   // required
+	Auth       Auth       // required for RoleSubmission
+
+	Logger *slog.Logger     // nil: slog.Default()
+	Now    func() time.Time // nil: time.Now
+}
+
+// ErrServerClosed is returned by Serve and ServeTLS once Shutdown has been
+// called, and by a second Shutdown. It is go-smtp's own value, so either
+// name matches with errors.Is.
+var ErrServerClosed = smtp.ErrServerClosed
+
+const (
+	defaultIdleTimeout = 5 * time.Minute
+	// maxRejecters bounds the goroutines that tell refused connections
+	// "421 too many connections" (each may need a TLS handshake).
+	maxRejecters = 32
+	// rejectTimeout bounds the time spent on one refused connection.
+	rejectTimeout = 5 * time.Second
+)
+
+// Server is an SMTP server for one role. Serve and ServeTLS may be called
+// several times, on different listeners; limits are shared among them.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+	smtp *smtp.Server
+
+	ctx    context.Context // for calls out (Deliver, Login...); cancelled by a forced close
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	closing   bool
+	listeners map[net.Listener]struct{}
+	conns     map[*trackedConn]struct{}
+	perIP     map[string]int
+	nextID    atomic.Uint64
+	reject    chan struct{} // semaphore for rejecting goroutines
+	rejects   sync.WaitGroup
+
+	ipRate   *window // MX: messages per minute per client address
+	userRate *window // submission: messages per hour per user
+}
+
+// NewServer builds a Server. It panics on a wiring mistake (unknown Role,
+// missing Recipients, Delivery, or Auth for submission), never later.
+func NewServer(opts Options) *Server {
+	switch {
+	case opts.Role != RoleMX && opts.Role != RoleSubmission:
+		panic(fmt.Sprintf("smtpd: NewServer: unknown role %v", opts.Role))
+	case opts.Recipients == nil || opts.Delivery == nil:
+		panic("smtpd: NewServer: Recipients and Delivery are required")
+	case opts.Role == RoleSubmission && opts.Auth == nil:
+		panic("smtpd: NewServer: the submission role needs Auth")
+	}
+	if opts.Hostname == "" {
+		opts.Hostname = "localhost"
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = defaultIdleTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{
+		opts:      opts,
+		log:       opts.Logger,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*trackedConn]struct{}),
+		perIP:     make(map[string]int),
+		reject:    make(chan struct{}, maxRejecters),
+		ipRate:    newWindow(time.Minute),
+		userRate:  newWindow(time.Hour),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	ss := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	ss.Domain = opts.Hostname
+	ss.TLSConfig = opts.TLSConfig
+	ss.MaxMessageBytes = opts.MaxMessageBytes
+	ss.MaxRecipients = opts.MaxRecipients
+	ss.EnableSMTPUTF8 = true
+	// Submission allows AUTH on loopback plaintext too; the session decides
+	// (authAllowed), go-smtp would only know "TLS or anything".
+	ss.AllowInsecureAuth = opts.Role == RoleSubmission
+	// go-smtp's ReadTimeout is one deadline per command that is not
+	// refreshed during DATA; trackedConn sets one per read instead.
+	ss.ReadTimeout, ss.WriteTimeout = 0, 0
+	ss.ErrorLog = errorLog{s.log}
+	s.smtp = ss
+	return s
+}
+
+// Serve accepts plaintext connections on ln (STARTTLS is offered when
+// Options.TLSConfig is set). It returns ErrServerClosed after Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, false) }
+
+// ServeTLS accepts implicit-TLS connections (RFC 8314) on the raw listener
+// ln. Limits and timeouts apply below TLS, so go-smtp still sees a *tls.Conn.
+func (s *Server) ServeTLS(ln net.Listener) error {
+	if s.opts.TLSConfig == nil {
+		return errors.New("smtpd: ServeTLS: Options.TLSConfig is nil")
+	}
+	return s.serve(ln, true)
+}
+
+func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	// Registered here too, so that a Shutdown racing with this call still
+	// closes ln (go-smtp learns of it only inside its Serve).
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var l net.Listener = &limitListener{Listener: ln, srv: s, implicitTLS: implicitTLS}
+	if implicitTLS {
+		l = tls.NewListener(l, s.opts.TLSConfig)
+	}
+	err := s.smtp.Serve(l)
+	if err == nil || s.isClosing() {
+		return ErrServerClosed
+	}
+	return fmt.Errorf("smtpd: serve %s: %w", ln.Addr(), err)
+}
+
+// Shutdown stops accepting, closes idle connections (with a 421), lets
+// transactions in flight finish and then closes their connections. When
+// ctx ends first, every connection is closed at once and ctx's error is
+// returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.closing = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.drain()
+	}
+	s.mu.Unlock()
+
+	done := make(chan error, 1)
+	go func() { done <- s.smtp.Shutdown(context.Background()) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// Forced: cancel calls out (a Deliver in progress sees it) and cut
+		// every connection; their goroutines end in the background.
+		s.cancel()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Conn.Close()
+		}
+		s.mu.Unlock()
+		return ctx.Err()
+	}
+	s.cancel()
+	s.rejects.Wait()
+	if errors.Is(err, ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		err = nil // we closed the listeners ourselves
+	}
+	return err
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// activeConns reports how many connections are open (for tests).
+func (s *Server) activeConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// errorLog routes go-smtp's internal log to slog. It reports recovered
+// panics and connection errors (which are routine: resets, timeouts).
+type errorLog struct{ log *slog.Logger }
+
+func (l errorLog) Printf(format string, v ...any) { l.print(fmt.Sprintf(format, v...)) }
+func (l errorLog) Println(v ...any)               { l.print(strings.TrimSuffix(fmt.Sprintln(v...), "\n")) }
+
+func (l errorLog) print(msg string) {
+	if isBDATCloseRace(msg) {
+		l.log.Warn("smtp: go-smtp BDAT goroutine started on a closed connection (recovered, harmless)")
+		return
+	}
+	if strings.Contains(msg, "panic") {
+		l.log.Error("smtp: recovered panic", "detail", msg)
+		return
+	}
+	l.log.Debug("smtp: connection error", "detail", msg)
+}
+
+// isBDATCloseRace recognises a go-smtp v0.25.1 bug that a client can set
+// off by hanging up right after a BDAT command: the goroutine that runs
+// Data calls c.Session() after Close has cleared it, and the nil Session
+// panics. go-smtp recovers it; the connection was closing anyway.
+func isBDATCloseRace(msg string) bool {
+	return strings.Contains(msg, "nil pointer dereference") &&
+		strings.Contains(msg, "go-smtp.(*Conn).handleBdat.func1()") &&
+		!strings.Contains(msg, "postie/")
+}

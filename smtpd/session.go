@@ -1,0 +1,411 @@
+package smtpd
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/emersion/go-smtp"
+
+	"postie/accounts"
+	"postie/envelope"
+)
+
+// session is one client's state between EHLO and the end of the
+// connection (or STARTTLS, after which go-smtp starts a new one). go-smtp
+// calls it from the connection's goroutine, except Data under BDAT, which
+// runs on its own goroutine while RSET or a close may call Reset/Logout:
+// hence the mutex.
+type session struct {
+	srv      *Server
+	conn     *smtp.Conn
+	tc       *trackedConn // nil only for connections we did not accept
+	log      *slog.Logger
+	ip       netip.Addr
+	loopback bool
+	tlsDesc  string // "TLS1.3 TLS_AES_128_GCM_SHA256"; "" in plaintext
+
+	mu           sync.Mutex
+	user         *accounts.User // submission: set by a successful AUTH
+	authFailures int
+	inTx         bool // between MAIL and the end of the transaction
+	from         string
+	helo         string
+	to           []string
+	seen         map[string]bool // envelope.Key of each recipient in to
+	resv         *reservation    // rate-limit slot taken at MAIL
+}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	if s.isClosing() {
+		return nil, errShuttingDown
+	}
+	nc := c.Conn()
+	tc := trackedOf(nc)
+	ip := addrIP(nc.RemoteAddr())
+	sess := &session{srv: s, conn: c, tc: tc, ip: ip, loopback: ip.IsLoopback()}
+	if st, ok := c.TLSConnectionState(); ok {
+		sess.tlsDesc = tlsDescription(st)
+	}
+	var id uint64
+	if tc != nil {
+		id = tc.id
+	}
+	sess.log = s.log.With("conn", id, "remote", ip.String())
+	if s.opts.Role == RoleSubmission {
+		return &authSession{sess}, nil
+	}
+	return sess, nil
+}
+
+// Mail starts a transaction (RFC 5321 §4.1.1.2).
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	if s.srv.isClosing() {
+		if s.tc != nil {
+			s.tc.kill()
+		}
+		return errShuttingDown
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inTx {
+		return errNestedMail
+	}
+	var (
+		addr string
+		resv *reservation
+		err  error
+	)
+	if s.srv.opts.Role == RoleSubmission {
+		addr, resv, err = s.mailSubmission(from)
+	} else {
+		addr, resv, err = s.mailMX(from)
+	}
+	if err != nil {
+		s.log.Info("MAIL refused", "from", from, "user", s.userName(), "reply", err.Error())
+		return err
+	}
+	s.inTx, s.from, s.helo, s.to, s.seen, s.resv = true, addr, s.conn.Hostname(), nil, nil, resv
+	if s.tc != nil {
+		s.tc.setBusy(true)
+	}
+	return nil
+}
+
+func (s *session) mailMX(from string) (string, *reservation, error) {
+	addr := ""
+	if from != "" {
+		var ok bool
+		if addr, ok = checkSender(from); !ok {
+			return "", nil, errBadSender
+		}
+	}
+	if limit := s.srv.opts.MessagesPerMinutePerIP; limit > 0 {
+		key, now := limitKey(s.ip), s.srv.opts.Now()
+		if !s.srv.ipRate.take(key, limit, now) {
+			return "", nil, errRateIP
+		}
+		return addr, &reservation{s.srv.ipRate, key, now}, nil
+	}
+	return addr, nil, nil
+}
+
+func (s *session) mailSubmission(from string) (string, *reservation, error) {
+	u := s.user
+	switch {
+	case u == nil:
+		return "", nil, errAuthRequired
+	case from == "":
+		return "", nil, errNullSender
+	}
+	addr, ok := checkSender(from)
+	if !ok {
+		return "", nil, errBadSender
+	}
+	if !s.srv.opts.Auth.CanSendAs(u, addr) {
+		return "", nil, errNotYourSender
+	}
+	limit := s.srv.opts.MaxMessagesPerHour
+	if u.MaxMessagesPerHour > 0 {
+		limit = u.MaxMessagesPerHour
+	}
+	if limit > 0 {
+		key, now := envelope.Key(u.Address), s.srv.opts.Now()
+		if !s.srv.userRate.take(key, limit, now) {
+			return "", nil, errRateUser
+		}
+		return addr, &reservation{s.srv.userRate, key, now}, nil
+	}
+	return addr, nil, nil
+}
+
+// Rcpt adds a recipient: ours on both roles (postmaster always, RFC 5321
+// §4.5.1), anyone's for an authenticated submission, nobody else's.
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	addr, err := envelope.Normalize(to)
+	if err != nil {
+		s.log.Info("RCPT refused", "to", to, "reply", errBadRcpt.Error())
+		return errBadRcpt
+	}
+	key := envelope.Key(addr)
+	s.mu.Lock()
+	inTx, dup, user, from := s.inTx, s.seen[key], s.user, s.from
+	s.mu.Unlock()
+	switch {
+	case !inTx:
+		return errNoMail
+	case dup:
+		return nil // one copy each: go-smtp still counts it toward MaxRecipients
+	}
+	if reply := s.checkRcpt(addr, user); reply != nil {
+		s.log.Info("RCPT refused", "from", from, "to", addr, "user", s.userName(), "reply", reply.Error())
+		return reply
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.inTx || s.seen[key] {
+		return nil
+	}
+	if s.seen == nil {
+		s.seen = make(map[string]bool)
+	}
+	s.to = append(s.to, addr)
+	s.seen[key] = true
+	return nil
+}
+
+func (s *session) checkRcpt(addr string, user *accounts.User) *smtp.SMTPError {
+	local, domain := envelope.Split(addr)
+	if !s.srv.opts.Recipients.IsLocalDomain(domain) {
+		if s.srv.opts.Role == RoleSubmission && user != nil {
+			return nil // relay for the authenticated
+		}
+		return errRelayDenied
+	}
+	if strings.EqualFold(local, "postmaster") {
+		return nil
+	}
+	return replyFor(s.srv.opts.Recipients.CheckRecipient(s.srv.ctx, addr))
+}
+
+// Data hands the message to Delivery and turns its per-recipient results
+// into the one reply SMTP allows.
+func (s *session) Data(r io.Reader) error {
+	s.mu.Lock()
+	env := &envelope.Envelope{
+		ID: rand.Text(), From: s.from, To: append([]string(nil), s.to...),
+		Helo: s.helo, Protocol: s.protocol(), TLS: s.tlsDesc, Received: s.srv.opts.Now(),
+	}
+	if s.ip.IsValid() {
+		env.RemoteAddr = s.ip.String()
+	}
+	user := s.user
+	s.mu.Unlock()
+	if user != nil {
+		env.AuthUser = user.Address
+	}
+	in := &trackReader{r: r}
+	if len(env.To) == 0 {
+		s.logMessage(env, in.n, "refused", errNoRecipients)
+		return errNoRecipients
+	}
+	var body io.Reader = in
+	if s.srv.opts.Role == RoleSubmission {
+		b, reply := s.prepareMessage(in, env, user)
+		if reply != nil {
+			s.logMessage(env, in.n, "refused", reply)
+			return reply
+		}
+		body = b
+	}
+	out := &trackReader{r: body}
+	errs := s.srv.opts.Delivery.Deliver(s.srv.ctx, env, out)
+	reply, accepted := s.verdict(env, in, out, errs)
+	if accepted {
+		s.mu.Lock()
+		s.resv = nil // the message counts
+		s.mu.Unlock()
+	}
+	return reply
+}
+
+// verdict chooses the DATA reply. All accepted: 250. None: the first
+// temporary error if there is one (a retry then loses nothing), else the
+// first permanent one. Some: 250, because those copies are stored and a
+// failure reply would make the client send them all again; each refused
+// copy is logged as an error, for the postmaster to see. (RFC 5321 has no
+// per-recipient DATA reply outside LMTP, and such late refusals, a mailbox
+// filled since RCPT, are rare.)
+func (s *session) verdict(env *envelope.Envelope, in, out *trackReader, errs []error) (*smtp.SMTPError, bool) {
+	errs = s.fitResults(env, errs)
+	var firstTemp, firstPerm *smtp.SMTPError
+	accepted := 0
+	for _, err := range errs {
+		switch reply := replyFor(err); {
+		case reply == nil:
+			accepted++
+		case reply.Temporary() && firstTemp == nil:
+			firstTemp = reply
+		case !reply.Temporary() && firstPerm == nil:
+			firstPerm = reply
+		}
+	}
+	ok := &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + env.ID}
+	switch {
+	case in.err != nil:
+		reply := readFailure(in.err)
+		if accepted > 0 {
+			s.log.Error("delivery accepted a message that was not received completely", "id", env.ID, "err", in.err)
+		}
+		s.logMessage(env, in.n, "refused", reply, "err", in.err)
+		return reply, false
+	case accepted > 0 && !out.eof:
+		// Stored, but maybe cut short: ask for the message again rather
+		// than keep a truncated copy as the only one.
+		s.log.Error("delivery returned without reading the whole message", "id", env.ID)
+		s.logMessage(env, in.n, "refused", errTempLocal)
+		return errTempLocal, false
+	case accepted == len(env.To):
+		s.logMessage(env, in.n, "accepted", ok)
+		return ok, true
+	case accepted > 0:
+		for i, err := range errs {
+			if err != nil {
+				s.log.Error("message accepted but not delivered to one recipient", "id", env.ID, "from", env.From, "to", env.To[i], "err", err)
+			}
+		}
+		s.logMessage(env, in.n, "partial", ok, "failed", len(env.To)-accepted)
+		return ok, true
+	}
+	reply := firstPerm
+	if firstTemp != nil {
+		reply = firstTemp
+	}
+	for i, err := range errs {
+		s.log.Info("recipient refused at DATA", "id", env.ID, "to", env.To[i], "err", err)
+	}
+	s.logMessage(env, in.n, "refused", reply)
+	return reply, false
+}
+
+// fitResults makes errs one per recipient: a Delivery that returns too
+// few results has not stored the rest.
+func (s *session) fitResults(env *envelope.Envelope, errs []error) []error {
+	if len(errs) == len(env.To) {
+		return errs
+	}
+	s.log.Error("delivery returned a wrong number of results", "id", env.ID, "results", len(errs), "recipients", len(env.To))
+	fixed := make([]error, len(env.To))
+	for i := range fixed {
+		fixed[i] = errTempLocal
+		if i < len(errs) {
+			fixed[i] = errs[i]
+		}
+	}
+	return fixed
+}
+
+// logMessage writes the one line per message accepted or refused.
+func (s *session) logMessage(env *envelope.Envelope, size int64, outcome string, reply *smtp.SMTPError, extra ...any) {
+	args := []any{
+		"id", env.ID, "role", s.srv.opts.Role.String(), "from", env.From, "to", env.To,
+		"size", size, "outcome", outcome, "code", reply.Code, "reply", reply.Message,
+	}
+	if env.AuthUser != "" {
+		args = append(args, "user", env.AuthUser)
+	}
+	if env.TLS != "" {
+		args = append(args, "tls", env.TLS)
+	}
+	s.log.Info("message", append(args, extra...)...)
+}
+
+// Reset ends the transaction (after DATA, RSET, a repeated EHLO). A
+// rate-limit slot taken at MAIL is given back unless a message went out.
+func (s *session) Reset() {
+	s.mu.Lock()
+	resv, wasTx := s.resv, s.inTx
+	s.inTx, s.from, s.to, s.seen, s.resv = false, "", nil, nil, nil
+	s.mu.Unlock()
+	resv.release()
+	if wasTx && s.tc != nil {
+		s.tc.setBusy(false)
+	}
+}
+
+// Logout is called when the connection closes or switches to TLS.
+func (s *session) Logout() error {
+	s.Reset()
+	return nil
+}
+
+func (s *session) protocol() string {
+	switch {
+	case s.srv.opts.Role == RoleMX && s.tlsDesc == "":
+		return "ESMTP"
+	case s.srv.opts.Role == RoleMX:
+		return "ESMTPS"
+	case s.tlsDesc == "":
+		return "ESMTPA" // RFC 3848; loopback only
+	}
+	return "ESMTPSA"
+}
+
+func (s *session) userName() string {
+	if s.user == nil {
+		return ""
+	}
+	return s.user.Address
+}
+
+// trackReader counts bytes, and remembers the first read error and
+// whether the end was reached.
+type trackReader struct {
+	r   io.Reader
+	n   int64
+	err error
+	eof bool
+}
+
+func (t *trackReader) Read(b []byte) (int, error) {
+	n, err := t.r.Read(b)
+	t.n += int64(n)
+	switch {
+	case err == io.EOF:
+		t.eof = true
+	case err != nil && t.err == nil:
+		t.err = err
+	}
+	return n, err
+}
+
+// checkSender accepts what go-smtp parsed as a reverse-path when it is
+// safe to carry on (it ends up in Return-Path: and in bounces): printable,
+// no spaces or brackets, a sound domain. It is laxer than
+// envelope.Validate on the local part, because refusing a real sender's
+// odd but legal address loses their mail. It returns the address with its
+// domain lower-cased.
+func checkSender(addr string) (string, bool) {
+	if len(addr) > 254 || !utf8.ValidString(addr) {
+		return "", false
+	}
+	for _, r := range addr {
+		if r <= ' ' || r == 0x7f || r == '<' || r == '>' || r == '\\' {
+			return "", false
+		}
+	}
+	local, domain := envelope.Split(addr)
+	if local == "" || len(local) > 64 || envelope.ValidateDomain(domain) != nil {
+		return "", false
+	}
+	return local + "@" + strings.ToLower(strings.TrimSuffix(domain, ".")), true
+}
+
+func tlsDescription(st tls.ConnectionState) string {
+	return strings.ReplaceAll(tls.VersionName(st.Version), " ", "") + " " + tls.CipherSuiteName(st.CipherSuite)
+}
