@@ -1,0 +1,270 @@
+package queue
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+)
+
+// maxReportHeaders bounds the original header block copied into a DSN.
+const maxReportHeaders = 64 << 10
+
+// report is what a DSN says.
+type report struct {
+	hostname string
+	queueID  string
+	dsnID    string
+	sender   string
+	arrival  time.Time
+	now      time.Time
+	delayed  bool // a delay notice rather than a bounce
+	lifetime time.Duration
+	waited   time.Duration
+	rcpts    []RcptState
+	headers  []byte // the original header block, CRLF lines; may be empty
+}
+
+// writeReport writes an RFC 3464 delivery status notification: a
+// multipart/report (RFC 6522) with a text part for people, a
+// message/delivery-status part, and the original headers as
+// text/rfc822-headers.
+func writeReport(w io.Writer, rep *report) error {
+	// go-message writes fields last added first: they are added bottom up.
+	var h mail.Header
+	var boundary [16]byte
+	rand.Read(boundary[:])
+	h.SetContentType("multipart/report", map[string]string{
+		"report-type": "delivery-status", "boundary": "=_" + hex.EncodeToString(boundary[:]),
+	})
+	h.Set("MIME-Version", "1.0")
+	h.Set("Auto-Submitted", "auto-replied") // RFC 3834 §5: never answer this automatically
+	h.SetMessageID(rep.dsnID + "@" + rep.hostname)
+	h.SetDate(rep.now)
+	if rep.delayed {
+		h.SetSubject("Delayed Mail (still being retried)")
+	} else {
+		h.SetSubject("Undelivered Mail Returned to Sender")
+	}
+	h.SetAddressList("To", []*mail.Address{{Address: rep.sender}})
+	h.SetAddressList("From", []*mail.Address{{Name: "Mail Delivery System", Address: "MAILER-DAEMON@" + rep.hostname}})
+	mw, err := message.CreateWriter(w, h.Header)
+	if err != nil {
+		return err
+	}
+
+	text := humanText(rep)
+	err = writePart(mw, "text/plain", map[string]string{"charset": "utf-8"}, "Notification",
+		transferEncoding(text, "quoted-printable"), text)
+	if err == nil {
+		err = writePart(mw, "message/delivery-status", nil, "Delivery report", "7bit", statusFields(rep))
+	}
+	if err == nil && len(rep.headers) > 0 {
+		err = writePart(mw, "text/rfc822-headers", nil, "Undelivered message headers",
+			transferEncoding(string(rep.headers), "8bit"), string(rep.headers))
+	}
+	if err != nil {
+		return err
+	}
+	return mw.Close()
+}
+
+func writePart(mw *message.Writer, mediaType string, params map[string]string, desc, cte, body string) error {
+	var h message.Header
+	h.Set("Content-Transfer-Encoding", cte)
+	h.Set("Content-Description", desc)
+	h.SetContentType(mediaType, params)
+	pw, err := mw.CreatePart(h)
+	if err != nil {
+		return err
+	}
+	if _, err := io.WriteString(pw, body); err != nil {
+		return err
+	}
+	return pw.Close()
+}
+
+func transferEncoding(s, nonASCII string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return nonASCII
+		}
+	}
+	return "7bit"
+}
+
+// humanText is the part a person reads: what happened, to whom, and what
+// the remote server said.
+func humanText(rep *report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "This is the mail system at host %s.\r\n\r\n", rep.hostname)
+	if rep.delayed {
+		fmt.Fprintf(&b, "Your message has not yet been delivered to the recipients below; it\r\n"+
+			"has been waiting for %s. The mail system will keep trying until\r\n%s.\r\n"+
+			"You do not need to send it again.\r\n\r\n",
+			humanDuration(rep.waited.Round(time.Minute)), rep.arrival.Add(rep.lifetime).Format(time.RFC1123Z))
+	} else {
+		b.WriteString("Your message could not be delivered to one or more recipients.\r\n" +
+			"Its headers are attached below. For help, please contact your\r\n" +
+			"mail administrator.\r\n\r\n")
+	}
+	for _, r := range rep.rcpts {
+		fmt.Fprintf(&b, "<%s>: %s\r\n", r.Addr, humanLine(rep.delayed, r))
+	}
+	return b.String()
+}
+
+func humanLine(delayed bool, r RcptState) string {
+	last := r.Reply
+	if last == "" {
+		last = r.LastError
+	}
+	if r.RemoteMTA != "" && r.Reply != "" {
+		last = "host " + r.RemoteMTA + " said: " + r.Reply
+	}
+	last = cleanText(last)
+	switch {
+	case delayed && last == "":
+		return "not yet attempted"
+	case delayed:
+		return "the last attempt failed: " + last
+	case r.Reason != "" && last != "":
+		return r.Reason + "; the last attempt failed: " + last
+	case r.Reason != "":
+		return r.Reason
+	}
+	return last
+}
+
+// statusFields is the message/delivery-status body (RFC 3464 §2): the
+// per-message fields, then one block per recipient.
+func statusFields(rep *report) string {
+	var b strings.Builder
+	field := func(name, value string) { b.WriteString(name + ": " + value + "\r\n") }
+	field("Reporting-MTA", "dns; "+fieldText(rep.hostname))
+	field("X-Postie-Queue-ID", rep.queueID)
+	field("Arrival-Date", rep.arrival.Format(time.RFC1123Z))
+	for _, r := range rep.rcpts {
+		b.WriteString("\r\n")
+		field("Final-Recipient", "rfc822; "+fieldText(r.Addr))
+		status := r.DSNStatus
+		if rep.delayed {
+			field("Action", "delayed")
+			if !strings.HasPrefix(status, "4.") {
+				status = "4.0.0"
+			}
+		} else {
+			field("Action", "failed")
+			if !strings.HasPrefix(status, "5.") {
+				status = "5.0.0"
+			}
+		}
+		field("Status", status)
+		if host := fieldText(r.RemoteMTA); host != "" {
+			field("Remote-MTA", "dns; "+host)
+		}
+		if reply := fieldText(r.Reply); reply != "" {
+			field("Diagnostic-Code", "smtp; "+reply)
+		}
+		if !r.LastAttempt.IsZero() {
+			field("Last-Attempt-Date", r.LastAttempt.Format(time.RFC1123Z))
+		}
+		if rep.delayed {
+			field("Will-Retry-Until", rep.arrival.Add(rep.lifetime).Format(time.RFC1123Z))
+		}
+	}
+	return b.String()
+}
+
+// fieldText makes text from the network safe for a header field value:
+// printable ASCII on one line, at most 900 octets (RFC 5322 §2.1.1
+// allows 998).
+func fieldText(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c < ' ' || c >= 0x7f {
+			if c == '\r' || c == '\n' || c == '\t' {
+				b[i] = ' '
+			} else {
+				b[i] = '?'
+			}
+		}
+	}
+	s = strings.Join(strings.Fields(string(b)), " ")
+	if len(s) > 900 {
+		s = s[:900]
+	}
+	return s
+}
+
+// cleanText makes text from the network safe for one line of the text
+// part: valid UTF-8 without control characters.
+func cleanText(s string) string {
+	s = strings.ToValidUTF8(s, "?")
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 900 {
+		s = s[:900]
+		for !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+	}
+	return s
+}
+
+// readHeaders reads the header block of the message at path, as CRLF
+// lines, without the blank line that ends it, up to max octets (whole
+// lines only).
+func readHeaders(path string, max int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 4096)
+	var out bytes.Buffer
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+			return nil, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		// A line longer than RFC 5322 allows (998) is not a header line
+		// we can pass on: stop there.
+		if len(line) == 0 || len(line) > 998 || out.Len()+len(line)+2 > max {
+			break
+		}
+		out.Write(line)
+		out.WriteString("\r\n")
+		if err != nil {
+			break
+		}
+	}
+	return out.Bytes(), nil
+}
+
+// humanDuration writes whole days as days, the rest as Go does.
+func humanDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d == day:
+		return "1 day"
+	case d > day && d%day == 0:
+		return fmt.Sprintf("%d days", d/day)
+	}
+	return d.String()
+}

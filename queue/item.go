@@ -1,0 +1,286 @@
+package queue
+
+import (
+	"container/heap"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// item is a queued message in memory. Its fields are guarded by Queue.mu,
+// except fileMu and written. Lock order: fileMu, then Queue.mu.
+type item struct {
+	st      state
+	groups  map[string]*sched // recipient domains with pending recipients
+	notice  sched             // handing the pending DSN (bounce or delay notice) to the Bouncer
+	running int               // tasks in flight
+	deleted bool              // removed from the spool; tasks in flight just end
+
+	version uint64     // bumped at each snapshot, under Queue.mu
+	fileMu  sync.Mutex // serialises state file writes and the removal
+	written uint64     // the version on disk, under fileMu
+}
+
+// sched is the schedule of one unit of work: a domain's attempt or a DSN.
+type sched struct {
+	next    time.Time
+	gen     uint64 // bumped at each (re)scheduling; older heap entries are stale
+	running bool
+}
+
+// unit is a heap entry: some work on an item due at a time.
+type unit struct {
+	at  time.Time
+	seq uint64 // FIFO among equal times
+	it  *item
+	dom string // recipient domain; "" for the item's DSN
+	gen uint64
+}
+
+type unitHeap []unit
+
+func (h unitHeap) Len() int { return len(h) }
+func (h unitHeap) Less(i, j int) bool {
+	if !h[i].at.Equal(h[j].at) {
+		return h[i].at.Before(h[j].at)
+	}
+	return h[i].seq < h[j].seq
+}
+func (h unitHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *unitHeap) Push(x any)   { *h = append(*h, x.(unit)) }
+func (h *unitHeap) Pop() any {
+	old := *h
+	u := old[len(old)-1]
+	old[len(old)-1] = unit{}
+	*h = old[:len(old)-1]
+	return u
+}
+
+func (it *item) hasStatus(status string) bool {
+	for i := range it.st.Rcpts {
+		if it.st.Rcpts[i].Status == status {
+			return true
+		}
+	}
+	return false
+}
+
+// finished reports whether every recipient is delivered, bounced or dropped.
+func (it *item) finished() bool {
+	for i := range it.st.Rcpts {
+		if !it.st.Rcpts[i].done() {
+			return false
+		}
+	}
+	return true
+}
+
+// pendingIn returns the pending recipients of a domain, by index and address.
+func (it *item) pendingIn(dom string) (idx []int, addrs []string) {
+	for i := range it.st.Rcpts {
+		r := &it.st.Rcpts[i]
+		if r.Status == StatusPending && rcptDomain(r.Addr) == dom {
+			idx = append(idx, i)
+			addrs = append(addrs, r.Addr)
+		}
+	}
+	return idx, addrs
+}
+
+// failRcpt marks recipient i as failed for good: it waits for its DSN, or,
+// for a message from the null sender (which must never be answered, RFC
+// 5321 §4.5.5), it is dropped.
+func (st *state) failRcpt(i int, dsnStatus, reason string) {
+	r := &st.Rcpts[i]
+	r.NextAttempt = time.Time{}
+	if dsnStatus != "" {
+		r.DSNStatus = dsnStatus
+	}
+	r.Reason = reason
+	if st.From == "" {
+		r.Status = StatusDropped
+	} else {
+		r.Status = StatusFailed
+	}
+}
+
+const reasonCancelled = "delivery cancelled by the mail system administrator"
+
+// cancel fails every pending recipient that is not in one of the busy
+// domains, for Bounce.
+func (st *state) cancel(busy func(dom string) bool) {
+	st.Cancelled = true
+	for i := range st.Rcpts {
+		if st.Rcpts[i].Status == StatusPending && !busy(rcptDomain(st.Rcpts[i].Addr)) {
+			st.failRcpt(i, "5.0.0", reasonCancelled)
+		}
+	}
+}
+
+// addLocked puts a loaded or new message into memory and schedules it.
+func (q *Queue) addLocked(st *state) *item {
+	it := &item{st: *st, groups: make(map[string]*sched)}
+	if it.st.Cancelled {
+		it.st.cancel(func(string) bool { return false })
+	}
+	for i := range it.st.Rcpts {
+		r := &it.st.Rcpts[i]
+		if r.Status != StatusPending {
+			continue
+		}
+		dom := rcptDomain(r.Addr)
+		if s := it.groups[dom]; s == nil {
+			it.groups[dom] = &sched{next: r.NextAttempt}
+		} else if r.NextAttempt.Before(s.next) {
+			s.next = r.NextAttempt
+		}
+	}
+	q.items[it.st.ID] = it
+	for dom, s := range it.groups {
+		q.scheduleLocked(it, dom, s, s.next)
+	}
+	q.scheduleNoticeLocked(it)
+	return it
+}
+
+func (q *Queue) scheduleLocked(it *item, dom string, s *sched, at time.Time) {
+	s.next = at
+	s.gen++
+	q.seq++
+	heap.Push(&q.units, unit{at: at, seq: q.seq, it: it, dom: dom, gen: s.gen})
+}
+
+// scheduleNoticeLocked (re)schedules the item's DSN, if it needs one.
+func (q *Queue) scheduleNoticeLocked(it *item) {
+	if it.notice.running {
+		return // its end reschedules
+	}
+	at, ok := q.noticeDueLocked(it)
+	if !ok {
+		it.notice.gen++ // nothing to send: invalidate what is in the heap
+		return
+	}
+	q.scheduleLocked(it, "", &it.notice, at)
+}
+
+// noticeDueLocked says when the item's next DSN is due: a bounce once
+// recipients have failed and no attempt of the message is running (so
+// that recipients failing together share one DSN), a delay notice
+// DelayWarning after arrival. NoticeNext holds back a hand-over that
+// failed.
+func (q *Queue) noticeDueLocked(it *item) (time.Time, bool) {
+	if it.hasStatus(StatusFailed) {
+		for _, s := range it.groups {
+			if s.running {
+				return time.Time{}, false // its end reschedules
+			}
+		}
+		return it.st.NoticeNext, true
+	}
+	if q.opts.DelayWarning > 0 && !it.st.DelayNotified && it.st.From != "" && it.hasStatus(StatusPending) {
+		at := it.st.Created.Add(q.opts.DelayWarning)
+		if it.st.NoticeNext.After(at) {
+			at = it.st.NoticeNext
+		}
+		return at, true
+	}
+	return time.Time{}, false
+}
+
+// schedFor returns the schedule a heap entry stands for, or nil if the
+// entry is stale (rescheduled, running, or its work is gone).
+func (q *Queue) schedFor(u unit) *sched {
+	if u.it.deleted {
+		return nil
+	}
+	s := &u.it.notice
+	if u.dom != "" {
+		s = u.it.groups[u.dom]
+	}
+	if s == nil || s.gen != u.gen || s.running {
+		return nil
+	}
+	return s
+}
+
+// backoff is the wait before retry number n (n ≥ 1): MinRetry doubled at
+// each attempt up to MaxRetry, less up to a tenth at random so that
+// messages that failed together do not come back together.
+func (q *Queue) backoff(n int) time.Duration {
+	d := q.opts.MinRetry
+	for i := 1; i < n && d < q.opts.MaxRetry; i++ {
+		d *= 2
+	}
+	d = min(d, q.opts.MaxRetry)
+	if j := d / 10; j > 0 {
+		d -= rand.N(j)
+	}
+	return d
+}
+
+// snapshotLocked encodes the item's state for persist.
+func (q *Queue) snapshotLocked(it *item) ([]byte, uint64) {
+	it.version++
+	data, err := json.MarshalIndent(&it.st, "", "\t")
+	if err != nil {
+		panic(fmt.Sprintf("queue: encoding state: %v", err)) // plain data: cannot fail
+	}
+	return data, it.version
+}
+
+// persist writes a snapshot to the state file, unless a newer one is
+// already there or the item was removed.
+func (q *Queue) persist(it *item, data []byte, version uint64) {
+	it.fileMu.Lock()
+	defer it.fileMu.Unlock()
+	q.mu.Lock()
+	deleted := it.deleted
+	q.mu.Unlock()
+	if deleted || it.written >= version {
+		return
+	}
+	err := writeFileSynced(filepath.Join(q.dir, it.st.ID+stateExt), data)
+	if err == nil {
+		err = q.dirSync.Sync()
+	}
+	if err != nil {
+		// The memory is right and the disk is behind: after a crash some
+		// work may be done twice, never lost.
+		q.log.Error("queue: saving state", "id", it.st.ID, "err", err)
+		return
+	}
+	it.written = version
+}
+
+// remove takes the item out of memory and off the disk.
+func (q *Queue) remove(it *item) {
+	it.fileMu.Lock()
+	q.mu.Lock()
+	if it.deleted {
+		q.mu.Unlock()
+		it.fileMu.Unlock()
+		return
+	}
+	it.deleted = true
+	if q.items[it.st.ID] == it {
+		delete(q.items, it.st.ID)
+	}
+	// The state file goes first and under mu, so rescan never sees a
+	// message that is half removed.
+	err := os.Remove(filepath.Join(q.dir, it.st.ID+stateExt))
+	q.mu.Unlock()
+	it.fileMu.Unlock()
+	if err == nil || os.IsNotExist(err) {
+		err = os.Remove(filepath.Join(q.dir, it.st.ID+msgExt))
+	}
+	if err == nil || os.IsNotExist(err) {
+		err = q.dirSync.Sync()
+	}
+	if err != nil {
+		q.log.Error("queue: removing message", "id", it.st.ID, "err", err)
+	}
+}

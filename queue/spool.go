@@ -1,0 +1,261 @@
+package queue
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The spool directory holds, per message, "<id>.msg" (the message as
+// received) and "<id>.json" (its envelope and delivery state). The state
+// file is the commit point: it is written last, through "<id>.json.tmp"
+// and a rename, so a message file without a state file is an Enqueue that
+// never finished. Besides those:
+//
+//	owner.lock   flock(LOCK_EX) held by the process that runs the scheduler; holds its PID
+//	write.lock   flock(LOCK_SH) held by other processes while they enqueue; the owner
+//	             takes it exclusively while it cleans up after a crash
+//	admin/       requests from other processes (see admin.go)
+const (
+	msgExt        = ".msg"
+	stateExt      = ".json"
+	tmpExt        = ".tmp"
+	ownerLockName = "owner.lock"
+	writeLockName = "write.lock"
+	adminDirName  = "admin"
+	stateVersion  = 1
+)
+
+// Recipient statuses, as kept in RcptState.Status.
+const (
+	StatusPending   = "pending"   // not yet delivered; will be tried again
+	StatusDelivered = "delivered" // accepted by the remote server
+	StatusFailed    = "failed"    // failed for good; its DSN is not yet handed to the Bouncer
+	StatusBounced   = "bounced"   // failed for good and the sender was told
+	StatusDropped   = "dropped"   // failed for good and nobody could be told (null sender)
+)
+
+// RcptState is the delivery state of one recipient of a queued message.
+type RcptState struct {
+	Addr        string    `json:"addr"`
+	Status      string    `json:"status"`
+	Attempts    int       `json:"attempts,omitempty"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	LastError   string    `json:"last_error,omitempty"` // the last failure, for people
+	Reply       string    `json:"reply,omitempty"`      // the last SMTP reply, "550 5.1.1 text"; empty if none
+	DSNStatus   string    `json:"dsn_status,omitempty"` // RFC 3463 status for a DSN, "5.1.1"
+	RemoteMTA   string    `json:"remote_mta,omitempty"` // the host that gave Reply, when known
+	Reason      string    `json:"reason,omitempty"`     // why it failed for good, when the reply alone does not say
+}
+
+// done reports whether nothing more will happen to the recipient.
+func (r *RcptState) done() bool {
+	return r.Status == StatusDelivered || r.Status == StatusBounced || r.Status == StatusDropped
+}
+
+// state is the content of a state file.
+type state struct {
+	Version       int         `json:"version"`
+	ID            string      `json:"id"`
+	EnvID         string      `json:"env_id,omitempty"` // the front-end's transaction ID, for logs
+	From          string      `json:"from"`
+	Created       time.Time   `json:"created"`
+	Size          int64       `json:"size"`
+	RemoteAddr    string      `json:"remote_addr,omitempty"`
+	AuthUser      string      `json:"auth_user,omitempty"`
+	DelayNotified bool        `json:"delay_notified,omitempty"`
+	Cancelled     bool        `json:"cancelled,omitempty"`    // bounced by the administrator
+	NoticeTries   int         `json:"notice_tries,omitempty"` // failed hand-overs of the pending DSN
+	NoticeNext    time.Time   `json:"notice_next,omitzero"`   // when to try the hand-over again
+	Rcpts         []RcptState `json:"rcpts"`
+}
+
+func decodeState(data []byte) (*state, error) {
+	var st state
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, err
+	}
+	if st.Version != stateVersion {
+		return nil, fmt.Errorf("unknown state version %d", st.Version)
+	}
+	if !validID(st.ID) || len(st.Rcpts) == 0 {
+		return nil, errors.New("state file lacks an ID or recipients")
+	}
+	return &st, nil
+}
+
+func readState(path string) (*state, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := decodeState(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if base := filepath.Base(path); base != st.ID+stateExt {
+		return nil, fmt.Errorf("%s: holds ID %q", path, st.ID)
+	}
+	return st, nil
+}
+
+// writeFileSynced writes data to path through path+".tmp": write, fsync,
+// rename. The caller fsyncs the directory.
+func writeFileSynced(path string, data []byte) error {
+	tmp := path + tmpExt
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// writeState writes st durably, except for the directory fsync.
+func writeState(dir string, st *state) error {
+	data, err := json.MarshalIndent(st, "", "\t")
+	if err != nil {
+		return err
+	}
+	return writeFileSynced(filepath.Join(dir, st.ID+stateExt), data)
+}
+
+// syncDir fsyncs a directory so that the names created, renamed or removed
+// in it are on stable storage.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// groupSync shares one directory fsync among the callers that ask for one
+// while another is running (group commit): a caller is satisfied by an
+// fsync that started after it asked, and only by such a one.
+type groupSync struct {
+	sync func() error
+
+	mu   sync.Mutex
+	next *syncBatch // the batch new callers join; nil when none is open
+	run  sync.Mutex // held by the caller doing an fsync
+}
+
+type syncBatch struct {
+	done chan struct{}
+	err  error
+}
+
+func (g *groupSync) Sync() error {
+	g.mu.Lock()
+	if g.next == nil {
+		g.next = &syncBatch{done: make(chan struct{})}
+	}
+	b := g.next
+	g.mu.Unlock()
+
+	g.run.Lock()
+	defer g.run.Unlock()
+	select {
+	case <-b.done: // another member of the batch did it while we waited
+		return b.err
+	default:
+	}
+	g.mu.Lock()
+	if g.next == b {
+		g.next = nil // later callers form the next batch
+	}
+	g.mu.Unlock()
+	b.err = g.sync()
+	close(b.done)
+	return b.err
+}
+
+// newID returns a fresh queue ID: 16 characters of lower-case base32hex
+// carrying the time in milliseconds (so IDs sort by age) and 32 random bits.
+func newID(now time.Time) string {
+	var b [10]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
+	// b[6:8] are zero after the shift; fill them and two more with randomness.
+	rand.Read(b[6:]) // never fails: since Go 1.24 it crashes the program instead
+	return strings.ToLower(base32.HexEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// validID reports whether id has the form newID makes, so that it can be
+// used to build a path (IDs come from the command line).
+func validID(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'v') {
+			return false
+		}
+	}
+	return true
+}
+
+var errLocked = errors.New("locked by another process")
+
+// lockFile opens (creating) path and flocks it. With nonblock, a lock held
+// elsewhere gives errLocked at once.
+func lockFile(path string, how int, nonblock bool) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if nonblock {
+		how |= syscall.LOCK_NB
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), how)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, errLocked
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// ownerPID reads the PID the owner wrote into its lock file, for messages.
+func ownerPID(dir string) int {
+	data, err := os.ReadFile(filepath.Join(dir, ownerLockName))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return pid
+}
