@@ -1,0 +1,24 @@
+//go:build !linux
+
+package maildir
+
+import "os"
+
+// readDirNames calls fn with the name of every entry of dir except "." and
+// "..", in directory order; name is valid only during the call.
+func (s *Store) readDirNames(dir string, fn func(name []byte)) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(4096)
+		for _, n := range names {
+			fn([]byte(n))
+		}
+		if err != nil || len(names) == 0 {
+			return nil
+		}
+	}
+}

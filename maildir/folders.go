@@ -1,0 +1,544 @@
+package maildir
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// MailboxInfo describes a folder for LIST.
+type MailboxInfo struct {
+	Name        string
+	SpecialUse  string // `\Sent`, `\Drafts`... or ""
+	HasChildren bool
+	Subscribed  bool
+}
+
+// defaultFolders are created with every user; their names give their
+// special use unless the user gave that use to another folder.
+var defaultFolders = [...]struct{ name, use string }{
+	{"Sent", `\Sent`}, {"Drafts", `\Drafts`}, {"Trash", `\Trash`}, {"Junk", `\Junk`}, {"Archive", `\Archive`},
+}
+
+// specialUses are the RFC 6154 attributes.
+var specialUses = [...]string{`\All`, `\Archive`, `\Drafts`, `\Flagged`, `\Junk`, `\Sent`, `\Trash`}
+
+func canonicalSpecialUse(s string) (string, bool) {
+	if s == "" {
+		return "", true
+	}
+	for _, u := range specialUses {
+		if strings.EqualFold(s, u) {
+			return u, true
+		}
+	}
+	return "", false
+}
+
+func (u *User) folderPath(name string) string { return filepath.Join(u.dir, folderDir(name)) }
+
+func (u *User) existsLocked(name string) bool {
+	fi, err := os.Stat(filepath.Join(u.folderPath(name), "cur"))
+	return err == nil && fi.IsDir()
+}
+
+// folderNamesLocked lists the folders on disk: INBOX, then the others in
+// byte order. Directories that are not the canonical encoding of a valid
+// name are ignored.
+func (u *User) folderNamesLocked() ([]string, error) {
+	ents, err := os.ReadDir(u.dir)
+	if err != nil {
+		return nil, fmt.Errorf("maildir: list folders: %w", err)
+	}
+	var names []string
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if n, ok := nameFromDir(e.Name()); ok && n != "INBOX" {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return append([]string{"INBOX"}, names...), nil
+}
+
+// ListMailboxes returns every folder, INBOX first, then sorted by name.
+func (u *User) ListMailboxes() ([]MailboxInfo, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	names, err := u.folderNamesLocked()
+	if err != nil {
+		return nil, err
+	}
+	rec := u.readSpecialUse()
+	subs := make(map[string]bool)
+	for _, s := range u.readSubscriptions() {
+		subs[s] = true
+	}
+	parents := make(map[string]bool)
+	for _, n := range names {
+		for i := strings.LastIndexByte(n, '/'); i > 0; i = strings.LastIndexByte(n[:i], '/') {
+			parents[n[:i]] = true
+		}
+	}
+	out := make([]MailboxInfo, len(names))
+	for i, n := range names {
+		out[i] = MailboxInfo{Name: n, SpecialUse: specialUseOf(n, rec), HasChildren: parents[n], Subscribed: subs[n]}
+	}
+	return out, nil
+}
+
+// specialUseOf is the folder's special use: recorded, or by its default name
+// unless another folder was given that use.
+func specialUseOf(name string, rec map[string]string) string {
+	if use, ok := rec[name]; ok {
+		return use
+	}
+	for _, d := range defaultFolders {
+		if d.name != name {
+			continue
+		}
+		for _, use := range rec {
+			if use == d.use {
+				return ""
+			}
+		}
+		return d.use
+	}
+	return ""
+}
+
+// CreateMailbox creates a folder, and its missing parents; specialUse (one
+// of RFC 6154's, or "") is remembered for it.
+func (u *User) CreateMailbox(name, specialUse string) error {
+	canon, err := canonicalName(name)
+	if err != nil {
+		return err
+	}
+	use, ok := canonicalSpecialUse(specialUse)
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrInvalidSpecialUse, specialUse)
+	}
+	if canon == "INBOX" {
+		return fmt.Errorf("%w: INBOX", ErrMailboxExists)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.existsLocked(canon) {
+		return fmt.Errorf("%w: %s", ErrMailboxExists, canon)
+	}
+	if err := u.createParentsLocked(canon); err != nil {
+		return err
+	}
+	if err := u.createFolderLocked(canon); err != nil {
+		return err
+	}
+	if use != "" {
+		rec := u.readSpecialUse()
+		rec[canon] = use
+		return u.writeSpecialUse(rec)
+	}
+	return nil
+}
+
+func (u *User) createParentsLocked(name string) error {
+	parts := strings.Split(name, "/")
+	for i := 1; i < len(parts); i++ {
+		p := strings.Join(parts[:i], "/")
+		if p == "INBOX" || u.existsLocked(p) {
+			continue
+		}
+		if err := u.createFolderLocked(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// createFolderLocked makes one folder (see createFoldersLocked).
+func (u *User) createFolderLocked(name string) error {
+	return u.createFoldersLocked([]string{name})
+}
+
+// createFoldersLocked makes each folder complete in tmp/ (cur/ new/ tmp/,
+// maildirfolder, a UID list with a new UIDVALIDITY) and renames it into
+// place, so it appears whole or not at all.
+func (u *User) createFoldersLocked(names []string) error {
+	v, err := u.nextUIDValidity(len(names))
+	if err != nil {
+		return fmt.Errorf("maildir: create %s: %w", names[0], err)
+	}
+	for i, name := range names {
+		if err := u.makeFolder(name, v+uint32(i)); err != nil {
+			return fmt.Errorf("maildir: create %s: %w", name, err)
+		}
+	}
+	return syncDir(u.dir)
+}
+
+func (u *User) makeFolder(name string, uidValidity uint32) error {
+	scratch, err := os.MkdirTemp(filepath.Join(u.dir, "tmp"), "postie-create-")
+	if err != nil {
+		return err
+	}
+	err = func() error {
+		for _, d := range []string{"cur", "new", "tmp"} {
+			if err := os.Mkdir(filepath.Join(scratch, d), 0o700); err != nil {
+				return err
+			}
+		}
+		if err := os.WriteFile(filepath.Join(scratch, folderMarker), nil, 0o600); err != nil {
+			return err
+		}
+		return writeFileAtomic(filepath.Join(scratch, uidlistFile), appendHeader(nil, ulHeader{uidValidity: uidValidity, next: 1}))
+	}()
+	if err == nil {
+		err = os.Rename(scratch, u.folderPath(name))
+		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, os.ErrExist) {
+			err = ErrMailboxExists
+		}
+	}
+	if err != nil {
+		os.RemoveAll(scratch)
+	}
+	return err
+}
+
+// DeleteMailbox deletes a folder and its messages. INBOX cannot be deleted
+// (ErrInboxDelete), nor a folder with children (ErrHasChildren).
+// Subscriptions are kept (RFC 3501 §6.3.4).
+func (u *User) DeleteMailbox(name string) error {
+	canon, err := canonicalName(name)
+	if err != nil {
+		return err
+	}
+	if canon == "INBOX" {
+		return ErrInboxDelete
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.existsLocked(canon) {
+		return fmt.Errorf("%w: %s", ErrNoSuchMailbox, canon)
+	}
+	names, err := u.folderNamesLocked()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, canon+"/") {
+			return fmt.Errorf("%w: %s", ErrHasChildren, canon)
+		}
+	}
+	if m := u.boxes[canon]; m != nil {
+		m.mu.Lock()
+		m.goneLocked()
+		m.mu.Unlock()
+		delete(u.boxes, canon)
+	}
+	dir := u.folderPath(canon)
+	trash := filepath.Join(u.dir, "tmp", "postie-deleted-"+strconv.FormatUint(rand.Uint64(), 36))
+	err = u.quotaTx(func() (int64, int64, error) {
+		b1, c1, _ := u.s.sumDir(filepath.Join(dir, "cur"))
+		b2, c2, _ := u.s.sumDir(filepath.Join(dir, "new"))
+		if err := os.Rename(dir, trash); err != nil {
+			return 0, 0, err
+		}
+		return -(b1 + b2), -(c1 + c2), nil
+	})
+	if err != nil {
+		return fmt.Errorf("maildir: delete %s: %w", canon, err)
+	}
+	if err := syncDir(u.dir); err != nil {
+		return fmt.Errorf("maildir: delete %s: %w", canon, err)
+	}
+	if err := os.RemoveAll(trash); err != nil {
+		u.log().Warn("maildir: delete", "path", trash, "err", err)
+	}
+	rec := u.readSpecialUse()
+	if _, ok := rec[canon]; ok {
+		delete(rec, canon)
+		return u.writeSpecialUse(rec)
+	}
+	return nil
+}
+
+// RenameMailbox renames a folder and its children. Renaming INBOX moves its
+// messages into a new folder `to` (INBOX stays, empty, with its children).
+func (u *User) RenameMailbox(from, to string) error {
+	fromC, err := canonicalName(from)
+	if err != nil {
+		return err
+	}
+	toC, err := canonicalName(to)
+	if err != nil {
+		return err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.existsLocked(fromC) {
+		return fmt.Errorf("%w: %s", ErrNoSuchMailbox, fromC)
+	}
+	if toC == "INBOX" || u.existsLocked(toC) {
+		return fmt.Errorf("%w: %s", ErrMailboxExists, toC)
+	}
+	if fromC == "INBOX" {
+		return u.renameInboxLocked(toC)
+	}
+	if strings.HasPrefix(toC, fromC+"/") {
+		return fmt.Errorf("%w: cannot move %s into itself", ErrInvalidName, fromC)
+	}
+	names, err := u.folderNamesLocked()
+	if err != nil {
+		return err
+	}
+	renames := make(map[string]string) // old name → new name
+	for _, n := range names {
+		if n != fromC && !strings.HasPrefix(n, fromC+"/") {
+			continue
+		}
+		nn, err := canonicalName(toC + n[len(fromC):])
+		if err != nil {
+			return err
+		}
+		if u.existsLocked(nn) {
+			return fmt.Errorf("%w: %s", ErrMailboxExists, nn)
+		}
+		renames[n] = nn
+	}
+	if err := u.createParentsLocked(toC); err != nil {
+		return err
+	}
+	// Hold the loaded folders still while their directories move.
+	var boxes []*Mailbox
+	for old := range renames {
+		if m := u.boxes[old]; m != nil {
+			boxes = append(boxes, m)
+		}
+	}
+	slices.SortFunc(boxes, func(a, b *Mailbox) int { return int64cmp(int64(a.id), int64(b.id)) })
+	for _, m := range boxes {
+		m.mu.Lock()
+	}
+	err = u.renameDirs(renames)
+	for _, m := range boxes {
+		if nn, ok := renames[m.name]; ok && err == nil {
+			delete(u.boxes, m.name)
+			m.name, m.dir = nn, u.folderPath(nn)
+			u.boxes[nn] = m
+		}
+		m.mu.Unlock()
+	}
+	if err != nil {
+		return fmt.Errorf("maildir: rename %s: %w", fromC, err)
+	}
+	return u.renameMetadataLocked(fromC, toC, renames)
+}
+
+// renameDirs renames parents before children, so each old path still
+// exists when its turn comes (children move with their parent's dot name
+// only as separate directories).
+func (u *User) renameDirs(renames map[string]string) error {
+	olds := make([]string, 0, len(renames))
+	for o := range renames {
+		olds = append(olds, o)
+	}
+	slices.Sort(olds)
+	for _, o := range olds {
+		if err := os.Rename(u.folderPath(o), u.folderPath(renames[o])); err != nil {
+			return err
+		}
+	}
+	return syncDir(u.dir)
+}
+
+// renameMetadataLocked carries subscriptions and special uses over to the
+// new names.
+func (u *User) renameMetadataLocked(fromC, toC string, renames map[string]string) error {
+	rec := u.readSpecialUse()
+	use := specialUseOf(fromC, rec)
+	changed := false
+	for old, nn := range renames {
+		if r, ok := rec[old]; ok {
+			delete(rec, old)
+			rec[nn] = r
+			changed = true
+		}
+	}
+	if _, ok := rec[toC]; !ok && use != "" { // a default folder keeps its role
+		rec[toC] = use
+		changed = true
+	}
+	if changed {
+		if err := u.writeSpecialUse(rec); err != nil {
+			return err
+		}
+	}
+	subs := u.readSubscriptions()
+	changed = false
+	for i, s := range subs {
+		if nn, ok := renames[s]; ok {
+			subs[i] = nn
+			changed = true
+		}
+	}
+	if changed {
+		return u.writeSubscriptions(subs)
+	}
+	return nil
+}
+
+// renameInboxLocked creates `to` and moves every INBOX message into it
+// (RFC 3501 §6.3.5: INBOX stays, and its children are not moved).
+func (u *User) renameInboxLocked(to string) error {
+	if err := u.createParentsLocked(to); err != nil {
+		return err
+	}
+	if err := u.createFolderLocked(to); err != nil {
+		return err
+	}
+	inbox, err := u.mailboxLocked("INBOX")
+	if err != nil {
+		return err
+	}
+	dst, err := u.mailboxLocked(to)
+	if err != nil {
+		return err
+	}
+	var uids []uint32
+	inbox.View(func(msgs []Message) {
+		uids = make([]uint32, len(msgs))
+		for i := range msgs {
+			uids[i] = msgs[i].UID
+		}
+	})
+	if _, _, err := inbox.MoveTo(dst, uids, nil); err != nil {
+		return fmt.Errorf("maildir: rename INBOX: %w", err)
+	}
+	return nil
+}
+
+// SetSubscribed adds name to (or removes it from) the subscriptions. The
+// name need not exist (RFC 3501 §6.3.6).
+func (u *User) SetSubscribed(name string, on bool) error {
+	canon, err := canonicalName(name)
+	if err != nil {
+		return err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	subs := u.readSubscriptions()
+	i := slices.Index(subs, canon)
+	switch {
+	case on && i < 0:
+		subs = append(subs, canon)
+	case !on && i >= 0:
+		subs = slices.Delete(subs, i, i+1)
+	default:
+		return nil
+	}
+	return u.writeSubscriptions(subs)
+}
+
+// Subscriptions returns the subscribed names, existing or not (for LSUB and
+// LIST (SUBSCRIBED)).
+func (u *User) Subscriptions() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.readSubscriptions()
+}
+
+func (u *User) readSubscriptions() []string {
+	data, err := os.ReadFile(filepath.Join(u.dir, subsFile))
+	if err != nil {
+		return nil
+	}
+	var subs []string
+	for line := range strings.Lines(string(data)) {
+		if n, err := canonicalName(strings.TrimRight(line, "\r\n")); err == nil && !slices.Contains(subs, n) {
+			subs = append(subs, n)
+		}
+	}
+	return subs
+}
+
+func (u *User) writeSubscriptions(subs []string) error {
+	var b strings.Builder
+	for _, s := range subs {
+		b.WriteString(s)
+		b.WriteByte('\n')
+	}
+	if err := writeFileAtomic(filepath.Join(u.dir, subsFile), []byte(b.String())); err != nil {
+		return fmt.Errorf("maildir: subscriptions: %w", err)
+	}
+	return nil
+}
+
+// readSpecialUse reads the recorded special uses: "<use> <name>" lines.
+func (u *User) readSpecialUse() map[string]string {
+	rec := make(map[string]string)
+	data, err := os.ReadFile(filepath.Join(u.dir, specialUseFile))
+	if err != nil {
+		return rec
+	}
+	for line := range strings.Lines(string(data)) {
+		use, name, ok := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
+		use, okU := canonicalSpecialUse(use)
+		if n, err := canonicalName(name); ok && okU && use != "" && err == nil {
+			rec[n] = use
+		}
+	}
+	return rec
+}
+
+func (u *User) writeSpecialUse(rec map[string]string) error {
+	names := make([]string, 0, len(rec))
+	for n := range rec {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	for _, n := range names {
+		b.WriteString(rec[n] + " " + n + "\n")
+	}
+	if err := writeFileAtomic(filepath.Join(u.dir, specialUseFile), []byte(b.String())); err != nil {
+		return fmt.Errorf("maildir: special-use: %w", err)
+	}
+	return nil
+}
+
+// ensureDefaults creates the default folders that are missing (unless the
+// user gave their role to another folder) and, for a new user, subscribes
+// INBOX and them.
+func (u *User) ensureDefaults(fresh bool) error {
+	rec := u.readSpecialUse()
+	taken := make(map[string]bool)
+	for _, use := range rec {
+		taken[use] = true
+	}
+	var missing []string
+	for _, d := range defaultFolders {
+		if !u.existsLocked(d.name) && !taken[d.use] {
+			missing = append(missing, d.name)
+		}
+	}
+	if len(missing) > 0 {
+		if err := u.createFoldersLocked(missing); err != nil && !errors.Is(err, ErrMailboxExists) {
+			return err
+		}
+	}
+	if !fresh {
+		return nil
+	}
+	subs := []string{"INBOX"}
+	for _, d := range defaultFolders {
+		subs = append(subs, d.name)
+	}
+	return u.writeSubscriptions(subs)
+}

@@ -1,0 +1,387 @@
+package maildir
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Mailbox returns the named folder's state, loaded once per process and
+// shared. ErrNoSuchMailbox if it does not exist.
+func (u *User) Mailbox(name string) (*Mailbox, error) {
+	canon, err := canonicalName(name)
+	if err != nil {
+		return nil, err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.mailboxLocked(canon)
+}
+
+// loadedMailbox returns the folder's state if this process has loaded it.
+func (u *User) loadedMailbox(name string) *Mailbox {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.boxes[name]
+}
+
+// mailboxLocked returns the canonical name's Mailbox, loading it; u.mu held.
+func (u *User) mailboxLocked(name string) (*Mailbox, error) {
+	if m := u.boxes[name]; m != nil {
+		m.mu.RLock()
+		deleted := m.deleted
+		m.mu.RUnlock()
+		if !deleted {
+			return m, nil
+		}
+		delete(u.boxes, name)
+	}
+	dir := filepath.Join(u.dir, folderDir(name))
+	if fi, err := os.Stat(filepath.Join(dir, "cur")); err != nil || !fi.IsDir() {
+		if err == nil || errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s", ErrNoSuchMailbox, name)
+		}
+		return nil, fmt.Errorf("maildir: open %s: %w", name, err)
+	}
+	m := &Mailbox{u: u, id: u.s.boxIDs.Add(1), name: name, dir: dir}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.loadLocked(); err != nil {
+		return nil, fmt.Errorf("maildir: open %s: %w", name, err)
+	}
+	u.boxes[name] = m
+	return m, nil
+}
+
+// loadLine is a UID list line while loading, with what the listing of cur/
+// says of its file.
+type loadLine struct {
+	ulLine
+	size    int64
+	flags   Flags
+	present bool
+	odd     *oddName
+	newName string // the file is still in new/, under this name
+}
+
+// loadLocked reads the folder: the UID list, then one listing each of cur/
+// and new/, with no stat per file (sizes come from ",S=" in the names).
+// Files the UID list does not know get UIDs; new/ files move to cur/.
+func (m *Mailbox) loadLocked() error {
+	if m.name != "INBOX" {
+		m.u.cleanTmp(filepath.Join(m.dir, "tmp"))
+	}
+	m.loadKeywordsLocked()
+	// Under the flock, so that no other process numbers a file between our
+	// reading of the UID list and our listing of the directories.
+	unlock, err := m.lockUIDList()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	curPath, newPath := filepath.Join(m.dir, "cur"), filepath.Join(m.dir, "new")
+	began := time.Now().UnixNano()
+	curSt, err := statDir(curPath)
+	if err != nil {
+		return err
+	}
+	newSt, err := statDir(newPath)
+	if err != nil {
+		return err
+	}
+	uf, err := readUIDList(m.uidlistPath())
+	if err != nil {
+		return err
+	}
+	if !uf.ok {
+		if uf, err = m.resetUIDList(); err != nil {
+			return err
+		}
+	}
+	m.uidValidity, m.uidNext = uf.hdr.uidValidity, uf.hdr.next
+	est := len(uf.data)/80 + 16
+	lines := make([]loadLine, 0, est)
+	idx := make(map[string]int32, est)
+	consumed, bad := parseLines(uf.data, func(l ulLine) {
+		if l.uid >= m.uidNext {
+			m.uidNext = l.uid + 1
+		}
+		idx[l.key] = int32(len(lines)) // a later line for the same name wins
+		lines = append(lines, loadLine{ulLine: l})
+	})
+	if bad > 0 {
+		m.u.log().Warn("maildir: malformed uidlist lines skipped", "mailbox", m.name, "lines", bad)
+	}
+	m.ul = ulState{ino: uf.st.ino, consumed: int64(uf.hdrLen + consumed), size: uf.st.size}
+
+	// new/ before cur/: a file another process moves from new/ to cur/
+	// while we list is seen at least once.
+	var newNames []string
+	err = m.list(newPath, func(name []byte) {
+		if name[0] != '.' {
+			newNames = append(newNames, string(name))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	m.new.strict = true
+	m.new.setScanned(newSt, began)
+	var found []foundFile
+	seen := 0
+	match := func(name []byte, dir string) bool {
+		key, info := splitName(name)
+		j, ok := idx[string(key)]
+		if !ok || lines[j].present {
+			return ok
+		}
+		l := &lines[j]
+		l.present = true
+		seen++
+		f, unknown, canon := parseInfo(info)
+		l.flags = f
+		if !canon || unknown != "" {
+			o := oddFor(name, len(key), unknown, canon)
+			l.odd = &o
+		}
+		if s, ok := keySize(l.key); ok {
+			l.size = s
+		} else {
+			l.size, _ = fileFacts(filepath.Join(m.dir, dir, string(name)), l.key)
+		}
+		return true
+	}
+	err = m.list(curPath, func(name []byte) {
+		if name[0] != '.' && !match(name, "cur") {
+			found = append(found, foundFile{name: string(name)})
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if after, err := statDir(curPath); err == nil && after != curSt && seen < len(idx) {
+		// Renamed while we listed: a file can hide from one listing.
+		if err := m.list(curPath, func(name []byte) { match(name, "cur") }); err != nil {
+			return err
+		}
+	}
+	m.cur.setScanned(curSt, began)
+	for _, n := range newNames {
+		key, _ := splitName([]byte(n))
+		j, ok := idx[string(key)]
+		switch {
+		case ok && !lines[j].present: // numbered (by another process) but not moved yet
+			match([]byte(n), "new")
+			lines[j].newName = n
+		case !ok:
+			found = append(found, foundFile{name: n, inNew: true})
+		}
+	}
+	again, moves := m.buildLocked(lines)
+	found = append(found, again...)
+	if len(moves) > 0 {
+		if err := m.moveNumberedLocked(moves); err != nil {
+			return err
+		}
+	}
+	if len(found) > 0 {
+		if err := m.addFilesLocked(found); err != nil {
+			return err
+		}
+	}
+	m.maybeCompactLocked()
+	var used Flags
+	for i := range m.msgs {
+		used |= m.msgs[i].Flags
+	}
+	m.checkKeywordsLocked(used)
+	return nil
+}
+
+// moveNumberedLocked moves to cur/ the files of new/ that already have
+// UIDs (their names in new/ by UID).
+func (m *Mailbox) moveNumberedLocked(moves map[uint32]string) error {
+	unlock, err := m.lockUIDList()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var gone []int
+	for uid, name := range moves {
+		i, _ := m.indexLocked(uid)
+		var unknown string
+		if len(m.odd) > 0 {
+			unknown = m.odd[uid].unknown
+		}
+		to := filepath.Join(m.dir, "cur", canonicalFileName(m.keys[i], m.msgs[i].Flags, unknown))
+		if err := os.Rename(filepath.Join(m.dir, "new", name), to); err != nil {
+			if _, serr := os.Lstat(to); serr != nil { // not moved by someone else either: gone
+				gone = append(gone, i)
+			}
+		}
+		m.setOddLocked(uid, oddName{unknown: unknown})
+	}
+	slices.Sort(gone)
+	m.removeLocked(gone, nil)
+	m.new.ownChange(filepath.Join(m.dir, "new"))
+	m.cur.ownChange(filepath.Join(m.dir, "cur"))
+	return nil
+}
+
+// buildLocked makes the message list from the loaded lines whose file is
+// present, with every base name in one string. It returns the files whose
+// UID another line already took (a damaged list: they get new UIDs), and
+// the files of new/ that have UIDs (by UID), to be moved to cur/.
+func (m *Mailbox) buildLocked(lines []loadLine) (again []foundFile, moves map[uint32]string) {
+	live, total := 0, 0
+	for i := range lines {
+		if lines[i].present {
+			live++
+			total += len(lines[i].key)
+		}
+	}
+	var b strings.Builder
+	b.Grow(total)
+	for i := range lines {
+		if lines[i].present {
+			b.WriteString(lines[i].key)
+		}
+	}
+	arena := b.String()
+	m.msgs = make([]Message, 0, live+live/8+8)
+	m.keys = make([]string, 0, cap(m.msgs))
+	var extra []loadExtra // parallel to msgs, only when some message needs it
+	off := 0
+	for i := range lines {
+		l := &lines[i]
+		if !l.present {
+			continue
+		}
+		key := arena[off : off+len(l.key)]
+		off += len(l.key)
+		t := l.t
+		if t == 0 {
+			t, _ = keyTime(key)
+		}
+		m.msgs = append(m.msgs, Message{UID: l.uid, Size: l.size, Date: time.Unix(t, 0), Flags: l.flags})
+		m.keys = append(m.keys, key)
+		if (l.odd != nil || l.newName != "") && extra == nil {
+			extra = make([]loadExtra, len(m.msgs)-1, cap(m.msgs))
+		}
+		if extra != nil {
+			e := loadExtra{newName: l.newName}
+			if l.odd != nil {
+				e.odd = *l.odd
+			}
+			extra = append(extra, e)
+		}
+	}
+	if !slices.IsSortedFunc(m.msgs, func(a, b Message) int { return int64cmp(int64(a.UID), int64(b.UID)) }) {
+		m.sortByUID(extra)
+	}
+	m.byKey = make(map[string]uint32, len(m.msgs))
+	m.dead = len(lines) - len(m.msgs)
+	w := 0
+	for i := range m.msgs {
+		var e loadExtra
+		if extra != nil {
+			e = extra[i]
+		}
+		if w > 0 && m.msgs[i].UID == m.msgs[w-1].UID { // damaged: one UID, two files
+			switch {
+			case e.newName != "":
+				again = append(again, foundFile{name: e.newName, inNew: true})
+			case e.odd.exact:
+				again = append(again, foundFile{name: m.keys[i] + e.odd.suffix})
+			default:
+				again = append(again, foundFile{name: canonicalFileName(m.keys[i], m.msgs[i].Flags, e.odd.unknown)})
+			}
+			continue
+		}
+		m.msgs[w], m.keys[w] = m.msgs[i], m.keys[i]
+		uid := m.msgs[w].UID
+		m.byKey[m.keys[w]] = uid
+		m.size += m.msgs[w].Size
+		m.setOddLocked(uid, e.odd)
+		if e.newName != "" {
+			if moves == nil {
+				moves = make(map[uint32]string)
+			}
+			moves[uid] = e.newName
+		}
+		w++
+	}
+	clear(m.keys[w:])
+	m.msgs, m.keys = m.msgs[:w], m.keys[:w]
+	return again, moves
+}
+
+// loadExtra is what a few loaded messages carry besides Message.
+type loadExtra struct {
+	odd     oddName
+	newName string
+}
+
+func int64cmp(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// sortByUID sorts msgs, keys and extra (if not nil) together.
+func (m *Mailbox) sortByUID(extra []loadExtra) {
+	perm := make([]int, len(m.msgs))
+	for i := range perm {
+		perm[i] = i
+	}
+	slices.SortStableFunc(perm, func(a, b int) int { return int64cmp(int64(m.msgs[a].UID), int64(m.msgs[b].UID)) })
+	msgs := make([]Message, len(m.msgs), cap(m.msgs))
+	keys := make([]string, len(m.keys), cap(m.keys))
+	var e2 []loadExtra
+	if extra != nil {
+		e2 = make([]loadExtra, len(extra))
+	}
+	for i, p := range perm {
+		msgs[i], keys[i] = m.msgs[p], m.keys[p]
+		if extra != nil {
+			e2[i] = extra[p]
+		}
+	}
+	m.msgs, m.keys = msgs, keys
+	copy(extra, e2)
+}
+
+// resetUIDList starts a new UID list with a new UIDVALIDITY (greater than
+// any this user had) when the file is missing or its header is damaged.
+func (m *Mailbox) resetUIDList() (ulFile, error) {
+	unlock, err := m.lockUIDList()
+	if err != nil {
+		return ulFile{}, err
+	}
+	defer unlock()
+	path := m.uidlistPath()
+	uf, err := readUIDList(path) // another process may have just written it
+	if err != nil || uf.ok {
+		return uf, err
+	}
+	_, statErr := os.Stat(path)
+	v, err := m.u.nextUIDValidity(1)
+	if err != nil {
+		return uf, err
+	}
+	if statErr == nil {
+		m.u.log().Warn("maildir: damaged uidlist; UIDs reassigned", "mailbox", m.name, "uidvalidity", v)
+	}
+	if err := writeFileAtomic(path, appendHeader(nil, ulHeader{uidValidity: v, next: 1})); err != nil {
+		return uf, fmt.Errorf("maildir: uidlist: %w", err)
+	}
+	return readUIDList(path)
+}

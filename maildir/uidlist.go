@@ -1,0 +1,403 @@
+package maildir
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The UID list of a folder (postie-uidlist), modelled on Dovecot's
+// dovecot-uidlist:
+//
+//	1 V<uidvalidity> N<uidnext>
+//	<uid> T<internal date, unix seconds> :<base name without info>
+//
+// Lines are only ever appended (under the flock of postie-uidlist.lock, then
+// fsynced) or the whole file is replaced through a temporary file and
+// rename. The next UID is max(N, greatest UID listed + 1), so appending needs
+// no header rewrite. When a base name is listed twice, the later (greater)
+// UID wins. Lines whose file no longer exists are dead; they are dropped
+// when the file is rewritten.
+
+// ulLine is one UID line.
+type ulLine struct {
+	uid uint32
+	t   int64
+	key string
+}
+
+// ulHeader is the parsed header line.
+type ulHeader struct {
+	uidValidity uint32
+	next        uint32
+}
+
+// ulState is how much of the file on disk we have read.
+type ulState struct {
+	ino      uint64
+	consumed int64 // bytes parsed, up to the end of the last complete line
+	size     int64 // file size when last looked at (> consumed: a torn last line)
+}
+
+// parseHeader parses the first line; ok is false if it is not ours.
+func parseHeader(line string) (h ulHeader, ok bool) {
+	f := strings.Fields(line)
+	if len(f) < 3 || f[0] != "1" {
+		return h, false
+	}
+	for _, x := range f[1:] {
+		if len(x) < 2 {
+			continue
+		}
+		n, err := strconv.ParseUint(x[1:], 10, 32)
+		if err != nil {
+			return h, false
+		}
+		switch x[0] {
+		case 'V':
+			h.uidValidity = uint32(n)
+		case 'N':
+			h.next = uint32(n)
+		}
+	}
+	return h, h.uidValidity != 0 && h.next != 0
+}
+
+// parseLines parses UID lines from data (which must start at a line
+// boundary), calling fn for each good one. It returns the number of bytes up
+// to the end of the last complete line, and the number of malformed lines.
+func parseLines(data string, fn func(ulLine)) (consumed int, bad int) {
+	for consumed < len(data) {
+		nl := strings.IndexByte(data[consumed:], '\n')
+		if nl < 0 {
+			break // a torn last line: a writer crashed before its fsync
+		}
+		line := data[consumed : consumed+nl]
+		consumed += nl + 1
+		l, ok := parseLine(line)
+		if !ok {
+			if line != "" {
+				bad++
+			}
+			continue
+		}
+		fn(l)
+	}
+	return consumed, bad
+}
+
+func parseLine(line string) (ulLine, bool) {
+	var l ulLine
+	sp := strings.IndexByte(line, ' ')
+	if sp <= 0 {
+		return l, false
+	}
+	uid, err := strconv.ParseUint(line[:sp], 10, 32)
+	if err != nil || uid == 0 {
+		return l, false
+	}
+	l.uid = uint32(uid)
+	rest := line[sp+1:]
+	for rest != "" && rest[0] != ':' {
+		sp := strings.IndexByte(rest, ' ')
+		if sp < 0 {
+			return l, false
+		}
+		if rest[0] == 'T' {
+			t, err := strconv.ParseInt(rest[1:sp], 10, 64)
+			if err != nil {
+				return l, false
+			}
+			l.t = t
+		}
+		rest = rest[sp+1:]
+	}
+	if len(rest) < 2 || strings.ContainsAny(rest[1:], ":/\x00") {
+		return l, false
+	}
+	l.key = rest[1:]
+	return l, true
+}
+
+func appendLine(b []byte, l ulLine) []byte {
+	b = strconv.AppendUint(b, uint64(l.uid), 10)
+	b = append(b, " T"...)
+	b = strconv.AppendInt(b, l.t, 10)
+	b = append(b, " :"...)
+	b = append(b, l.key...)
+	return append(b, '\n')
+}
+
+func appendHeader(b []byte, h ulHeader) []byte {
+	return fmt.Appendf(b, "1 V%d N%d\n", h.uidValidity, h.next)
+}
+
+// ulFile is the UID list as read from disk.
+type ulFile struct {
+	data   string // everything after the header line
+	hdr    ulHeader
+	hdrLen int
+	st     ulState // consumed not set
+	ok     bool    // present, with a valid header
+}
+
+// readUIDList reads the whole file. ok is false when the file is missing or
+// its header is not valid.
+func readUIDList(path string) (ulFile, error) {
+	var u ulFile
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return u, nil
+	}
+	if err != nil {
+		return u, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return u, err
+	}
+	buf := make([]byte, fi.Size()+512)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return u, err
+	}
+	buf = buf[:n]
+	u.st.ino = fi.Sys().(*syscall.Stat_t).Ino
+	u.st.size = int64(n)
+	nl := bytes.IndexByte(buf, '\n')
+	if nl < 0 {
+		return u, nil
+	}
+	u.hdr, u.ok = parseHeader(string(buf[:nl]))
+	if !u.ok {
+		return u, nil
+	}
+	u.hdrLen = nl + 1
+	u.data = string(buf[nl+1:])
+	return u, nil
+}
+
+// uidlistPath and friends name the folder's files.
+func (m *Mailbox) uidlistPath() string     { return filepath.Join(m.dir, uidlistFile) }
+func (m *Mailbox) uidlistLockPath() string { return filepath.Join(m.dir, uidlistLock) }
+
+// lockUIDList takes the folder's writer lock (flock, so other processes are
+// excluded too). Call with m.mu held; while held, further calls are no-ops,
+// since two flocks of one file in one process would wait for each other.
+func (m *Mailbox) lockUIDList() (unlock func(), err error) {
+	if m.flocked {
+		return func() {}, nil
+	}
+	release, err := flock(m.uidlistLockPath(), false)
+	if err != nil {
+		return nil, err
+	}
+	m.flocked = true
+	return func() {
+		m.flocked = false
+		release()
+	}, nil
+}
+
+// syncUIDListLocked reads what other processes appended to (or rewrote in)
+// the UID list since we last looked, with the flock held. Lines for base
+// names we do not hold become pending: the UID another process gave a file we
+// have not listed yet (see placePendingLocked). It returns their base names.
+func (m *Mailbox) syncUIDListLocked() (newPending []string, err error) {
+	path := m.uidlistPath()
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		// Lost behind our back: write it again from what we hold (same
+		// UIDVALIDITY; our UIDs stay valid).
+		return nil, m.rewriteUIDListLocked()
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	ino := fi.Sys().(*syscall.Stat_t).Ino
+	size := fi.Size()
+	if ino == m.ul.ino && size == m.ul.size {
+		return nil, nil
+	}
+	note := func(l ulLine) {
+		if l.uid >= m.uidNext {
+			m.uidNext = l.uid + 1
+		}
+		if cur, ok := m.byKey[l.key]; ok && cur == l.uid {
+			return
+		}
+		if m.pending == nil {
+			m.pending = make(map[string]ulLine)
+		}
+		if _, known := m.byKey[l.key]; !known {
+			m.pending[l.key] = l
+			newPending = append(newPending, l.key)
+		}
+	}
+	if ino == m.ul.ino && size > m.ul.consumed {
+		buf := make([]byte, size-m.ul.consumed)
+		n, err := f.ReadAt(buf, m.ul.consumed)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		c, _ := parseLines(string(buf[:n]), note)
+		m.ul.consumed += int64(c)
+		m.ul.size = size
+		if c > 0 {
+			m.sawOthers() // another process numbers files here
+		}
+		return newPending, nil
+	}
+	// Replaced (or shrunk): read it all again.
+	uf, err := readUIDList(path)
+	if err != nil {
+		return nil, err
+	}
+	if !uf.ok || uf.hdr.uidValidity != m.uidValidity {
+		return nil, errUIDValidityChanged
+	}
+	if uf.hdr.next > m.uidNext {
+		m.uidNext = uf.hdr.next
+	}
+	c, _ := parseLines(uf.data, note)
+	m.ul = ulState{ino: uf.st.ino, consumed: int64(uf.hdrLen + c), size: uf.st.size}
+	m.sawOthers()
+	return newPending, nil
+}
+
+// errUIDValidityChanged says another process reset the folder's UID list.
+var errUIDValidityChanged = errors.New("maildir: UIDVALIDITY changed on disk")
+
+// appendUIDListLocked appends lines and fsyncs them, with the flock held and
+// after syncUIDListLocked. Only then may the UIDs be shown to anyone.
+func (m *Mailbox) appendUIDListLocked(lines []ulLine) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	var b []byte
+	if m.ul.size > m.ul.consumed {
+		b = append(b, '\n') // end a torn line left by a crashed writer
+	}
+	for _, l := range lines {
+		b = appendLine(b, l)
+	}
+	f, err := os.OpenFile(m.uidlistPath(), os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("maildir: uidlist: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	var fi os.FileInfo
+	if err == nil {
+		fi, err = f.Stat()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("maildir: uidlist: %w", err)
+	}
+	m.ul.size = fi.Size()
+	m.ul.consumed = m.ul.size
+	return nil
+}
+
+// rewriteUIDListLocked replaces the UID list with the header and one line
+// per message we hold (plus pending lines of other processes), with the
+// flock held. Dead lines disappear.
+func (m *Mailbox) rewriteUIDListLocked() error {
+	b := make([]byte, 0, 32+len(m.msgs)*(len(m.keysSample())+24))
+	b = appendHeader(b, ulHeader{uidValidity: m.uidValidity, next: m.uidNext})
+	for i := range m.msgs {
+		b = appendLine(b, ulLine{uid: m.msgs[i].UID, t: m.msgs[i].Date.Unix(), key: m.keys[i]})
+	}
+	for _, l := range m.pending {
+		b = appendLine(b, l)
+	}
+	path := m.uidlistPath()
+	if err := writeFileAtomic(path, b); err != nil {
+		return fmt.Errorf("maildir: uidlist: %w", err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return fmt.Errorf("maildir: uidlist: %w", err)
+	}
+	m.ul = ulState{ino: st.Ino, consumed: int64(len(b)), size: int64(len(b))}
+	m.dead = 0
+	return nil
+}
+
+func (m *Mailbox) keysSample() string {
+	if len(m.keys) == 0 {
+		return ""
+	}
+	return m.keys[0]
+}
+
+// maybeCompactLocked rewrites the UID list when dead lines outnumber live
+// ones (and are many), so it does not grow without end.
+func (m *Mailbox) maybeCompactLocked() {
+	if m.dead < 1000 || m.dead < len(m.msgs) {
+		return
+	}
+	unlock, err := m.lockUIDList()
+	if err != nil {
+		m.u.log().Warn("maildir: compact uidlist", "mailbox", m.name, "err", err)
+		return
+	}
+	defer unlock()
+	if _, err := m.syncUIDListLocked(); err != nil {
+		m.u.log().Warn("maildir: compact uidlist", "mailbox", m.name, "err", err)
+		return
+	}
+	if err := m.rewriteUIDListLocked(); err != nil {
+		m.u.log().Warn("maildir: compact uidlist", "mailbox", m.name, "err", err)
+		return
+	}
+	m.compactKeys()
+}
+
+// nextUIDValidity hands out n UIDVALIDITY values (first, first+1, ...) for
+// new or reset folders of this user: the current time, and always greater
+// than any handed out before (postie-uidvalidity remembers the last one).
+func (u *User) nextUIDValidity(n int) (first uint32, err error) {
+	unlock, err := flock(filepath.Join(u.dir, rootLock), false)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	path := filepath.Join(u.dir, uidvalFile)
+	var last uint64
+	if b, err := os.ReadFile(path); err == nil {
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32); err == nil {
+			last = v
+		}
+	}
+	v := uint64(time.Now().Unix())
+	if v <= last {
+		v = last + 1
+	}
+	end := v + uint64(n) - 1
+	if end > 1<<32-1 {
+		return 0, fmt.Errorf("maildir: UIDVALIDITY exhausted")
+	}
+	if err := writeFileAtomic(path, []byte(strconv.FormatUint(end, 10)+"\n")); err != nil {
+		return 0, fmt.Errorf("maildir: uidvalidity: %w", err)
+	}
+	return uint32(v), nil
+}
