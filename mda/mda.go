@@ -1,0 +1,355 @@
+// Package mda is local delivery: it resolves each recipient (user, alias,
+// catch-all, +tag), adds the trace headers, enforces quota, and writes every
+// local copy durably through maildir; recipients that resolve to addresses
+// elsewhere are handed to the outbound queue.
+package mda
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"postie/accounts"
+	"postie/envelope"
+	"postie/maildir"
+)
+
+// Directory is what the MDA needs of the accounts database.
+type Directory interface {
+	IsLocalDomain(domain string) bool
+	Resolve(addr string) (accounts.Resolution, error)
+	Lookup(addr string) (*accounts.User, bool)
+	Users() []*accounts.User
+}
+
+// Forwarder queues a message for remote recipients; it is the outbound queue.
+// Enqueue returns only once the message is on stable storage.
+type Forwarder interface {
+	Enqueue(ctx context.Context, env *envelope.Envelope, body io.Reader) (string, error)
+}
+
+// Options configures an MDA.
+type Options struct {
+	Hostname   string
+	Directory  Directory
+	Store      *maildir.Store
+	Forwarder  Forwarder // nil: mail that resolves to remote addresses is refused with a temporary error
+	Postmaster string    // receives postmaster@<our domain> when no user or alias has it; "" = first user of that domain
+	TmpDir     string    // where bodies for several copies are spooled; "" = os.TempDir()
+	Logger     *slog.Logger
+}
+
+// MDA delivers messages to local mailboxes.
+type MDA struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// New returns an MDA.
+func New(opts Options) *MDA {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &MDA{opts: opts, log: log}
+}
+
+// maxHops bounds the Received: headers we accept, to break mail loops
+// (RFC 5321 §6.3 suggests at least 100; Postfix uses 50).
+const maxHops = 50
+
+// destination is where one envelope recipient's mail goes.
+type destination struct {
+	users  []*accounts.User
+	remote []string
+}
+
+// route resolves rcpt to its destination. It is shared by CheckRecipient and
+// Deliver so that what RCPT accepted is what DATA delivers. A recipient at
+// another domain is queued when relay is allowed, refused otherwise.
+func (m *MDA) route(rcpt string, relay bool) (destination, error) {
+	if err := envelope.Validate(rcpt); err != nil {
+		return destination{}, envelope.Errorf(553, 5, 1, 3, "bad recipient address")
+	}
+	if _, domain := envelope.Split(rcpt); relay && !m.opts.Directory.IsLocalDomain(domain) {
+		return destination{remote: []string{rcpt}}, nil
+	}
+	res, err := m.opts.Directory.Resolve(rcpt)
+	if err == nil {
+		return destination{users: res.Users, remote: res.Remote}, nil
+	}
+	local, domain := envelope.Split(rcpt)
+	if errors.Is(err, envelope.ErrUnknownUser) && strings.EqualFold(local, "postmaster") && m.opts.Directory.IsLocalDomain(domain) {
+		if u := m.postmaster(domain); u != nil {
+			return destination{users: []*accounts.User{u}}, nil
+		}
+	}
+	return destination{}, err
+}
+
+// postmaster finds who receives postmaster@domain (RFC 5321 §4.5.1 requires
+// that it exists): the configured address, else the first user of the
+// domain, else the first user at all.
+func (m *MDA) postmaster(domain string) *accounts.User {
+	if m.opts.Postmaster != "" {
+		if res, err := m.opts.Directory.Resolve(m.opts.Postmaster); err == nil && len(res.Users) > 0 {
+			return res.Users[0]
+		}
+	}
+	users := m.opts.Directory.Users()
+	for _, u := range users {
+		if strings.EqualFold(u.Domain, domain) {
+			return u
+		}
+	}
+	if len(users) > 0 {
+		return users[0]
+	}
+	return nil
+}
+
+// CheckRecipient tells whether mail for rcpt would be taken, as RCPT TO asks:
+// nil, envelope.ErrUnknownUser, envelope.ErrRelayDenied, or
+// envelope.ErrQuotaExceeded when the recipient's only mailbox is full.
+func (m *MDA) CheckRecipient(ctx context.Context, rcpt string) error {
+	dest, err := m.route(rcpt, false)
+	if err != nil {
+		return envelope.AsError(err)
+	}
+	if len(dest.remote) > 0 && m.opts.Forwarder == nil {
+		return envelope.Errorf(451, 4, 3, 0, "forwarding is not available now")
+	}
+	if len(dest.users) == 1 && len(dest.remote) == 0 {
+		if err := m.checkQuota(dest.users[0], 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *MDA) checkQuota(u *accounts.User, size int64) error {
+	if u.Quota <= 0 {
+		return nil
+	}
+	mu, err := m.opts.Store.User(u.Domain, u.Local)
+	if err != nil {
+		return envelope.Temp(err)
+	}
+	used, _, err := mu.Usage()
+	if err != nil {
+		return envelope.Temp(err)
+	}
+	if used+size >= u.Quota {
+		return envelope.ErrQuotaExceeded
+	}
+	return nil
+}
+
+// Deliver stores the message for every recipient of env. It returns one
+// error per env.To (nil: stored durably, on disk and fsynced); every error
+// is an *envelope.Error. The body is read once. Recipients at other
+// domains are refused: that is the MX role's and the LDA's rule; see
+// Relaying for the roles that may send out.
+func (m *MDA) Deliver(ctx context.Context, env *envelope.Envelope, body io.Reader) []error {
+	return m.deliver(ctx, env, body, false)
+}
+
+// Relaying returns a Delivery that also takes recipients at other domains,
+// queuing them for outbound delivery: for authenticated submission and for
+// the bounces the queue sends back to remote senders.
+func (m *MDA) Relaying() *Relay { return &Relay{m} }
+
+// Relay is an MDA that may queue mail for other domains.
+type Relay struct{ m *MDA }
+
+// Deliver is MDA.Deliver with relaying allowed.
+func (r *Relay) Deliver(ctx context.Context, env *envelope.Envelope, body io.Reader) []error {
+	return r.m.deliver(ctx, env, body, true)
+}
+
+func (m *MDA) deliver(ctx context.Context, env *envelope.Envelope, body io.Reader, relay bool) []error {
+	errs := make([]error, len(env.To))
+	dests := make([]destination, len(env.To))
+	for i, rcpt := range env.To {
+		dests[i], errs[i] = m.route(rcpt, relay)
+		if errs[i] != nil {
+			errs[i] = envelope.AsError(errs[i])
+		}
+	}
+	if allFailed(errs) {
+		_, _ = io.Copy(io.Discard, body)
+		return errs
+	}
+
+	msg, err := spool(body, m.opts.TmpDir)
+	if err != nil {
+		return fill(errs, envelope.Temp(fmt.Errorf("mda: spool message: %w", err)))
+	}
+	defer msg.Close()
+	if msg.hops > maxHops {
+		return fill(errs, envelope.Errorf(554, 5, 4, 6, "too many hops, mail loop suspected"))
+	}
+
+	byUser := m.deliverLocal(ctx, env, dests, errs, msg)
+	m.forward(ctx, env, dests, errs, msg)
+	for i := range env.To {
+		if errs[i] != nil {
+			continue
+		}
+		var failed error
+		for _, u := range dests[i].users {
+			if err := byUser[u.Address]; err != nil {
+				failed = err
+				break
+			}
+		}
+		errs[i] = failed
+	}
+	m.logOutcome(env, msg.size, errs)
+	return errs
+}
+
+// deliverLocal writes one copy per distinct local user, in parallel (their
+// fsyncs overlap), and returns each user's outcome.
+func (m *MDA) deliverLocal(ctx context.Context, env *envelope.Envelope, dests []destination, errs []error, msg *spooled) map[string]error {
+	type job struct {
+		user *accounts.User
+		rcpt string
+	}
+	var jobs []job
+	seen := map[string]bool{}
+	for i, d := range dests {
+		if errs[i] != nil {
+			continue
+		}
+		for _, u := range d.users {
+			if !seen[u.Address] {
+				seen[u.Address] = true
+				jobs = append(jobs, job{u, env.To[i]})
+			}
+		}
+	}
+	results := make(map[string]error, len(jobs))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, j := range jobs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			err := m.deliverCopy(ctx, env, j.user, j.rcpt, len(jobs) == 1, msg)
+			mu.Lock()
+			results[j.user.Address] = err
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+func (m *MDA) deliverCopy(ctx context.Context, env *envelope.Envelope, u *accounts.User, rcpt string, only bool, msg *spooled) error {
+	if err := ctx.Err(); err != nil {
+		return envelope.Temp(err)
+	}
+	mu, err := m.opts.Store.User(u.Domain, u.Local)
+	if err != nil {
+		return envelope.Temp(fmt.Errorf("mda: open mailbox of %s: %w", u.Address, err))
+	}
+	forRcpt := ""
+	if only {
+		forRcpt = rcpt
+	}
+	prefix := traceHeaders(env, m.opts.Hostname, u.Address, forRcpt)
+	body, err := msg.reader()
+	if err != nil {
+		return envelope.Temp(err)
+	}
+	d, err := mu.Deliver(io.MultiReader(strings.NewReader(prefix), body), maildir.DeliverOptions{Quota: u.Quota})
+	switch {
+	case errors.Is(err, maildir.ErrQuotaExceeded):
+		m.log.Info("mda: over quota", "id", env.ID, "user", u.Address)
+		return envelope.ErrQuotaExceeded
+	case err != nil:
+		m.log.Error("mda: delivery failed", "id", env.ID, "user", u.Address, "err", err)
+		return envelope.Temp(fmt.Errorf("mda: deliver to %s: %w", u.Address, err))
+	}
+	m.log.Debug("mda: delivered", "id", env.ID, "user", u.Address, "file", d.Name, "size", d.Size)
+	return nil
+}
+
+// forward queues one copy for all remote targets of the recipients still
+// without an error.
+func (m *MDA) forward(ctx context.Context, env *envelope.Envelope, dests []destination, errs []error, msg *spooled) {
+	var remote []string
+	var owners []int
+	seen := map[string]bool{}
+	for i, d := range dests {
+		if errs[i] != nil || len(d.remote) == 0 {
+			continue
+		}
+		owners = append(owners, i)
+		for _, r := range d.remote {
+			if k := envelope.Key(r); !seen[k] {
+				seen[k] = true
+				remote = append(remote, r)
+			}
+		}
+	}
+	if len(remote) == 0 {
+		return
+	}
+	var err error
+	if m.opts.Forwarder == nil {
+		err = envelope.Errorf(451, 4, 3, 0, "forwarding is not available now")
+	} else {
+		fwd := *env
+		fwd.To = remote
+		var body io.Reader
+		if body, err = msg.reader(); err == nil {
+			prefix := traceHeaders(env, m.opts.Hostname, "", "")
+			_, err = m.opts.Forwarder.Enqueue(ctx, &fwd, io.MultiReader(strings.NewReader(prefix), body))
+		}
+	}
+	if err != nil {
+		m.log.Error("mda: forwarding failed", "id", env.ID, "to", remote, "err", err)
+		for _, i := range owners {
+			errs[i] = envelope.AsError(err)
+		}
+	}
+}
+
+func (m *MDA) logOutcome(env *envelope.Envelope, size int64, errs []error) {
+	outcome := make([]string, len(errs))
+	for i, err := range errs {
+		if err == nil {
+			outcome[i] = "delivered"
+		} else {
+			outcome[i] = err.Error()
+		}
+	}
+	m.log.Info("mda: message", "id", env.ID, "from", env.From, "to", env.To, "size", size, "outcome", outcome)
+}
+
+func allFailed(errs []error) bool {
+	for _, err := range errs {
+		if err == nil {
+			return false
+		}
+	}
+	return true
+}
+
+func fill(errs []error, err error) []error {
+	for i := range errs {
+		if errs[i] == nil {
+			errs[i] = err
+		}
+	}
+	return errs
+}

@@ -1,0 +1,170 @@
+package mda
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// memLimit is how much of a message is kept in memory; larger ones are
+// spooled to a temporary file (not fsynced: it only lives for one delivery).
+const memLimit = 1 << 20
+
+// spooled is a message body, normalised to CRLF, readable as many times as
+// there are copies to write.
+type spooled struct {
+	mem  []byte
+	file *os.File
+	size int64
+	hops int // Received: header fields seen in the header section
+}
+
+// spool reads body, turning bare LF and bare CR into CRLF so every stored
+// byte is what IMAP BODY[] and POP3 RETR serve, and counts Received: fields.
+func spool(body io.Reader, tmpDir string) (*spooled, error) {
+	s := &spooled{}
+	var buf bytes.Buffer
+	var w io.Writer = &buf
+	n := &normalizer{}
+	br := bufio.NewReaderSize(body, 32*1024)
+	chunk := make([]byte, 32*1024)
+	out := make([]byte, 0, 64*1024)
+	for {
+		k, err := br.Read(chunk)
+		if k > 0 {
+			out = n.append(out[:0], chunk[:k])
+			if s.file == nil && buf.Len()+len(out) > memLimit {
+				f, ferr := os.CreateTemp(tmpDir, "postie-mda-*")
+				if ferr != nil {
+					return nil, fmt.Errorf("create spool file: %w", ferr)
+				}
+				_ = os.Remove(f.Name()) // unlinked at once: nothing to clean up after a crash
+				s.file = f
+				if _, ferr := f.Write(buf.Bytes()); ferr != nil {
+					s.Close()
+					return nil, fmt.Errorf("write spool file: %w", ferr)
+				}
+				buf = bytes.Buffer{}
+				w = f
+			}
+			if _, werr := w.Write(out); werr != nil {
+				s.Close()
+				return nil, fmt.Errorf("write spool: %w", werr)
+			}
+			s.size += int64(len(out))
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	if tail := n.finish(); len(tail) > 0 {
+		if _, err := w.Write(tail); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("write spool: %w", err)
+		}
+		s.size += int64(len(tail))
+	}
+	s.hops = n.hops
+	if s.file == nil {
+		s.mem = buf.Bytes()
+	}
+	return s, nil
+}
+
+// reader returns a fresh reader over the whole body.
+func (s *spooled) reader() (io.Reader, error) {
+	if s.file != nil {
+		return io.NewSectionReader(s.file, 0, s.size), nil
+	}
+	return bytes.NewReader(s.mem), nil
+}
+
+func (s *spooled) Close() error {
+	if s.file != nil {
+		return s.file.Close()
+	}
+	return nil
+}
+
+// normalizer converts line ends to CRLF across chunk boundaries, makes sure
+// the message ends with CRLF, and counts Received: header fields.
+type normalizer struct {
+	pendingCR bool // the last chunk ended in CR
+	lineStart bool // at the start of a line
+	inBody    bool // past the blank line ending the header
+	lineLen   int  // bytes in the current line so far (header section only)
+	prefix    [9]byte
+	hops      int
+	any       bool
+	lastLF    bool
+}
+
+func (n *normalizer) append(out, in []byte) []byte {
+	if !n.any && len(in) > 0 {
+		n.any, n.lineStart = true, true
+	}
+	for _, c := range in {
+		if n.pendingCR {
+			n.pendingCR = false
+			out = append(out, '\r', '\n')
+			n.endLine()
+			if c == '\n' {
+				continue
+			}
+		}
+		switch c {
+		case '\r':
+			n.pendingCR = true
+			continue
+		case '\n':
+			out = append(out, '\r', '\n')
+			n.endLine()
+			continue
+		}
+		out = append(out, c)
+		n.lastLF = false
+		if !n.inBody {
+			if n.lineLen < len(n.prefix) {
+				n.prefix[n.lineLen] = c
+			}
+			n.lineLen++
+		}
+	}
+	return out
+}
+
+func (n *normalizer) endLine() {
+	n.lastLF = true
+	if n.inBody {
+		return
+	}
+	if n.lineLen == 0 {
+		n.inBody = true
+		return
+	}
+	if n.lineLen >= 9 && bytes.EqualFold(n.prefix[:], []byte("received:")) {
+		n.hops++
+	}
+	n.lineLen = 0
+}
+
+// finish returns what must follow the last chunk: a pending CR's LF, or a
+// CRLF when the message does not end with a line end.
+func (n *normalizer) finish() []byte {
+	if n.pendingCR {
+		n.pendingCR = false
+		n.endLine()
+		return []byte("\r\n")
+	}
+	if n.any && !n.lastLF {
+		return []byte("\r\n")
+	}
+	return nil
+}
