@@ -1,0 +1,47 @@
+package imapd
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestBadInput(t *testing.T) {
+	ts := newTestServer(t, func(o *Options) { o.AppendLimit = 1000 })
+	ts.deliver(testMessage(1, "x"))
+	r := ts.raw(true)
+	r.cmd("s SELECT INBOX")
+	cases := []struct{ cmd, want string }{
+		{"b1 FROBNICATE", "b1 BAD"},
+		{"b2 FETCH 1 (BODY[1.x])", "b2 BAD"},
+		{"b3 FETCH x:y (UID)", "b3 "}, // go-imap answers NO [SERVERBUG] to some parse errors (its bug)
+		{"b4 STORE 1 FLAGS.WHAT (\\Seen)", "b4 BAD"},
+		{"b5 SEARCH FOO bar", "b5 "},
+		{"b6 SELECT \"../../etc\"", "b6 NO"},
+		{"b7 CREATE \"a/../b\"", "b7 NO"},
+		{"b8 RENAME INBOX \"../escape\"", "b8 NO"},
+		{"s2 SELECT INBOX", "s2 OK"}, // a failed SELECT leaves no mailbox selected
+		{"b9 FETCH 99 (UID)", "b9 OK"},
+		{"b10 FETCH 1 (BODY.PEEK[99.1] BODY.PEEK[1.MIME] BINARY.PEEK[7])", "b10 OK"},
+		{"b11 UID FETCH 4000000000:* (UID)", "b11 OK"},
+		{"b12 STATUS INBOX (BOGUS)", "b12 BAD"},
+		{"b13 APPEND INBOX {100000}", "b13 NO [TOOBIG]"},
+		{"b14 LIST \"\" \"%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%*\"", "b14 OK"},
+		{"b15 STORE 1 +FLAGS (\\Bogus)", "b15 BAD"},
+		{"b16 COPY 1 \"\"", "b16 NO"},
+	}
+	for _, c := range cases {
+		lines := r.cmd(c.cmd)
+		if got := last(lines); !strings.HasPrefix(got, c.want) {
+			t.Errorf("%s: got %q, want %s...", c.cmd, got, c.want)
+		}
+	}
+	if got := last(r.cmd("z NOOP")); !strings.HasPrefix(got, "z OK") {
+		t.Errorf("session did not survive: %q", got)
+	}
+	// Before login, one unknown command ends the connection (cross-protocol attacks).
+	r2 := ts.raw(false)
+	r2.send("GET / HTTP/1.0\r\n")
+	if l := r2.line(); !strings.Contains(l, "BAD") && !strings.Contains(l, "BYE") {
+		t.Errorf("pre-auth junk: %q", l)
+	}
+}

@@ -1,0 +1,349 @@
+package imapd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"postie/maildir"
+)
+
+// fetchBatch is how many messages are gathered per look at the mailbox.
+const fetchBatch = 256
+
+// Fetch answers FETCH and UID FETCH. A body section fetched without PEEK sets \Seen (not after EXAMINE)
+// and the new flags are part of the answer.
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	markSeen := false
+	if !s.sel.readOnly {
+		for _, bs := range options.BodySection {
+			markSeen = markSeen || !bs.Peek
+		}
+		for _, bs := range options.BinarySection {
+			markSeen = markSeen || !bs.Peek
+		}
+	}
+	if markSeen {
+		defer s.busy()()
+	}
+	return s.fetch(w, numSet, options, markSeen)
+}
+
+func (s *session) fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions, markSeen bool) error {
+	sel := s.sel
+	sel.entry.cache.touch()
+	f := &fetcher{s: s, w: w, opts: options, flagNames: make(map[uint64][]imap.Flag)}
+	err := sel.each(numSet, fetchBatch, func(batch []*message) error {
+		if markSeen {
+			if err := s.markSeen(batch); err != nil {
+				return err
+			}
+		}
+		for _, m := range batch {
+			err := f.one(m)
+			m.close()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return f.result
+}
+
+// markSeen sets \Seen on the messages of batch that lack it, before their data goes out.
+func (s *session) markSeen(batch []*message) error {
+	var uids []uint32
+	for _, m := range batch {
+		if m.flags&uint64(maildir.FlagSeen) == 0 {
+			uids = append(uids, m.uid)
+		}
+	}
+	if len(uids) == 0 {
+		return nil
+	}
+	changed, err := s.sel.mbox.SetFlags(uids, maildir.FlagsAdd, maildir.FlagSeen, s.sel.st)
+	if err != nil {
+		return s.mailError("fetch", err)
+	}
+	byUID := make(map[uint32]maildir.Flags, len(changed))
+	for _, c := range changed {
+		byUID[c.UID] = c.Flags
+	}
+	for _, m := range batch {
+		if f, ok := byUID[m.uid]; ok {
+			m.flags, m.flagsChanged = uint64(f), true
+		}
+	}
+	return nil
+}
+
+// fetcher writes the FETCH responses of one command.
+type fetcher struct {
+	s         *session
+	w         *imapserver.FetchWriter
+	opts      *imap.FetchOptions
+	flagNames map[uint64][]imap.Flag // per command: flag sets repeat
+	result    error                  // the command's final answer when some items could not be served
+	sizeWarn  bool
+}
+
+// literal is one prepared body or binary section.
+type literal struct {
+	n int64
+	r io.Reader
+}
+
+// prepared holds everything a response needs, gathered before the response starts: once
+// CreateMessage is called the connection is locked until Close, and nothing may fail in between.
+type prepared struct {
+	env      *imap.Envelope
+	bs       imap.BodyStructure
+	sections []literal
+	binaries []literal
+	binOK    []bool
+	sizes    []uint32
+}
+
+func (f *fetcher) one(m *message) error {
+	p, err := f.prepare(m)
+	if errors.Is(err, maildir.ErrNoSuchMessage) {
+		return nil // expunged meanwhile (by another process): RFC 9051 §7.5.2 lets us leave it out
+	}
+	if err != nil {
+		return f.s.mailError("fetch", err)
+	}
+	f.write(m, p)
+	return nil
+}
+
+func (f *fetcher) prepare(m *message) (*prepared, error) {
+	o := f.opts
+	p := &prepared{}
+	var err error
+	if o.Envelope {
+		h, err := m.cachedHeader()
+		if err != nil {
+			return nil, err
+		}
+		p.env = buildEnvelope(h)
+	}
+	if o.BodyStructure != nil {
+		root, err := m.structure()
+		if err != nil {
+			return nil, err
+		}
+		p.bs = bodyStructure(root)
+	}
+	for _, sec := range o.BodySection {
+		l, err := f.bodyLiteral(m, sec)
+		if err != nil {
+			return nil, err
+		}
+		p.sections = append(p.sections, l)
+	}
+	for _, sec := range o.BinarySection {
+		l, ok, err := f.binaryLiteral(m, sec.Part, sec.Partial)
+		if err != nil {
+			return nil, err
+		}
+		p.binaries = append(p.binaries, l)
+		p.binOK = append(p.binOK, ok)
+	}
+	for _, sec := range o.BinarySectionSize {
+		l, ok, err := f.binaryLiteral(m, sec.Part, nil)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			l.n = 0
+		}
+		p.sizes = append(p.sizes, clamp32(l.n))
+	}
+	return p, err
+}
+
+// bodyLiteral locates a BODY[section]. The common cases avoid parsing the message: the whole message
+// comes straight from the file (byte-exact, size = RFC822.SIZE), header fields from the cache, the
+// header and text from one read of the header.
+func (f *fetcher) bodyLiteral(m *message, sec *imap.FetchItemBodySection) (literal, error) {
+	var sp span
+	if len(sec.Part) == 0 {
+		switch {
+		case sec.Specifier == imap.PartSpecifierNone:
+			file, err := m.file()
+			if err != nil {
+				return literal{}, err
+			}
+			if file.Size() != m.size && !f.sizeWarn {
+				f.sizeWarn = true
+				f.s.srv.log.Warn("imap: message size differs from the store's", "uid", m.uid, "file", file.Size(), "store", m.size)
+			}
+			sp = fileSpan(0, file.Size())
+		case sec.Specifier == imap.PartSpecifierHeader && len(sec.HeaderFields) > 0 && allCached(sec.HeaderFields):
+			h, err := m.cachedHeader()
+			if err != nil {
+				return literal{}, err
+			}
+			sp = dataSpan(filterHeader(h, sec.HeaderFields, false))
+		case sec.Specifier == imap.PartSpecifierHeader && len(sec.HeaderFields) > 0:
+			h, err := m.fullHeader()
+			if err != nil {
+				return literal{}, err
+			}
+			sp = dataSpan(filterHeader(h, sec.HeaderFields, false))
+		case sec.Specifier == imap.PartSpecifierHeader && len(sec.HeaderFieldsNot) > 0:
+			h, err := m.fullHeader()
+			if err != nil {
+				return literal{}, err
+			}
+			sp = dataSpan(filterHeader(h, sec.HeaderFieldsNot, true))
+		case sec.Specifier == imap.PartSpecifierHeader || sec.Specifier == imap.PartSpecifierText:
+			if _, err := m.fullHeader(); err != nil {
+				return literal{}, err
+			}
+			if sec.Specifier == imap.PartSpecifierHeader {
+				sp = fileSpan(0, m.hdrEnd)
+			} else {
+				sp = fileSpan(m.hdrEnd, m.f.Size())
+			}
+		}
+		if sp.ok {
+			sp = sp.partial(sec.Partial)
+		}
+	}
+	if !sp.ok {
+		root, err := m.structure()
+		if err != nil {
+			return literal{}, err
+		}
+		sp = bodySection(root, sec)
+	}
+	return literal{n: sp.n, r: sp.reader(m.f)}, nil
+}
+
+// binaryLiteral locates a BINARY[part] (RFC 3516): the decoded content, sized by a first decoding
+// pass. ok is false when the transfer encoding is unknown.
+func (f *fetcher) binaryLiteral(m *message, part []int, partial *imap.SectionPartial) (literal, bool, error) {
+	root, err := m.structure()
+	if err != nil {
+		return literal{}, false, err
+	}
+	enc, sp := binarySection(root, part)
+	n, err := decodedSize(m.f, enc, sp)
+	if errors.Is(err, errUnknownCTE) {
+		f.result = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnknownCTE, Text: "Unknown Content-Transfer-Encoding"}
+		return literal{}, false, nil
+	}
+	if err != nil {
+		return literal{}, false, err
+	}
+	off, size := int64(0), n
+	if partial != nil {
+		off = min(max(partial.Offset, 0), n)
+		size = min(max(partial.Size, 0), n-off)
+	}
+	r, _ := decodeCTE(enc, sp.reader(m.f))
+	return literal{n: size, r: &skipReader{r: r, skip: off, left: size}}, true, nil
+}
+
+// skipReader drops the first skip bytes and stops after left bytes.
+type skipReader struct {
+	r          io.Reader
+	skip, left int64
+}
+
+func (s *skipReader) Read(p []byte) (int, error) {
+	if s.skip > 0 {
+		if _, err := io.CopyN(io.Discard, s.r, s.skip); err != nil {
+			return 0, err
+		}
+		s.skip = 0
+	}
+	if s.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > s.left {
+		p = p[:s.left]
+	}
+	n, err := s.r.Read(p)
+	s.left -= int64(n)
+	return n, err
+}
+
+func (f *fetcher) flags(m *message) []imap.Flag {
+	if l, ok := f.flagNames[m.flags]; ok {
+		return l
+	}
+	e := f.s.sel.entry
+	if !e.knows(maildir.Flags(m.flags)) {
+		e.refreshKeywords() // another process defined a keyword
+	}
+	l := e.flagList(maildir.Flags(m.flags))
+	f.flagNames[m.flags] = l
+	return l
+}
+
+// write sends one FETCH response; it cannot fail half-way (a short read is padded, so the literal
+// keeps its announced size, and logged).
+func (f *fetcher) write(m *message, p *prepared) {
+	o := f.opts
+	rw := f.w.CreateMessage(m.seq)
+	defer rw.Close()
+	if o.UID {
+		rw.WriteUID(imap.UID(m.uid))
+	}
+	if o.Flags || m.flagsChanged {
+		rw.WriteFlags(f.flags(m))
+	}
+	if o.RFC822Size {
+		rw.WriteRFC822Size(m.size)
+	}
+	if o.InternalDate {
+		rw.WriteInternalDate(m.date)
+	}
+	if p.env != nil {
+		rw.WriteEnvelope(p.env)
+	}
+	if p.bs != nil {
+		rw.WriteBodyStructure(p.bs)
+	}
+	for i, sec := range o.BodySection {
+		l := p.sections[i]
+		f.copyLiteral(m, rw.WriteBodySection(sec, l.n), l)
+	}
+	for i, sec := range o.BinarySection {
+		if p.binOK[i] {
+			l := p.binaries[i]
+			f.copyLiteral(m, rw.WriteBinarySection(sec, l.n), l)
+		}
+	}
+	for i, sec := range o.BinarySectionSize {
+		rw.WriteBinarySectionSize(sec, p.sizes[i])
+	}
+}
+
+func (f *fetcher) copyLiteral(m *message, w io.WriteCloser, l literal) {
+	n, err := io.Copy(w, io.LimitReader(l.r, l.n))
+	if n < l.n {
+		pad := make([]byte, min(l.n-n, 32<<10))
+		for i := range pad {
+			pad[i] = ' '
+		}
+		for left := l.n - n; left > 0; {
+			k := min(left, int64(len(pad)))
+			if _, werr := w.Write(pad[:k]); werr != nil {
+				break
+			}
+			left -= k
+		}
+		f.s.srv.log.Error("imap fetch: short read", "uid", m.uid, "want", l.n, "got", n, "err", fmt.Sprint(err))
+	}
+	w.Close()
+}

@@ -1,0 +1,230 @@
+package imapd
+
+import (
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"postie/maildir"
+)
+
+// delim is the hierarchy delimiter. Names arrive decoded from modified UTF-7; maildir validates them
+// (ValidateMailboxName) before any becomes a path.
+const delim = '/'
+
+func (s *session) Create(name string, options *imap.CreateOptions) error {
+	defer s.busy()()
+	// RFC 3501 §6.3.3: a trailing delimiter only says children are intended.
+	name = strings.TrimSuffix(name, string(delim))
+	use := ""
+	switch len(options.SpecialUse) {
+	case 0:
+	case 1:
+		use = string(options.SpecialUse[0])
+	default:
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "USEATTR", Text: "One special use per mailbox"}
+	}
+	if err := s.mail.CreateMailbox(name, use); err != nil {
+		return s.mailError("create", err)
+	}
+	return nil
+}
+
+func (s *session) Delete(name string) error {
+	defer s.busy()()
+	if s.sel != nil && sameMailbox(s.sel.mbox.Name(), name) {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeInUse, Text: "Mailbox is selected"}
+	}
+	if err := s.mail.DeleteMailbox(name); err != nil {
+		return s.mailError("delete", err)
+	}
+	return nil
+}
+
+// Rename renames a mailbox and its children; renaming INBOX moves its messages (maildir does both).
+func (s *session) Rename(from, to string, _ *imap.RenameOptions) error {
+	defer s.busy()()
+	if err := s.mail.RenameMailbox(from, to); err != nil {
+		return s.mailError("rename", err)
+	}
+	return nil
+}
+
+func (s *session) Subscribe(name string) error {
+	defer s.busy()()
+	if err := maildir.ValidateMailboxName(name); err != nil {
+		return s.mailError("subscribe", err)
+	}
+	if err := s.mail.SetSubscribed(name, true); err != nil {
+		return s.mailError("subscribe", err)
+	}
+	return nil
+}
+
+func (s *session) Unsubscribe(name string) error {
+	defer s.busy()()
+	if err := s.mail.SetSubscribed(name, false); err != nil {
+		return s.mailError("unsubscribe", err)
+	}
+	return nil
+}
+
+func sameMailbox(a, b string) bool {
+	if strings.EqualFold(a, "INBOX") {
+		return strings.EqualFold(b, "INBOX")
+	}
+	return a == b
+}
+
+// List answers LIST and LSUB, with LIST-EXTENDED (RFC 5258) selection and return options,
+// CHILDREN (\HasChildren, \HasNoChildren), SPECIAL-USE (RFC 6154) and LIST-STATUS (RFC 5819).
+func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+	if len(patterns) == 0 {
+		// LIST "" "": the delimiter and the root (RFC 3501 §6.3.8).
+		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: delim})
+	}
+	infos, err := s.mail.ListMailboxes()
+	if err != nil {
+		return s.mailError("list", err)
+	}
+	exists := make(map[string]bool, len(infos))
+	for _, mi := range infos {
+		exists[mi.Name] = true
+	}
+	matches := func(name string) bool {
+		for _, p := range patterns {
+			if matchMailbox(name, ref, p) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, mi := range infos {
+		if !matches(mi.Name) {
+			continue
+		}
+		if options.SelectSpecialUse && mi.SpecialUse == "" {
+			continue
+		}
+		var childInfo *imap.ListDataChildInfo
+		if options.SelectSubscribed && !mi.Subscribed {
+			if !options.SelectRecursiveMatch || !hasSubscribedChild(mi.Name, infos) {
+				continue
+			}
+			childInfo = &imap.ListDataChildInfo{Subscribed: true}
+		}
+		data := &imap.ListData{Delim: delim, Mailbox: mi.Name, ChildInfo: childInfo, Attrs: listAttrs(mi, options)}
+		if options.ReturnStatus != nil {
+			st, err := s.status(mi.Name, options.ReturnStatus)
+			if err == nil {
+				data.Status = st
+			}
+		}
+		if err := w.WriteList(data); err != nil {
+			return err
+		}
+	}
+	// Subscribed names that no longer exist are still listed by LSUB and LIST (SUBSCRIBED).
+	if options.SelectSubscribed {
+		for _, name := range s.mail.Subscriptions() {
+			if exists[name] || !matches(name) {
+				continue
+			}
+			attrs := []imap.MailboxAttr{imap.MailboxAttrNonExistent, imap.MailboxAttrSubscribed}
+			if err := w.WriteList(&imap.ListData{Delim: delim, Mailbox: name, Attrs: attrs}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func listAttrs(mi maildir.MailboxInfo, options *imap.ListOptions) []imap.MailboxAttr {
+	attrs := make([]imap.MailboxAttr, 0, 3)
+	if mi.HasChildren {
+		attrs = append(attrs, imap.MailboxAttrHasChildren)
+	} else {
+		attrs = append(attrs, imap.MailboxAttrHasNoChildren)
+	}
+	if mi.Subscribed && (options.SelectSubscribed || options.ReturnSubscribed) {
+		attrs = append(attrs, imap.MailboxAttrSubscribed)
+	}
+	// Special-use attributes go out always: clients that never ask (Thunderbird's plain LIST) use them
+	// too, and RFC 6154 §5.1 allows it.
+	if mi.SpecialUse != "" {
+		attrs = append(attrs, imap.MailboxAttr(mi.SpecialUse))
+	}
+	return attrs
+}
+
+func hasSubscribedChild(name string, infos []maildir.MailboxInfo) bool {
+	prefix := name + string(delim)
+	for _, mi := range infos {
+		if mi.Subscribed && strings.HasPrefix(mi.Name, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchMailbox applies a LIST reference and pattern, treating a leading "INBOX" in any case as INBOX
+// (RFC 3501 §5.1: INBOX is case-insensitive, which go-imap's matcher does not know).
+func matchMailbox(name, ref, pattern string) bool {
+	return imapserver.MatchList(name, delim, inboxCase(ref), inboxCase(pattern))
+}
+
+func inboxCase(s string) string {
+	if len(s) >= 5 && strings.EqualFold(s[:5], "INBOX") && (len(s) == 5 || s[5] == delim) {
+		return "INBOX" + s[5:]
+	}
+	return s
+}
+
+// Status answers STATUS; every item gets a value, since the library dereferences each one asked for.
+func (s *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
+	return s.status(name, options)
+}
+
+func (s *session) status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
+	m, err := s.mail.Mailbox(name)
+	if err != nil {
+		return nil, s.mailError("status", err)
+	}
+	e := s.srv.boxes.get(m)
+	if err := e.refresh(pollRefreshGap); err != nil {
+		return nil, s.mailError("status", err)
+	}
+	var n, unseen, deleted uint32
+	var deletedSize int64
+	m.View(func(msgs []maildir.Message) {
+		n = uint32(len(msgs))
+		if !options.NumUnseen && !options.NumDeleted && !options.DeletedStorage {
+			return
+		}
+		for i := range msgs {
+			if msgs[i].Flags&maildir.FlagSeen == 0 {
+				unseen++
+			}
+			if msgs[i].Flags&maildir.FlagDeleted != 0 {
+				deleted++
+				deletedSize += msgs[i].Size
+			}
+		}
+	})
+	size := m.Size()
+	recent := uint32(0)
+	limit := s.AppendLimit()
+	return &imap.StatusData{
+		Mailbox:        m.Name(),
+		NumMessages:    &n,
+		NumRecent:      &recent,
+		UIDNext:        imap.UID(m.UIDNext()),
+		UIDValidity:    m.UIDValidity(),
+		NumUnseen:      &unseen,
+		NumDeleted:     &deleted,
+		Size:           &size,
+		AppendLimit:    &limit,
+		DeletedStorage: &deletedSize,
+	}, nil
+}

@@ -1,0 +1,436 @@
+package imapd
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"mime"
+	"strings"
+)
+
+// Limits that keep a hostile message from costing unbounded memory or stack.
+const (
+	maxHeaderBytes = 256 << 10 // header bytes kept for field parsing; the rest is skipped (but counted)
+	maxMIMEDepth   = 32        // nesting beyond this is treated as an opaque leaf
+	maxMIMEParts   = 10000     // parts beyond this are folded into their parent's body
+	lineBufSize    = 32 << 10
+)
+
+// part is one MIME entity of a stored message, located by byte offsets in the message file: its header
+// is [hdrStart, bodyStart) (blank line included) and its body is [bodyStart, end). Offsets make every
+// section a plain byte range of the file, so sections are served by streaming, never by re-serialising.
+type part struct {
+	hdrStart, bodyStart, end int64
+	header                   header
+
+	typ, subtype string            // lower case, e.g. "text", "plain"
+	params       map[string]string // Content-Type parameters (names lower case)
+	children     []*part           // multipart/*
+	msg          *part             // message/rfc822 and message/global: the encapsulated message
+	lines        int64             // lines of the body (text/* and message/rfc822)
+}
+
+func (p *part) size() int64 { return p.end - p.bodyStart }
+
+func (p *part) isMultipart() bool { return p.typ == "multipart" }
+
+func (p *part) mediaType() string { return p.typ + "/" + p.subtype }
+
+// field is one header field as it appears in the file: raw holds the name, the colon, the value with its
+// folding and the line end(s). A line that is not a field (no colon) has an empty name.
+type field struct {
+	name string // as written
+	raw  []byte
+}
+
+// value returns the unfolded field body with surrounding white space removed.
+func (f field) value() string {
+	i := bytes.IndexByte(f.raw, ':')
+	if i < 0 {
+		return ""
+	}
+	v := f.raw[i+1:]
+	if bytes.IndexByte(v, '\n') < 0 && bytes.IndexByte(v, '\r') < 0 {
+		return string(bytes.TrimSpace(v))
+	}
+	var b strings.Builder
+	b.Grow(len(v))
+	for _, c := range v {
+		if c != '\r' && c != '\n' {
+			b.WriteByte(c)
+		}
+	}
+	return strings.TrimSpace(b.String())
+}
+
+type header []field
+
+// get returns the unfolded value of the first field named name (case-insensitive).
+func (h header) get(name string) string {
+	for _, f := range h {
+		if strings.EqualFold(f.name, name) {
+			return f.value()
+		}
+	}
+	return ""
+}
+
+func (h header) has(name string) bool {
+	for _, f := range h {
+		if strings.EqualFold(f.name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseHeader splits a raw header block into fields. raw may include the terminating blank line.
+func parseHeader(raw []byte) header {
+	var h header
+	for len(raw) > 0 {
+		n := bytes.IndexByte(raw, '\n') + 1
+		if n == 0 {
+			n = len(raw)
+		}
+		line := raw[:n]
+		if isBlankLine(line) {
+			break
+		}
+		if (line[0] == ' ' || line[0] == '\t') && len(h) > 0 {
+			last := &h[len(h)-1]
+			// raw is one contiguous buffer and the continuation follows the field directly, so extending
+			// the slice keeps the exact bytes.
+			last.raw = last.raw[:len(last.raw)+n]
+		} else {
+			name := ""
+			if i := bytes.IndexByte(line, ':'); i > 0 {
+				name = string(bytes.TrimRight(line[:i], " \t"))
+				if !validFieldName(name) {
+					name = ""
+				}
+			}
+			h = append(h, field{name: name, raw: line})
+		}
+		raw = raw[n:]
+	}
+	return h
+}
+
+func validFieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func isBlankLine(line []byte) bool {
+	return len(line) == 1 && line[0] == '\n' || len(line) == 2 && line[0] == '\r' && line[1] == '\n'
+}
+
+// contentType parses a Content-Type value leniently. It returns lower-case type and subtype, or empty
+// strings when the value is unusable.
+func contentType(v string) (typ, sub string, params map[string]string) {
+	if v == "" {
+		return "", "", nil
+	}
+	mt, ps, err := mime.ParseMediaType(v)
+	if err != nil && mt == "" {
+		// Keep what can be understood: "text/plain; charset=..." with a broken parameter.
+		mt, _, _ = strings.Cut(v, ";")
+		mt = strings.ToLower(strings.TrimSpace(mt))
+		ps = lenientParams(v)
+	}
+	t, s, ok := strings.Cut(mt, "/")
+	if !ok || !isToken(t) || !isToken(s) {
+		return "", "", nil
+	}
+	return t, s, ps
+}
+
+// lenientParams extracts name=value pairs from a Content-Type that mime.ParseMediaType refused.
+func lenientParams(v string) map[string]string {
+	var ps map[string]string
+	parts := strings.Split(v, ";")
+	for _, p := range parts[1:] {
+		k, val, ok := strings.Cut(p, "=")
+		if !ok {
+			continue
+		}
+		k = strings.ToLower(strings.TrimSpace(k))
+		val = strings.Trim(strings.TrimSpace(val), `"`)
+		if !isToken(k) {
+			continue
+		}
+		if ps == nil {
+			ps = make(map[string]string)
+		}
+		if _, dup := ps[k]; !dup {
+			ps[k] = val
+		}
+	}
+	return ps
+}
+
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?=`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// lineReader yields lines (or, for very long lines, fragments) with their file offsets.
+type lineReader struct {
+	br       *bufio.Reader
+	off      int64 // offset of the next byte
+	lf       int64 // line feeds seen before off
+	midLine  bool  // the next fragment continues a line
+	lastLine []byte
+}
+
+func newLineReader(r io.Reader, start int64, bufSize int) *lineReader {
+	return &lineReader{br: bufio.NewReaderSize(r, bufSize), off: start}
+}
+
+// next returns the next fragment and whether it starts a line. At EOF it returns nil.
+func (lr *lineReader) next() (frag []byte, lineStart bool) {
+	b, err := lr.br.ReadSlice('\n')
+	if len(b) == 0 && err != nil {
+		return nil, false
+	}
+	lineStart = !lr.midLine
+	lr.midLine = err == bufio.ErrBufferFull
+	lr.off += int64(len(b))
+	if b[len(b)-1] == '\n' {
+		lr.lf++
+	}
+	return b, lineStart
+}
+
+// boundHit tells where and why an entity ended.
+type boundHit struct {
+	level       int   // index into parser.bounds; -1 at end of file
+	closing     bool  // "--boundary--"
+	at          int64 // offset of the boundary line (or of EOF)
+	eolLen      int64 // length of the line break before the boundary line (it belongs to the delimiter); at EOF, of the last line's break
+	lf          int64 // line feeds before at
+	blankBefore bool  // the line before the boundary line was blank
+}
+
+type parser struct {
+	lr     *lineReader
+	bounds []string
+	parts  int
+	// the previous line, to place the end of a body before a delimiter's leading line break
+	prevEOL   int64
+	prevBlank bool
+}
+
+// parseMessage parses the MIME structure of a whole message read from r.
+func parseMessage(r io.Reader) *part {
+	p := &parser{lr: newLineReader(r, 0, lineBufSize)}
+	root, _ := p.entity(0, "text", "plain")
+	return root
+}
+
+// boundary reports whether line is a delimiter of an enclosing multipart.
+func (p *parser) boundary(line []byte) (level int, closing bool) {
+	if len(line) < 3 || line[0] != '-' || line[1] != '-' {
+		return -1, false
+	}
+	rest := line[2:]
+	for i := len(p.bounds) - 1; i >= 0; i-- {
+		b := p.bounds[i]
+		if !bytes.HasPrefix(rest, []byte(b)) {
+			continue
+		}
+		tail := rest[len(b):]
+		if bytes.HasPrefix(tail, []byte("--")) {
+			return i, true
+		}
+		if len(bytes.Trim(tail, " \t\r\n")) == 0 {
+			return i, false
+		}
+	}
+	return -1, false
+}
+
+// readLine reads one line; a delimiter line or the end of the file is reported as a hit instead.
+func (p *parser) readLine() (line []byte, lineStart bool, hit *boundHit) {
+	start, lfBefore := p.lr.off, p.lr.lf
+	line, lineStart = p.lr.next()
+	if line == nil {
+		return nil, false, &boundHit{level: -1, at: start, lf: lfBefore, eolLen: p.prevEOL}
+	}
+	if lineStart && len(p.bounds) > 0 {
+		if lvl, closing := p.boundary(line); lvl >= 0 {
+			h := &boundHit{level: lvl, closing: closing, at: start, eolLen: p.prevEOL, lf: lfBefore, blankBefore: p.prevBlank}
+			p.noteLine(line, true)
+			return nil, true, h
+		}
+	}
+	p.noteLine(line, lineStart)
+	return line, lineStart, nil
+}
+
+func (p *parser) noteLine(line []byte, lineStart bool) {
+	switch {
+	case bytes.HasSuffix(line, []byte("\r\n")):
+		p.prevEOL = 2
+	case line[len(line)-1] == '\n':
+		p.prevEOL = 1
+	default:
+		p.prevEOL = 0
+	}
+	p.prevBlank = lineStart && isBlankLine(line)
+}
+
+// finish sets the end of pt's body from the hit that ended it, and its line count.
+func (p *parser) finish(pt *part, h *boundHit, lfAtBody int64) {
+	end, lf := h.at, h.lf
+	endsLF := h.level < 0 && h.eolLen > 0
+	if h.level >= 0 {
+		end -= h.eolLen
+		if h.eolLen > 0 {
+			lf--
+		}
+		endsLF = h.blankBefore
+	}
+	if end <= pt.bodyStart {
+		// Empty body. The delimiter's line break may even be the blank line that ended the header.
+		end = max(end, pt.hdrStart)
+		pt.bodyStart = min(pt.bodyStart, end)
+		pt.end, pt.lines = pt.bodyStart, 0
+		return
+	}
+	pt.end = end
+	if pt.typ == "text" || pt.msg != nil {
+		pt.lines = lf - lfAtBody
+		if !endsLF {
+			pt.lines++ // a last line without its own line break still counts
+		}
+	}
+}
+
+// entity parses one header and body. It returns when a delimiter of an enclosing multipart, or the
+// end of the file, ends the entity.
+func (p *parser) entity(depth int, defType, defSub string) (*part, *boundHit) {
+	p.parts++
+	pt := &part{hdrStart: p.lr.off}
+	var raw []byte
+	var hit *boundHit
+	truncated := false
+	for hit == nil {
+		var line []byte
+		var lineStart bool
+		line, lineStart, hit = p.readLine()
+		if hit != nil {
+			pt.bodyStart = hit.at
+			if hit.level >= 0 {
+				// The line break before a delimiter belongs to the delimiter (it may also end the
+				// delimiter line that opened this entity, which then is empty).
+				pt.bodyStart = hit.at - hit.eolLen
+				pt.hdrStart = min(pt.hdrStart, pt.bodyStart)
+			}
+			break
+		}
+		if !truncated && len(raw)+len(line) <= maxHeaderBytes {
+			raw = append(raw, line...)
+		} else {
+			truncated = true
+		}
+		if lineStart && isBlankLine(line) {
+			pt.bodyStart = p.lr.off
+			break
+		}
+	}
+	pt.header = parseHeader(raw)
+	pt.typ, pt.subtype, pt.params = contentType(pt.header.get("Content-Type"))
+	if pt.typ == "" {
+		pt.typ, pt.subtype, pt.params = defType, defSub, nil
+		if defType == "text" {
+			pt.params = map[string]string{"charset": "us-ascii"}
+		}
+	}
+	if hit != nil { // the header ran into a delimiter or the end: no body
+		pt.end = pt.bodyStart
+		return pt, hit
+	}
+	lfAtBody := p.lr.lf
+	switch {
+	case pt.typ == "multipart" && pt.params["boundary"] != "" && depth < maxMIMEDepth && p.parts < maxMIMEParts:
+		hit = p.multipart(pt, depth)
+	case pt.typ == "message" && (pt.subtype == "rfc822" || pt.subtype == "global") && depth < maxMIMEDepth:
+		pt.msg, hit = p.entity(depth+1, "text", "plain")
+	default:
+		hit = p.skipBody()
+	}
+	p.finish(pt, hit, lfAtBody)
+	return pt, hit
+}
+
+// skipBody reads lines until a delimiter or the end of the file.
+func (p *parser) skipBody() *boundHit {
+	for {
+		if _, _, h := p.readLine(); h != nil {
+			return h
+		}
+	}
+}
+
+// multipart parses the preamble, the parts and the epilogue of pt.
+func (p *parser) multipart(pt *part, depth int) *boundHit {
+	p.bounds = append(p.bounds, pt.params["boundary"])
+	level := len(p.bounds) - 1
+	defer func() { p.bounds = p.bounds[:level] }()
+	childType, childSub := "text", "plain"
+	if pt.subtype == "digest" {
+		childType, childSub = "message", "rfc822"
+	}
+	hit := p.skipBody() // preamble
+	for hit.level == level && !hit.closing {
+		if p.parts >= maxMIMEParts {
+			hit = p.skipBody()
+			continue
+		}
+		var child *part
+		child, hit = p.entity(depth+1, childType, childSub)
+		pt.children = append(pt.children, child)
+	}
+	if hit.level == level { // closing delimiter: skip the epilogue, where our boundary means nothing
+		p.bounds = p.bounds[:level]
+		hit = p.skipBody()
+	}
+	return hit
+}
+
+// readHeaderBlock reads the top-level header of a message: its raw bytes (at most maxHeaderBytes are
+// kept, whole lines only) and the offset where the body starts.
+func readHeaderBlock(r io.Reader) (raw []byte, bodyStart int64) {
+	lr := newLineReader(r, 0, 4096)
+	truncated := false
+	for {
+		line, lineStart := lr.next()
+		if line == nil {
+			return raw, lr.off
+		}
+		if !truncated && len(raw)+len(line) <= maxHeaderBytes {
+			raw = append(raw, line...)
+		} else {
+			truncated = true
+		}
+		if lineStart && isBlankLine(line) {
+			return raw, lr.off
+		}
+	}
+}

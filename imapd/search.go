@@ -1,0 +1,527 @@
+package imapd
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"postie/maildir"
+)
+
+// RFC 9051 §6.4.4 SEARCH, evaluated per message. Criteria are compiled once per command: sequence and
+// UID sets are made static ("*" and "$" resolved), flags become bit masks, strings are case-folded.
+// Each message is then tested cheapest first: numbers and flags from the mailbox state, then header
+// fields (from the cache), then the text of the message file, read once for all TEXT/BODY terms.
+
+// cost levels of a criterion.
+const (
+	costState  = iota // sequence numbers, UIDs, flags, sizes, internal dates
+	costHeader        // header fields, sent dates
+	costText          // TEXT and BODY: the whole file
+)
+
+type headerTerm struct {
+	name  string
+	value []byte // case-folded; empty means "the field exists"
+}
+
+// query is one compiled level of search criteria: all of its conditions must hold.
+type query struct {
+	never       bool // a condition no message can meet (KEYWORD never defined, \Recent)
+	seqs        []imap.SeqSet
+	uids        []imap.UIDSet
+	since       time.Time
+	before      time.Time
+	sentSince   time.Time
+	sentBefore  time.Time
+	larger      int64
+	smaller     int64
+	flags       uint64 // all must be set
+	notFlags    uint64 // none may be set
+	headers     []headerTerm
+	texts       []int // indexes into program.needles
+	not         []*query
+	or          [][2]*query
+	cost        int
+	ownHeaders  bool
+	ownText     bool
+	needFullHdr bool // a header term outside the cached fields
+}
+
+type needle struct {
+	folded     []byte
+	withHeader bool // TEXT (header and body); BODY is body only
+}
+
+// program is a compiled SEARCH.
+type program struct {
+	root    *query
+	needles []needle
+	cost    int
+}
+
+// numContext resolves the dynamic parts of sequence and UID sets for one session.
+type numContext struct {
+	maxSeq    uint32      // the client's highest sequence number
+	maxUID    uint32      // the UID of the last message
+	searchRes imap.UIDSet // the saved result ($)
+}
+
+// staticSeqSet resolves "*" in a client sequence set.
+func (nc *numContext) staticSeqSet(s imap.SeqSet) imap.SeqSet {
+	out := make(imap.SeqSet, len(s))
+	for i, r := range s {
+		out[i] = imap.SeqRange{Start: orMax(r.Start, nc.maxSeq), Stop: orMax(r.Stop, nc.maxSeq)}
+		if out[i].Start > out[i].Stop {
+			out[i].Start, out[i].Stop = out[i].Stop, out[i].Start
+		}
+	}
+	return out
+}
+
+// staticUIDSet resolves "*" and "$" in a UID set. RFC 9051 §6.4.8: "n:*" always includes the last
+// message, even when n is above its UID.
+func (nc *numContext) staticUIDSet(s imap.UIDSet) imap.UIDSet {
+	if imap.IsSearchRes(s) {
+		return nc.searchRes
+	}
+	out := make(imap.UIDSet, len(s))
+	for i, r := range s {
+		start := imap.UID(orMax(uint32(r.Start), nc.maxUID))
+		stop := imap.UID(orMax(uint32(r.Stop), nc.maxUID))
+		if start > stop {
+			start, stop = stop, start
+		}
+		out[i] = imap.UIDRange{Start: start, Stop: stop}
+	}
+	return out
+}
+
+func orMax(n, max uint32) uint32 {
+	if n == 0 {
+		return max
+	}
+	return n
+}
+
+// flagResolver maps an IMAP flag to its bit in the mailbox; ok is false for a keyword the mailbox has
+// never defined, and for \Recent, which this server never sets.
+type flagResolver func(imap.Flag) (bit uint64, ok bool)
+
+func compileSearch(c *imap.SearchCriteria, nc *numContext, flags flagResolver) *program {
+	p := &program{}
+	p.root = p.compile(c, nc, flags)
+	p.cost = p.root.cost
+	return p
+}
+
+func (p *program) compile(c *imap.SearchCriteria, nc *numContext, flags flagResolver) *query {
+	q := &query{
+		since: c.Since, before: c.Before, sentSince: c.SentSince, sentBefore: c.SentBefore,
+		larger: c.Larger, smaller: c.Smaller,
+	}
+	for _, s := range c.SeqNum {
+		q.seqs = append(q.seqs, nc.staticSeqSet(s))
+	}
+	for _, s := range c.UID {
+		q.uids = append(q.uids, nc.staticUIDSet(s))
+	}
+	for _, f := range c.Flag {
+		if bit, ok := flags(f); ok {
+			q.flags |= bit
+		} else {
+			q.never = true
+		}
+	}
+	for _, f := range c.NotFlag {
+		if bit, ok := flags(f); ok {
+			q.notFlags |= bit
+		}
+	}
+	for _, h := range c.Header {
+		q.headers = append(q.headers, headerTerm{name: h.Key, value: fold([]byte(h.Value))})
+		q.ownHeaders = true
+		if !isCachedField(h.Key) {
+			q.needFullHdr = true
+		}
+	}
+	if !q.sentSince.IsZero() || !q.sentBefore.IsZero() {
+		q.ownHeaders = true
+	}
+	for _, s := range c.Text {
+		q.texts = append(q.texts, len(p.needles))
+		p.needles = append(p.needles, needle{folded: fold([]byte(s)), withHeader: true})
+	}
+	for _, s := range c.Body {
+		q.texts = append(q.texts, len(p.needles))
+		p.needles = append(p.needles, needle{folded: fold([]byte(s))})
+	}
+	q.ownText = len(q.texts) > 0
+	switch {
+	case q.ownText:
+		q.cost = costText
+	case q.ownHeaders:
+		q.cost = costHeader
+	}
+	for i := range c.Not {
+		sub := p.compile(&c.Not[i], nc, flags)
+		q.not = append(q.not, sub)
+		q.cost = max(q.cost, sub.cost)
+	}
+	for i := range c.Or {
+		a, b := p.compile(&c.Or[i][0], nc, flags), p.compile(&c.Or[i][1], nc, flags)
+		q.or = append(q.or, [2]*query{a, b})
+		q.cost = max(q.cost, a.cost, b.cost)
+	}
+	return q
+}
+
+// evalMsg is what the evaluator needs of one message; the file-backed parts load lazily.
+type evalMsg interface {
+	seqNum() uint32
+	uidNum() uint32
+	state() (size int64, date time.Time, flags uint64)
+	cachedHeader() (header, error) // the cached fields
+	fullHeader() (header, error)
+	// textFound reports, for each needle, whether the message's text contains it.
+	textFound(needles []needle) ([]bool, error)
+}
+
+type evaluation struct {
+	p     *program
+	m     evalMsg
+	found []bool
+	err   error
+}
+
+// matches runs the program on one message.
+func (p *program) matches(m evalMsg) (bool, error) {
+	ev := &evaluation{p: p, m: m}
+	ok := ev.match(p.root)
+	return ok && ev.err == nil, ev.err
+}
+
+func (ev *evaluation) match(q *query) bool {
+	if q.never || !ev.matchState(q) {
+		return false
+	}
+	for level := costState; level <= q.cost; level++ {
+		if level == costHeader && q.ownHeaders && !ev.matchHeaders(q) {
+			return false
+		}
+		if level == costText && q.ownText && !ev.matchText(q) {
+			return false
+		}
+		for _, sub := range q.not {
+			if sub.cost == level && ev.match(sub) {
+				return false
+			}
+		}
+		for _, pair := range q.or {
+			if max(pair[0].cost, pair[1].cost) == level && !ev.match(pair[0]) && !ev.match(pair[1]) {
+				return false
+			}
+		}
+		if ev.err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (ev *evaluation) matchState(q *query) bool {
+	seq, uid := ev.m.seqNum(), ev.m.uidNum()
+	for i := range q.seqs {
+		if seq == 0 || !q.seqs[i].Contains(seq) {
+			return false
+		}
+	}
+	for _, s := range q.uids {
+		if !s.Contains(imap.UID(uid)) {
+			return false
+		}
+	}
+	size, date, flags := ev.m.state()
+	if flags&q.flags != q.flags || flags&q.notFlags != 0 {
+		return false
+	}
+	if q.larger > 0 && size <= q.larger || q.smaller > 0 && size >= q.smaller {
+		return false
+	}
+	if !q.since.IsZero() || !q.before.IsZero() {
+		if !inDateRange(dayOf(date), q.since, q.before) {
+			return false
+		}
+	}
+	return true
+}
+
+// dayOf returns t's calendar date (in t's own zone) as midnight UTC, the form the parser gives dates in.
+func dayOf(t time.Time) time.Time {
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+func inDateRange(day, since, before time.Time) bool {
+	since, before = dayOf(since), dayOf(before)
+	return (since.IsZero() || !day.Before(since)) && (before.IsZero() || day.Before(before))
+}
+
+func (ev *evaluation) matchHeaders(q *query) bool {
+	var h header
+	var err error
+	if q.needFullHdr {
+		h, err = ev.m.fullHeader()
+	} else {
+		h, err = ev.m.cachedHeader()
+	}
+	if err != nil {
+		ev.err = err
+		return false
+	}
+	if !q.sentSince.IsZero() || !q.sentBefore.IsZero() {
+		day := sentDay(h, ev.m)
+		if !inDateRange(day, q.sentSince, q.sentBefore) {
+			return false
+		}
+	}
+	for _, t := range q.headers {
+		if !headerContains(h, t) {
+			return false
+		}
+	}
+	return true
+}
+
+// sentDay is the date of the Date: field, or of the internal date when there is none that parses
+// (Dovecot does the same).
+func sentDay(h header, m evalMsg) time.Time {
+	if t, err := mail.ParseDate(h.get("Date")); err == nil {
+		return dayOf(t)
+	}
+	_, date, _ := m.state()
+	return dayOf(date)
+}
+
+func headerContains(h header, t headerTerm) bool {
+	for _, f := range h {
+		if f.name == "" || !strings.EqualFold(f.name, t.name) {
+			continue
+		}
+		if len(t.value) == 0 || bytes.Contains(fold([]byte(decodeHeaderValue(f.value()))), t.value) {
+			return true
+		}
+	}
+	return false
+}
+
+func (ev *evaluation) matchText(q *query) bool {
+	if ev.found == nil {
+		ev.found, ev.err = ev.m.textFound(ev.p.needles)
+		if ev.err != nil {
+			return false
+		}
+	}
+	for _, i := range q.texts {
+		if !ev.found[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// fold case-folds text for case-insensitive matching (simple Unicode lower-casing).
+func fold(b []byte) []byte { return bytes.ToLower(b) }
+
+// textMatcher looks for several folded needles in a stream of UTF-8 text that arrives in chunks;
+// matches may span chunk boundaries but not parts (reset between parts).
+type textMatcher struct {
+	needles []needle
+	found   []bool
+	left    int
+	keep    int // bytes of context carried between chunks
+	tail    []byte
+	body    bool // matching body text (BODY and TEXT needles) or header text (TEXT only)
+}
+
+func newTextMatcher(needles []needle) *textMatcher {
+	tm := &textMatcher{needles: needles, found: make([]bool, len(needles)), left: len(needles)}
+	for _, n := range needles {
+		tm.keep = max(tm.keep, 4*len(n.folded)+4)
+	}
+	return tm
+}
+
+func (tm *textMatcher) done() bool { return tm.left == 0 }
+
+func (tm *textMatcher) reset(body bool) {
+	tm.tail = tm.tail[:0]
+	tm.body = body
+}
+
+// write feeds UTF-8 text.
+func (tm *textMatcher) write(chunk []byte) {
+	data := append(tm.tail, chunk...)
+	cut := len(data)
+	// Hold back an incomplete rune at the end for the next chunk.
+	for i := 1; i <= 3 && i <= len(data); i++ {
+		c := data[len(data)-i]
+		if c < 0x80 {
+			break
+		}
+		if c >= 0xc0 {
+			if !utf8.FullRune(data[len(data)-i:]) {
+				cut = len(data) - i
+			}
+			break
+		}
+	}
+	folded := fold(data[:cut])
+	for i, n := range tm.needles {
+		if !tm.found[i] && (tm.body || n.withHeader) && bytes.Contains(folded, n.folded) {
+			tm.found[i] = true
+			tm.left--
+		}
+	}
+	start := max(0, cut-tm.keep)
+	for start > 0 && start < cut && !utf8.RuneStart(data[start]) {
+		start--
+	}
+	tm.tail = append(tm.tail[:0], data[start:]...)
+}
+
+// searchText feeds a parsed message's text to tm: the top header (for TEXT), then every text part,
+// transfer-decoded and, where possible, converted to UTF-8, and the headers of encapsulated messages.
+func searchText(tm *textMatcher, f io.ReaderAt, root *part) error {
+	tm.reset(false)
+	feedHeader(tm, root.header)
+	return searchParts(tm, f, root)
+}
+
+func feedHeader(tm *textMatcher, h header) {
+	for _, fl := range h {
+		if tm.done() {
+			return
+		}
+		line := fl.name + ": " + decodeHeaderValue(fl.value()) + "\n"
+		tm.write([]byte(line))
+	}
+}
+
+func searchParts(tm *textMatcher, f io.ReaderAt, p *part) error {
+	if tm.done() {
+		return nil
+	}
+	switch {
+	case p.isMultipart():
+		for _, c := range p.children {
+			if err := searchParts(tm, f, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	case p.msg != nil:
+		tm.reset(true)
+		feedHeader(tm, p.msg.header)
+		return searchParts(tm, f, p.msg)
+	case p.typ != "text":
+		return nil
+	}
+	tm.reset(true)
+	var r io.Reader = io.NewSectionReader(f, p.bodyStart, p.size())
+	if d, err := decodeCTE(p.header.get("Content-Transfer-Encoding"), r); err == nil {
+		r = d
+	}
+	charset := p.params["charset"]
+	buf := make([]byte, 32<<10)
+	for !tm.done() {
+		n, err := r.Read(buf)
+		if n > 0 {
+			tm.write(toUTF8(charset, buf[:n]))
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Search answers SEARCH and UID SEARCH, with ESEARCH (MIN, MAX, COUNT, ALL) and SEARCHRES (SAVE, $).
+func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	sel := s.sel
+	sel.entry.sync()
+	sel.entry.cache.touch()
+	p := compileSearch(criteria, sel.numContext(nil), sel.entry.resolveFlag)
+	var (
+		data   imap.SearchData
+		seqSet imap.SeqSet
+		uidSet imap.UIDSet
+	)
+	err := sel.each(nil, fetchBatch, func(batch []*message) error {
+		for _, m := range batch {
+			ok, err := p.matches(m)
+			m.close()
+			if errors.Is(err, maildir.ErrNoSuchMessage) {
+				continue
+			}
+			if err != nil {
+				return s.mailError("search", err)
+			}
+			if !ok {
+				continue
+			}
+			uidSet.AddNum(imap.UID(m.uid))
+			num := m.uid
+			if kind == imapserver.NumKindSeq {
+				seqSet.AddNum(m.seq)
+				num = m.seq
+			}
+			if data.Min == 0 || num < data.Min {
+				data.Min = num
+			}
+			data.Max = max(data.Max, num)
+			data.Count++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if kind == imapserver.NumKindSeq {
+		data.All = seqSet
+	} else {
+		data.All = uidSet
+	}
+	if options.ReturnSave {
+		sel.searchRes = savedResult(uidSet, options, &data)
+	}
+	return &data, nil
+}
+
+// savedResult is what SAVE keeps (RFC 5182 §2.4): with only MIN and/or MAX asked for, just those.
+func savedResult(all imap.UIDSet, o *imap.SearchOptions, d *imap.SearchData) imap.UIDSet {
+	if o.ReturnAll || o.ReturnCount || !(o.ReturnMin || o.ReturnMax) || d.Count == 0 {
+		if all == nil {
+			return imap.UIDSet{}
+		}
+		return all
+	}
+	uids, _ := all.Nums()
+	var out imap.UIDSet
+	if o.ReturnMin {
+		out.AddNum(uids[0])
+	}
+	if o.ReturnMax {
+		out.AddNum(uids[len(uids)-1])
+	}
+	return out
+}

@@ -1,0 +1,207 @@
+package imapd
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"postie/accounts"
+	"postie/maildir"
+)
+
+// session is one IMAP connection: go-imap calls its methods one command at a time (IDLE runs in a
+// goroutine of its own while the connection waits for DONE).
+type session struct {
+	srv  *Server
+	conn *imapserver.Conn
+	ip   string
+
+	user *accounts.User
+	mail *maildir.User
+	sel  *selection
+
+	// go-imap may end the connection (and call Close) while Idle still runs in its goroutine.
+	idleMu sync.Mutex
+	idling sync.WaitGroup
+	closed bool
+}
+
+// selection is the selected mailbox of a session.
+type selection struct {
+	entry     *mailboxEntry
+	mbox      *maildir.Mailbox
+	st        *imapserver.SessionTracker
+	readOnly  bool
+	searchRes imap.UIDSet // SEARCHRES ($), as UIDs (RFC 5182)
+}
+
+var (
+	_ imapserver.SessionIMAP4rev2      = (*session)(nil)
+	_ imapserver.SessionAppendLimit    = (*session)(nil)
+	_ imapserver.SessionUnauthenticate = (*session)(nil)
+)
+
+func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	sess := &session{srv: s, conn: c, ip: remoteIP(c.NetConn().RemoteAddr())}
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.sessions[sess] = struct{}{}
+	}
+	s.mu.Unlock()
+	if closed {
+		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "Server shutting down"}
+	}
+	return sess, nil, nil
+}
+
+// Close ends the session (the connection is gone).
+func (s *session) Close() error {
+	s.idleMu.Lock()
+	s.closed = true
+	s.idleMu.Unlock()
+	s.idling.Wait()
+	s.unselect()
+	s.srv.mu.Lock()
+	delete(s.srv.sessions, s)
+	s.srv.mu.Unlock()
+	return nil
+}
+
+// Login checks the password with the shared, throttled Authenticator (LOGIN and AUTHENTICATE PLAIN
+// both end here). The answer never tells whether the user exists.
+func (s *session) Login(username, password string) error {
+	ctx, cancel := context.WithTimeout(s.srv.ctx, loginTimeout)
+	defer cancel()
+	u, err := s.srv.opts.Auth.Login(ctx, s.ip, "imap", username, password)
+	if err != nil {
+		if errors.Is(err, accounts.ErrAuthFailed) {
+			return imapserver.ErrAuthFailed
+		}
+		s.srv.log.Warn("imap login", "remote_ip", s.ip, "err", err)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Authentication unavailable, try again later"}
+	}
+	mu, err := s.srv.opts.Store.User(u.Domain, u.Local)
+	if err != nil {
+		s.srv.log.Error("imap login: open mail store", "user", u.Address, "err", err)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Mail store unavailable"}
+	}
+	mu.SetQuota(u.Quota)
+	s.user, s.mail = u, mu
+	s.srv.log.Info("imap login", "user", u.Address, "remote_ip", s.ip)
+	return nil
+}
+
+// Unauthenticate returns to the not-authenticated state (RFC 8437).
+func (s *session) Unauthenticate() error {
+	s.unselect()
+	s.user, s.mail = nil, nil
+	return nil
+}
+
+func (s *session) Namespace() (*imap.NamespaceData, error) {
+	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: delim}}}, nil
+}
+
+// AppendLimit is advertised as APPENDLIMIT=n (RFC 7889); go-imap refuses larger literals itself.
+func (s *session) AppendLimit() uint32 {
+	return uint32(min(s.srv.opts.AppendLimit, math.MaxUint32))
+}
+
+// Poll reports changes to the selected mailbox after every command: the mailbox is re-read (cheaply,
+// at most every 200 ms) so mail that other processes delivered shows up.
+func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if s.sel == nil {
+		return nil
+	}
+	return s.poll(s.sel, w, allowExpunge)
+}
+
+func (s *session) poll(sel *selection, w *imapserver.UpdateWriter, allowExpunge bool) error {
+	e := sel.entry
+	if err := e.refresh(pollRefreshGap); err != nil && !errors.Is(err, maildir.ErrNoSuchMailbox) {
+		s.srv.log.Warn("imap: refresh", "mailbox", e.name, "err", err)
+	}
+	e.sync()
+	return sel.st.Poll(w, allowExpunge)
+}
+
+// Idle waits for changes. While anyone idles on a mailbox, it is re-read every second.
+func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	s.idleMu.Lock()
+	if s.closed {
+		s.idleMu.Unlock()
+		return nil
+	}
+	s.idling.Add(1)
+	sel := s.sel
+	s.idleMu.Unlock()
+	defer s.idling.Done()
+	if sel == nil {
+		<-stop
+		return nil
+	}
+	e := sel.entry
+	e.startIdle()
+	defer e.stopIdle()
+	// Changes that came between the last poll and now would otherwise wait for the next one.
+	if err := s.poll(sel, w, true); err != nil {
+		return err
+	}
+	return sel.st.Idle(w, stop)
+}
+
+// busy marks a command that changes mail, which Shutdown lets finish.
+func (s *session) busy() (done func()) {
+	s.srv.busy.Add(1)
+	return func() { s.srv.busy.Add(-1) }
+}
+
+// Error answers. RFC 5530 response codes tell clients what went wrong without details.
+var (
+	errNoSuchMailbox = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "No such mailbox"}
+	errTryCreate     = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
+	errReadOnly      = &imap.Error{Type: imap.StatusResponseTypeNo, Code: "READ-ONLY", Text: "Mailbox is read-only"}
+	errServerBug     = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal server error"}
+)
+
+// mailError turns a store error into an IMAP answer; errors without a meaning for the client are
+// logged and answered as a server bug.
+func (s *session) mailError(op string, err error) error {
+	var code imap.ResponseCode
+	text := ""
+	switch {
+	case errors.Is(err, maildir.ErrNoSuchMailbox):
+		return errNoSuchMailbox
+	case errors.Is(err, maildir.ErrMailboxExists):
+		code, text = imap.ResponseCodeAlreadyExists, "Mailbox already exists"
+	case errors.Is(err, maildir.ErrInvalidName):
+		code, text = imap.ResponseCodeCannot, "Invalid mailbox name"
+	case errors.Is(err, maildir.ErrHasChildren):
+		code, text = imap.ResponseCodeHasChildren, "Mailbox has children"
+	case errors.Is(err, maildir.ErrInboxDelete):
+		code, text = imap.ResponseCodeCannot, "INBOX cannot be deleted"
+	case errors.Is(err, maildir.ErrQuotaExceeded):
+		code, text = imap.ResponseCodeOverQuota, "Quota exceeded"
+	case errors.Is(err, maildir.ErrTooManyKeywords):
+		code, text = imap.ResponseCodeLimit, "Too many keywords in this mailbox"
+	case errors.Is(err, maildir.ErrInvalidFlag):
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Invalid flag"}
+	case errors.Is(err, maildir.ErrInvalidSpecialUse):
+		code, text = "USEATTR", "Unsupported special-use attribute"
+	case errors.Is(err, maildir.ErrNoSuchMessage):
+		code, text = "EXPUNGEISSUED", "Message was expunged"
+	default:
+		user := ""
+		if s.user != nil {
+			user = s.user.Address
+		}
+		s.srv.log.Error("imap "+op, "user", user, "err", err)
+		return errServerBug
+	}
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: code, Text: text}
+}
