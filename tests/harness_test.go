@@ -1,0 +1,262 @@
+// Package tests holds Postie's end-to-end tests: they build the real
+// binary, write a configuration with free loopback ports, run `postie
+// serve` as a separate process, and drive it with real protocol clients
+// and the CLI.
+package tests
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// postieBin is the binary built once for all tests.
+var postieBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "postie-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	postieBin = filepath.Join(dir, "postie")
+	build := exec.Command("go", "build", "-o", postieBin, "postie/cmd/postie")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building postie:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// instance is one configured Postie: a directory with config.toml and its
+// data, and, once started, the server process.
+type instance struct {
+	t       testing.TB
+	dir     string
+	config  string
+	ports   map[string]string // role → "127.0.0.1:port"
+	cmd     *exec.Cmd
+	logPath string
+	exited  chan error
+}
+
+// roles are the listeners every test instance gets.
+var roles = []string{"smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s"}
+
+// newInstance writes a config with free loopback ports. extra is appended
+// verbatim to the file (more tables or keys).
+func newInstance(t testing.TB, extra string) *instance {
+	t.Helper()
+	in := &instance{t: t, dir: t.TempDir(), ports: map[string]string{}}
+	// Hold every port until all are chosen, so no two roles get the same.
+	var held []net.Listener
+	for _, r := range roles {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, ln)
+		in.ports[r] = ln.Addr().String()
+	}
+	for _, ln := range held {
+		ln.Close()
+	}
+	in.config = filepath.Join(in.dir, "config.toml")
+	cfg := fmt.Sprintf(`hostname = "mx.example.test"
+data_dir = "data"
+domains = ["example.test", "other.test"]
+
+[log]
+level = "debug"
+
+[smtp]
+listen = [%q]
+max_recipients = 20
+max_message_size = "1MB"
+messages_per_minute_per_ip = 0
+max_connections_per_ip = 100
+
+[submission]
+listen = [%q]
+tls_listen = [%q]
+
+[imap]
+listen = [%q]
+tls_listen = [%q]
+
+[pop3]
+listen = [%q]
+tls_listen = [%q]
+
+[queue]
+min_retry = "1s"
+max_retry = "2s"
+`, in.ports["smtp"], in.ports["submission"], in.ports["submissions"], in.ports["imap"], in.ports["imaps"], in.ports["pop3"], in.ports["pop3s"])
+	if err := os.WriteFile(in.config, []byte(cfg+extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// run runs a postie CLI command against this instance's config and returns
+// its stdout, stderr and exit code.
+func (in *instance) run(stdin string, args ...string) (string, string, int) {
+	in.t.Helper()
+	return runBinary(in.t, stdin, append(append([]string{}, args...), "-config", in.config)...)
+}
+
+// mustRun runs a CLI command that must succeed.
+func (in *instance) mustRun(stdin string, args ...string) string {
+	in.t.Helper()
+	out, errOut, code := in.run(stdin, args...)
+	if code != 0 {
+		in.t.Fatalf("postie %v: exit %d: %s%s", args, code, out, errOut)
+	}
+	return out
+}
+
+// addUser creates addr with password "secret-"+addr and an optional quota.
+func (in *instance) addUser(addr string, quota ...string) {
+	in.t.Helper()
+	args := []string{"user", "add", addr}
+	if len(quota) > 0 {
+		args = append(args, "-quota", quota[0])
+	}
+	in.mustRun(password(addr)+"\n", args...)
+}
+
+func password(addr string) string { return "secret-" + addr }
+
+// start runs `postie serve` and waits until every listener accepts.
+func (in *instance) start() {
+	in.t.Helper()
+	in.logPath = filepath.Join(in.dir, fmt.Sprintf("serve-%d.log", time.Now().UnixNano()))
+	logf, err := os.Create(in.logPath)
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	in.cmd = exec.Command(postieBin, "serve", "-config", in.config)
+	in.cmd.Stdout, in.cmd.Stderr = logf, logf
+	if err := in.cmd.Start(); err != nil {
+		in.t.Fatal(err)
+	}
+	logf.Close()
+	in.exited = make(chan error, 1)
+	cmd := in.cmd
+	go func() { in.exited <- cmd.Wait() }()
+	in.t.Cleanup(func() { in.kill() })
+	deadline := time.Now().Add(20 * time.Second)
+	for _, r := range roles {
+		for {
+			c, err := net.DialTimeout("tcp", in.ports[r], time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			select {
+			case err := <-in.exited:
+				in.exited <- err
+				in.t.Fatalf("postie serve exited early (%v):\n%s", err, in.log())
+			default:
+			}
+			if time.Now().After(deadline) {
+				in.t.Fatalf("%s listener %s not up: %v\n%s", r, in.ports[r], err, in.log())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// stop sends SIGTERM and returns the exit error (nil for exit 0).
+func (in *instance) stop() error {
+	in.t.Helper()
+	if in.cmd == nil {
+		return nil
+	}
+	_ = in.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-in.exited:
+		in.cmd = nil
+		return err
+	case <-time.After(40 * time.Second):
+		in.kill()
+		in.t.Fatalf("postie serve did not stop on SIGTERM:\n%s", in.log())
+		return nil
+	}
+}
+
+// kill stops the server at once, as a crash would.
+func (in *instance) kill() {
+	if in.cmd == nil {
+		return
+	}
+	_ = in.cmd.Process.Kill()
+	<-in.exited
+	in.cmd = nil
+}
+
+func (in *instance) log() string {
+	b, _ := os.ReadFile(in.logPath)
+	if len(b) > 20000 {
+		b = b[len(b)-20000:]
+	}
+	return string(b)
+}
+
+// maildir is the on-disk Maildir root of a user: the tests inspect the
+// disk directly, as an admin would, to check what the server promised.
+func (in *instance) maildir(domain, user string) string {
+	return filepath.Join(in.dir, "data", "mail", domain, user)
+}
+
+// messages returns the contents of every message file in a Maildir
+// folder's new/ and cur/.
+func messages(t *testing.T, folder string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	for _, sub := range []string{"new", "cur"} {
+		entries, err := os.ReadDir(filepath.Join(folder, sub))
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			b, err := os.ReadFile(filepath.Join(folder, sub, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[sub+"/"+e.Name()] = b
+		}
+	}
+	return out
+}
+
+// runBinary runs postie with exactly these arguments.
+func runBinary(t testing.TB, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, postieBin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err == nil {
+		return out.String(), errb.String(), 0
+	}
+	ee, ok := err.(*exec.ExitError)
+	if !ok {
+		t.Fatalf("postie %v: %v", args, err)
+	}
+	return out.String(), errb.String(), ee.ExitCode()
+}
