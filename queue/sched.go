@@ -149,16 +149,20 @@ func (q *Queue) startLocked(ctx context.Context, u unit, s *sched) {
 	go q.runAttempt(ctx, it, u.dom, idx, addrs)
 }
 
-// endTaskLocked does the bookkeeping of a task that ended.
-func (q *Queue) endTaskLocked(it *item, dom string) {
-	it.running--
+// endTask ends a task whose item count (it.running) is already down:
+// settle (which unlocks and saves the item's state) and only then free the
+// concurrency slots, so that a queue with nothing in flight has every
+// state file up to date.
+func (q *Queue) endTask(it *item, dom string) {
+	q.settle(it) // unlocks
+	q.mu.Lock()
 	q.inflight--
-	if dom == "" {
-		return
+	if dom != "" {
+		if q.perDomain[dom]--; q.perDomain[dom] <= 0 {
+			delete(q.perDomain, dom)
+		}
 	}
-	if q.perDomain[dom]--; q.perDomain[dom] <= 0 {
-		delete(q.perDomain, dom)
-	}
+	q.mu.Unlock()
 }
 
 // releaseWaitingLocked puts back into the heap as many units held back by
@@ -281,9 +285,9 @@ func (q *Queue) finishAttempt(ctx context.Context, it *item, dom string, idx []i
 			delete(it.groups, dom)
 		}
 	}
-	q.endTaskLocked(it, dom)
+	it.running--
 	q.scheduleNoticeLocked(it)
-	q.settle(it) // unlocks
+	q.endTask(it, dom)
 }
 
 // settle ends a change to an item, with Queue.mu held, and releases the
@@ -466,9 +470,9 @@ func (q *Queue) finishNotice(ctx context.Context, it *item, job *noticeJob, dsnI
 		log.Warn("queue: DSN deferred", "tries", it.st.NoticeTries, "err", err)
 	}
 	it.notice.running = false
-	q.endTaskLocked(it, "")
+	it.running--
 	q.scheduleNoticeLocked(it)
-	q.settle(it) // unlocks
+	q.endTask(it, "")
 }
 
 // noticeOverLocked ends a DSN's story: its recipients become final (status
