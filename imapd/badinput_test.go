@@ -3,6 +3,7 @@ package imapd
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBadInput(t *testing.T) {
@@ -34,6 +35,16 @@ func TestBadInput(t *testing.T) {
 		if got := last(lines); !strings.HasPrefix(got, c.want) {
 			t.Errorf("%s: got %q, want %s...", c.cmd, got, c.want)
 		}
+	}
+	// A pattern that makes a backtracking matcher take exponential time.
+	long := strings.Repeat("a", 60)
+	r.cmd("c1 CREATE " + long)
+	start := time.Now()
+	if got := last(r.cmd(`c2 LIST "" "` + strings.Repeat("*a", 20) + `*b"`)); !strings.HasPrefix(got, "c2 OK") {
+		t.Errorf("LIST: %q", got)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("LIST took %v", d)
 	}
 	if got := last(r.cmd("z NOOP")); !strings.HasPrefix(got, "z OK") {
 		t.Errorf("session did not survive: %q", got)

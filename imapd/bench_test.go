@@ -269,6 +269,9 @@ func BenchmarkHeaderSyncSecond(b *testing.B) {
 	for b.Loop() {
 		benchFetch(b, bc, headerSync)
 	}
+	ts.srv.cache.mu.Lock()
+	b.ReportMetric(float64(ts.srv.cache.used)/float64(benchSize()), "cache-B/msg")
+	ts.srv.cache.mu.Unlock()
 }
 
 func benchSearch(b *testing.B, criteria string, warm bool) {

@@ -36,11 +36,19 @@ func (s *session) fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	sel := s.sel
 	sel.entry.cache.touch()
 	f := &fetcher{s: s, w: w, opts: options, flagNames: make(map[uint64][]imap.Flag)}
+	prefill := onlyCachedFields(options)
 	err := sel.each(numSet, fetchBatch, func(batch []*message) error {
 		if markSeen {
 			if err := s.markSeen(batch); err != nil {
 				return err
 			}
+		}
+		if prefill {
+			// Header sync: read the headers the cache lacks on several goroutines, then write.
+			parallel(batch, func(_ int, m *message) {
+				m.cachedRaw()
+				m.closeFile()
+			})
 		}
 		for _, m := range batch {
 			err := f.one(m)
@@ -55,6 +63,19 @@ func (s *session) fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		return err
 	}
 	return f.result
+}
+
+// onlyCachedFields reports whether a FETCH needs nothing from the files but cached header fields.
+func onlyCachedFields(o *imap.FetchOptions) bool {
+	if o.BodyStructure != nil || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0 {
+		return false
+	}
+	for _, sec := range o.BodySection {
+		if len(sec.Part) > 0 || sec.Specifier != imap.PartSpecifierHeader || !allCached(sec.HeaderFields) {
+			return false
+		}
+	}
+	return o.Envelope || len(o.BodySection) > 0
 }
 
 // markSeen sets \Seen on the messages of batch that lack it, before their data goes out.
@@ -187,11 +208,11 @@ func (f *fetcher) bodyLiteral(m *message, sec *imap.FetchItemBodySection) (liter
 			}
 			sp = fileSpan(0, file.Size())
 		case sec.Specifier == imap.PartSpecifierHeader && len(sec.HeaderFields) > 0 && allCached(sec.HeaderFields):
-			h, err := m.cachedHeader()
+			raw, err := m.cachedRaw()
 			if err != nil {
 				return literal{}, err
 			}
-			sp = dataSpan(filterHeader(h, sec.HeaderFields, false))
+			sp = dataSpan(filterRaw(raw, sec.HeaderFields))
 		case sec.Specifier == imap.PartSpecifierHeader && len(sec.HeaderFields) > 0:
 			h, err := m.fullHeader()
 			if err != nil {
@@ -211,7 +232,7 @@ func (f *fetcher) bodyLiteral(m *message, sec *imap.FetchItemBodySection) (liter
 			if sec.Specifier == imap.PartSpecifierHeader {
 				sp = fileSpan(0, m.hdrEnd)
 			} else {
-				sp = fileSpan(m.hdrEnd, m.f.Size())
+				sp = fileSpan(m.hdrEnd, m.f.Size()) // m.f is open: fullHeader read it
 			}
 		}
 		if sp.ok {
@@ -225,7 +246,12 @@ func (f *fetcher) bodyLiteral(m *message, sec *imap.FetchItemBodySection) (liter
 		}
 		sp = bodySection(root, sec)
 	}
-	return literal{n: sp.n, r: sp.reader(m.f)}, nil
+	if m.ra == nil && sp.data == nil && sp.ok {
+		if _, err := m.file(); err != nil {
+			return literal{}, err
+		}
+	}
+	return literal{n: sp.n, r: sp.reader(m.ra)}, nil
 }
 
 // binaryLiteral locates a BINARY[part] (RFC 3516): the decoded content, sized by a first decoding
@@ -236,7 +262,7 @@ func (f *fetcher) binaryLiteral(m *message, part []int, partial *imap.SectionPar
 		return literal{}, false, err
 	}
 	enc, sp := binarySection(root, part)
-	n, err := decodedSize(m.f, enc, sp)
+	n, err := decodedSize(m.ra, enc, sp)
 	if errors.Is(err, errUnknownCTE) {
 		f.result = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnknownCTE, Text: "Unknown Content-Transfer-Encoding"}
 		return literal{}, false, nil
@@ -249,7 +275,7 @@ func (f *fetcher) binaryLiteral(m *message, part []int, partial *imap.SectionPar
 		off = min(max(partial.Offset, 0), n)
 		size = min(max(partial.Size, 0), n-off)
 	}
-	r, _ := decodeCTE(enc, sp.reader(m.f))
+	r, _ := decodeCTE(enc, sp.reader(m.ra))
 	return literal{n: size, r: &skipReader{r: r, skip: off, left: size}}, true, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
 )
 
 func addMessageSeeds(f *testing.F) {
@@ -79,6 +80,14 @@ func FuzzParseAndSections(f *testing.F) {
 		}
 		if !bytes.Equal(cachedBytes(parseHeader(raw)), cachedBytes(root.header)) {
 			t.Fatal("header-only and full parse disagree on fields")
+		}
+		// The cache's fast filter gives the bytes the field list gives.
+		for _, names := range [][]string{{"subject", "FROM"}, {"to", "cc", "x-none"}, {"content-type"}} {
+			for _, src := range []string{cachedSubset(root.header), string(raw)} {
+				if a, b := filterRaw(src, names), filterHeader(parseHeader([]byte(src)), names, false); !bytes.Equal(a, b) {
+					t.Fatalf("filterRaw %q:\n%q\n%q", src, a, b)
+				}
+			}
 		}
 	})
 }
@@ -176,5 +185,21 @@ func FuzzAddresses(f *testing.F) {
 			}
 		}
 		msgIDs(v)
+	})
+}
+
+// Our LIST matcher agrees with go-imap's (which is exponential in the worst case, hence ours).
+func FuzzListMatch(f *testing.F) {
+	f.Add("Projects/2026/Q4", "", "Projects/%")
+	f.Add("a/b", "a", "*")
+	f.Add("INBOX/x", "inbox/", "%")
+	f.Fuzz(func(t *testing.T, name, ref, pattern string) {
+		if len(name) > 24 || len(pattern) > 12 || len(ref) > 8 {
+			return
+		}
+		want := imapserver.MatchList(name, delim, inboxCase(ref), inboxCase(pattern))
+		if got := matchMailbox(name, ref, pattern); got != want {
+			t.Fatalf("name %q ref %q pattern %q: got %v, MatchList %v", name, ref, pattern, got, want)
+		}
 	})
 }

@@ -168,10 +168,51 @@ func hasSubscribedChild(name string, infos []maildir.MailboxInfo) bool {
 	return false
 }
 
-// matchMailbox applies a LIST reference and pattern, treating a leading "INBOX" in any case as INBOX
-// (RFC 3501 §5.1: INBOX is case-insensitive, which go-imap's matcher does not know).
+// matchMailbox applies a LIST reference and pattern as go-imap's MatchList does, treating a leading
+// "INBOX" in any case as INBOX (RFC 3501 §5.1: INBOX is case-insensitive, which MatchList does not
+// know). The matching itself is ours: MatchList backtracks, and a pattern of many wildcards sent
+// against long names would take exponential time.
 func matchMailbox(name, ref, pattern string) bool {
-	return imapserver.MatchList(name, delim, inboxCase(ref), inboxCase(pattern))
+	ref, pattern = inboxCase(ref), inboxCase(pattern)
+	if strings.HasPrefix(pattern, string(delim)) {
+		ref, pattern = "", pattern[1:]
+	}
+	if ref != "" {
+		if !strings.HasSuffix(ref, string(delim)) {
+			ref += string(delim)
+		}
+		if !strings.HasPrefix(name, ref) {
+			return false
+		}
+		name = name[len(ref):]
+	}
+	return globMatch(name, pattern)
+}
+
+// globMatch matches name against a LIST pattern ('*' anything, '%' anything but the delimiter) in
+// O(len(name)·len(pattern)) time.
+func globMatch(name, pattern string) bool {
+	// prev[j]: pattern[:i] matches name[:j].
+	prev := make([]bool, len(name)+1)
+	cur := make([]bool, len(name)+1)
+	prev[0] = true
+	for i := 0; i < len(pattern); i++ {
+		c := pattern[i]
+		switch c {
+		case '*', '%':
+			cur[0] = prev[0]
+			for j := 1; j <= len(name); j++ {
+				cur[j] = prev[j] || cur[j-1] && (c == '*' || name[j-1] != delim)
+			}
+		default:
+			cur[0] = false
+			for j := 1; j <= len(name); j++ {
+				cur[j] = prev[j-1] && name[j-1] == c
+			}
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(name)]
 }
 
 func inboxCase(s string) string {

@@ -1,7 +1,11 @@
 package imapd
 
 import (
+	"bytes"
 	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,9 +36,12 @@ type message struct {
 	flagsChanged bool // \Seen was just set by this FETCH: FLAGS go out
 
 	f      msgFile
-	hdrEnd int64 // where the body starts, once the header was read
-	full   header
-	sub    header
+	mem    *[]byte     // a small message read whole, for parsing and searching
+	ra     io.ReaderAt // mem's reader, or f
+	hdrEnd int64       // where the body starts, once the header was read
+	full   header      // the top-level header
+	subRaw string      // the cached fields, raw
+	sub    header      // subRaw parsed
 	hasSub bool
 	root   *part
 }
@@ -52,33 +59,68 @@ func (m *message) file() (msgFile, error) {
 		if err != nil {
 			return nil, err
 		}
-		m.f = f
+		m.f, m.ra = f, f
 	}
 	return m.f, nil
 }
 
-// close releases the file and everything parsed from it.
-func (m *message) close() {
+// smallMessage is the size up to which a message that is parsed is first read whole (one read call,
+// no buffered re-reads).
+const smallMessage = 64 << 10
+
+var smallBufs = sync.Pool{New: func() any { b := make([]byte, smallMessage); return &b }}
+
+// reader returns the message's bytes for parsing and section reads.
+func (m *message) reader() (io.ReaderAt, int64, error) {
+	f, err := m.file()
+	if err != nil {
+		return nil, 0, err
+	}
+	size := f.Size()
+	if m.mem == nil && size <= smallMessage {
+		buf := smallBufs.Get().(*[]byte)
+		n, err := f.ReadAt((*buf)[:size], 0)
+		if err != nil && !(err == io.EOF && int64(n) == size) {
+			smallBufs.Put(buf)
+			return nil, 0, err
+		}
+		m.mem, m.ra = buf, bytes.NewReader((*buf)[:size])
+	}
+	return m.ra, size, nil
+}
+
+// closeFile releases the file (and the in-memory copy), keeping what was parsed from the header.
+func (m *message) closeFile() {
 	if m.f != nil {
 		m.f.Close()
 		m.f = nil
 	}
-	m.full, m.sub, m.root, m.hasSub = nil, nil, nil, false
+	if m.mem != nil {
+		smallBufs.Put(m.mem)
+		m.mem = nil
+	}
+	m.ra, m.root = nil, nil
+}
+
+// close releases everything loaded for the message.
+func (m *message) close() {
+	m.closeFile()
+	m.full, m.sub, m.subRaw, m.hasSub = nil, nil, "", false
 }
 
 func (m *message) fullHeader() (header, error) {
 	if m.full != nil {
 		return m.full, nil
 	}
-	f, err := m.file()
-	if err != nil {
-		return nil, err
-	}
 	if m.root != nil {
 		m.full, m.hdrEnd = m.root.header, m.root.bodyStart
 		return m.full, nil
 	}
-	raw, end := readHeaderBlock(io.NewSectionReader(f, 0, f.Size()))
+	f, err := m.file()
+	if err != nil {
+		return nil, err
+	}
+	raw, end := readHeaderBlock(io.NewSectionReader(m.ra, 0, f.Size()))
 	m.full, m.hdrEnd = parseHeader(raw), end
 	if m.full == nil {
 		m.full = header{}
@@ -86,26 +128,43 @@ func (m *message) fullHeader() (header, error) {
 	return m.full, nil
 }
 
-// cachedHeader returns the cached fields, reading the header and filling the cache on a miss.
-func (m *message) cachedHeader() (header, error) {
+// cachedRaw returns the raw cached fields, reading the header and filling the cache on a miss.
+func (m *message) cachedRaw() (string, error) {
 	if m.hasSub {
-		return m.sub, nil
+		return m.subRaw, nil
 	}
-	if c := m.src.cache; c != nil {
+	c := m.src.cache
+	if c != nil {
 		if s, ok := c.get(m.src.validity, m.uid); ok {
-			m.sub, m.hasSub = parseHeader([]byte(s)), true
-			return m.sub, nil
+			m.subRaw, m.hasSub = s, true
+			return s, nil
 		}
 	}
 	h, err := m.fullHeader()
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	s := cachedSubset(h)
-	if c := m.src.cache; c != nil {
+	if c != nil {
 		c.put(m.src.validity, m.uid, s)
 	}
-	m.sub, m.hasSub = parseHeader([]byte(s)), true
+	m.subRaw, m.hasSub = s, true
+	return s, nil
+}
+
+// cachedHeader returns the cached fields parsed.
+func (m *message) cachedHeader() (header, error) {
+	if m.sub != nil {
+		return m.sub, nil
+	}
+	s, err := m.cachedRaw()
+	if err != nil {
+		return nil, err
+	}
+	m.sub = parseHeader([]byte(s))
+	if m.sub == nil {
+		m.sub = header{}
+	}
 	return m.sub, nil
 }
 
@@ -114,11 +173,11 @@ func (m *message) structure() (*part, error) {
 	if m.root != nil {
 		return m.root, nil
 	}
-	f, err := m.file()
+	ra, size, err := m.reader()
 	if err != nil {
 		return nil, err
 	}
-	m.root = parseMessage(io.NewSectionReader(f, 0, f.Size()))
+	m.root = parseMessage(io.NewSectionReader(ra, 0, size))
 	return m.root, nil
 }
 
@@ -128,8 +187,36 @@ func (m *message) textFound(needles []needle) ([]bool, error) {
 		return nil, err
 	}
 	tm := newTextMatcher(needles)
-	if err := searchText(tm, m.f, root); err != nil {
+	if err := searchText(tm, m.ra, root); err != nil {
 		return nil, err
 	}
 	return tm.found, nil
+}
+
+// parallel runs fn on every message of batch, on a few goroutines: reading message files is
+// system-call bound, and the messages are independent. Each message is handled by one goroutine.
+func parallel(batch []*message, fn func(i int, m *message)) {
+	workers := min(len(batch), 2*runtime.GOMAXPROCS(0), 8)
+	if workers <= 1 {
+		for i, m := range batch {
+			fn(i, m)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(batch) {
+					return
+				}
+				fn(i, batch[i])
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -2,12 +2,19 @@ package imapd
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"postie/accounts"
+	"postie/maildir"
 )
 
 func appendMsg(t *testing.T, c *imapclient.Client, mailbox string, msg []byte, o *imap.AppendOptions) *imap.AppendData {
@@ -59,9 +66,9 @@ func TestAppendAndFetch(t *testing.T) {
 	}
 	msgs := fetchAll(t, c, imap.SeqSetNum(1), &imap.FetchOptions{
 		UID: true, Flags: true, InternalDate: true, RFC822Size: true, Envelope: true,
-		BodyStructure: &imap.FetchItemBodyStructure{Extended: true},
-		BodySection:   sections,
-		BinarySection: []*imap.FetchItemBinarySection{{Part: []int{2}, Peek: true}, {Part: []int{1, 1}, Peek: true}},
+		BodyStructure:     &imap.FetchItemBodyStructure{Extended: true},
+		BodySection:       sections,
+		BinarySection:     []*imap.FetchItemBinarySection{{Part: []int{2}, Peek: true}, {Part: []int{1, 1}, Peek: true}},
 		BinarySectionSize: []*imap.FetchItemBinarySectionSize{{Part: []int{2}}},
 	})
 	if len(msgs) != 1 {
@@ -315,4 +322,87 @@ func TestExamineIsReadOnly(t *testing.T) {
 	if hasFlag(msgs[0].Flags, imap.FlagSeen) || hasFlag(msgs[0].Flags, imap.FlagFlagged) {
 		t.Errorf("flags changed under EXAMINE: %v", msgs[0].Flags)
 	}
+}
+
+func TestIMAP4rev2Session(t *testing.T) {
+	ts := newTestServer(t)
+	ts.deliver(testMessage(1, "rev2 ünïcode"))
+	r := ts.raw(true)
+	if l := r.cmd("e ENABLE IMAP4rev2"); !strings.Contains(l[0], "ENABLED IMAP4rev2") {
+		t.Fatalf("ENABLE: %q", l)
+	}
+	sel := strings.Join(r.cmd("s SELECT INBOX"), "")
+	if strings.Contains(sel, "RECENT") || !strings.Contains(sel, "1 EXISTS") {
+		t.Errorf("rev2 SELECT: %q", sel)
+	}
+	if l := r.cmd("f1 SEARCH ALL"); !strings.HasPrefix(l[0], `* ESEARCH (TAG "f1") ALL 1`) {
+		t.Errorf("rev2 SEARCH answers ESEARCH: %q", l)
+	}
+	if l := r.cmd("f2 FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1]<0.4>)"); !strings.Contains(strings.Join(l, ""), "BINARY.SIZE[1] 34") || !strings.Contains(l[0], "BINARY[1] ~{4}") {
+		t.Errorf("BINARY: %q", l)
+	}
+	if l := r.cmd(`f3 CREATE "Café"`); !strings.HasPrefix(last(l), "f3 OK") {
+		t.Errorf("UTF-8 name: %q", l)
+	}
+}
+
+func TestQuotaAndKeywordLimit(t *testing.T) {
+	ts := newTestServer(t, func(o *Options) { o.Auth = &quotaAuth{fakeAuth: o.Auth.(*fakeAuth), quota: 400} })
+	// A user whose quota is nearly used.
+	u, err := ts.store.User("example.test", "small")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Deliver(strings.NewReader(testMessage(1, "fill")), maildir.DeliverOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := imapclient.DialInsecure(ts.addr, &imapclient.Options{DebugWriter: debugWriter(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("small@example.test", "pw").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte(testMessage(2, "too much"))
+	cmd := c.Append("INBOX", int64(len(msg)), nil)
+	cmd.Write(msg)
+	cmd.Close()
+	if _, err := cmd.Wait(); imapCode(err) != imap.ResponseCodeOverQuota {
+		t.Errorf("APPEND over quota: %v", err)
+	}
+	// 26 keywords per mailbox, then LIMIT.
+	mustSelect(t, c, "INBOX", false)
+	var err2 error
+	for i := 0; i < 27 && err2 == nil; i++ {
+		err2 = c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.Flag(fmt.Sprintf("kw%d", i))}}, nil).Close()
+	}
+	if imapCode(err2) != imap.ResponseCodeLimit {
+		t.Errorf("27th keyword: %v", err2)
+	}
+	sd := mustSelect(t, c, "INBOX", false)
+	if hasFlag(sd.PermanentFlags, imap.FlagWildcard) {
+		t.Error(`\* offered with no keyword left`)
+	}
+}
+
+// quotaAuth gives every user a quota.
+type quotaAuth struct {
+	*fakeAuth
+	quota int64
+}
+
+func (q *quotaAuth) Login(ctx context.Context, ip, service, user, pass string) (*accounts.User, error) {
+	u, err := q.fakeAuth.Login(ctx, ip, service, user, pass)
+	if u != nil {
+		u.Quota = q.quota
+	}
+	return u, err
+}
+
+func debugWriter(t *testing.T) io.Writer {
+	if os.Getenv("IMAPD_DEBUG") == "" {
+		return nil
+	}
+	return os.Stderr
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"strings"
+	"sync"
 )
 
 // Limits that keep a hostile message from costing unbounded memory or stack.
@@ -33,8 +34,6 @@ type part struct {
 func (p *part) size() int64 { return p.end - p.bodyStart }
 
 func (p *part) isMultipart() bool { return p.typ == "multipart" }
-
-func (p *part) mediaType() string { return p.typ + "/" + p.subtype }
 
 // field is one header field as it appears in the file: raw holds the name, the colon, the value with its
 // folding and the line end(s). A line that is not a field (no colon) has an empty name.
@@ -198,8 +197,25 @@ type lineReader struct {
 	lastLine []byte
 }
 
-func newLineReader(r io.Reader, start int64, bufSize int) *lineReader {
-	return &lineReader{br: bufio.NewReaderSize(r, bufSize), off: start}
+func newLineReader(br *bufio.Reader, start int64) *lineReader {
+	return &lineReader{br: br, off: start}
+}
+
+// Line readers are pooled: a FETCH or SEARCH over a big mailbox parses many messages.
+var (
+	bigReaders   = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, lineBufSize) }}
+	smallReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+)
+
+func getReader(p *sync.Pool, r io.Reader) *bufio.Reader {
+	br := p.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func putReader(p *sync.Pool, br *bufio.Reader) {
+	br.Reset(nil)
+	p.Put(br)
 }
 
 // next returns the next fragment and whether it starts a line. At EOF it returns nil.
@@ -238,7 +254,9 @@ type parser struct {
 
 // parseMessage parses the MIME structure of a whole message read from r.
 func parseMessage(r io.Reader) *part {
-	p := &parser{lr: newLineReader(r, 0, lineBufSize)}
+	br := getReader(&bigReaders, r)
+	defer putReader(&bigReaders, br)
+	p := &parser{lr: newLineReader(br, 0)}
 	root, _ := p.entity(0, "text", "plain")
 	return root
 }
@@ -417,7 +435,10 @@ func (p *parser) multipart(pt *part, depth int) *boundHit {
 // readHeaderBlock reads the top-level header of a message: its raw bytes (at most maxHeaderBytes are
 // kept, whole lines only) and the offset where the body starts.
 func readHeaderBlock(r io.Reader) (raw []byte, bodyStart int64) {
-	lr := newLineReader(r, 0, 4096)
+	br := getReader(&smallReaders, r)
+	defer putReader(&smallReaders, br)
+	lr := newLineReader(br, 0)
+	raw = make([]byte, 0, 2048)
 	truncated := false
 	for {
 		line, lineStart := lr.next()
@@ -433,4 +454,36 @@ func readHeaderBlock(r io.Reader) (raw []byte, bodyStart int64) {
 			return raw, lr.off
 		}
 	}
+}
+
+// filterRaw is filterHeader for raw header bytes kept as a string (the cache's form), without
+// building the field list: the same bytes come out.
+func filterRaw(raw string, names []string) []byte {
+	out := make([]byte, 0, len(raw)+2)
+	keep, first := false, true
+	for len(raw) > 0 {
+		n := strings.IndexByte(raw, '\n') + 1
+		if n == 0 {
+			n = len(raw)
+		}
+		line := raw[:n]
+		if line == "\r\n" || line == "\n" {
+			break
+		}
+		if first || line[0] != ' ' && line[0] != '\t' { // else a continuation: as its field
+			first, keep = false, false
+			if i := strings.IndexByte(line, ':'); i > 0 {
+				name := strings.TrimRight(line[:i], " \t")
+				keep = validFieldName(name) && nameIn(name, names)
+			}
+		}
+		if keep {
+			out = append(out, line...)
+			if line[len(line)-1] != '\n' {
+				out = append(out, '\r', '\n')
+			}
+		}
+		raw = raw[n:]
+	}
+	return append(out, '\r', '\n')
 }

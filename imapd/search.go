@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/mail"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -74,13 +75,14 @@ type numContext struct {
 	searchRes imap.UIDSet // the saved result ($)
 }
 
-// staticSeqSet resolves "*" in a client sequence set.
+// staticSeqSet resolves "*" in a client sequence set. The result is rebuilt sorted and merged, as the
+// set's binary search needs.
 func (nc *numContext) staticSeqSet(s imap.SeqSet) imap.SeqSet {
-	out := make(imap.SeqSet, len(s))
-	for i, r := range s {
-		out[i] = imap.SeqRange{Start: orMax(r.Start, nc.maxSeq), Stop: orMax(r.Stop, nc.maxSeq)}
-		if out[i].Start > out[i].Stop {
-			out[i].Start, out[i].Stop = out[i].Stop, out[i].Start
+	out := imap.SeqSet{}
+	for _, r := range s {
+		start, stop := orMax(r.Start, nc.maxSeq), orMax(r.Stop, nc.maxSeq)
+		if start != 0 && stop != 0 { // "*" of an empty view names nothing
+			out.AddRange(min(start, stop), max(start, stop))
 		}
 	}
 	return out
@@ -92,14 +94,12 @@ func (nc *numContext) staticUIDSet(s imap.UIDSet) imap.UIDSet {
 	if imap.IsSearchRes(s) {
 		return nc.searchRes
 	}
-	out := make(imap.UIDSet, len(s))
-	for i, r := range s {
-		start := imap.UID(orMax(uint32(r.Start), nc.maxUID))
-		stop := imap.UID(orMax(uint32(r.Stop), nc.maxUID))
-		if start > stop {
-			start, stop = stop, start
+	out := imap.UIDSet{}
+	for _, r := range s {
+		start, stop := orMax(uint32(r.Start), nc.maxUID), orMax(uint32(r.Stop), nc.maxUID)
+		if start != 0 && stop != 0 {
+			out.AddRange(imap.UID(min(start, stop)), imap.UID(max(start, stop)))
 		}
-		out[i] = imap.UIDRange{Start: start, Stop: stop}
 	}
 	return out
 }
@@ -339,6 +339,22 @@ func (ev *evaluation) matchText(q *query) bool {
 // fold case-folds text for case-insensitive matching (simple Unicode lower-casing).
 func fold(b []byte) []byte { return bytes.ToLower(b) }
 
+// foldInto is fold into dst's storage, quick for ASCII.
+func foldInto(dst, src []byte) []byte {
+	for _, c := range src {
+		if c >= 0x80 {
+			return append(dst, bytes.ToLower(src)...)
+		}
+	}
+	for _, c := range src {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
 // textMatcher looks for several folded needles in a stream of UTF-8 text that arrives in chunks;
 // matches may span chunk boundaries but not parts (reset between parts).
 type textMatcher struct {
@@ -347,7 +363,8 @@ type textMatcher struct {
 	left    int
 	keep    int // bytes of context carried between chunks
 	tail    []byte
-	body    bool // matching body text (BODY and TEXT needles) or header text (TEXT only)
+	lower   []byte // scratch for the folded text
+	body    bool   // matching body text (BODY and TEXT needles) or header text (TEXT only)
 }
 
 func newTextMatcher(needles []needle) *textMatcher {
@@ -382,7 +399,8 @@ func (tm *textMatcher) write(chunk []byte) {
 			break
 		}
 	}
-	folded := fold(data[:cut])
+	tm.lower = foldInto(tm.lower[:0], data[:cut])
+	folded := tm.lower
 	for i, n := range tm.needles {
 		if !tm.found[i] && (tm.body || n.withHeader) && bytes.Contains(folded, n.folded) {
 			tm.found[i] = true
@@ -414,6 +432,8 @@ func feedHeader(tm *textMatcher, h header) {
 	}
 }
 
+var searchBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+
 func searchParts(tm *textMatcher, f io.ReaderAt, p *part) error {
 	if tm.done() {
 		return nil
@@ -439,7 +459,9 @@ func searchParts(tm *textMatcher, f io.ReaderAt, p *part) error {
 		r = d
 	}
 	charset := p.params["charset"]
-	buf := make([]byte, 32<<10)
+	bufp := searchBufs.Get().(*[]byte)
+	defer searchBufs.Put(bufp)
+	buf := *bufp
 	for !tm.done() {
 		n, err := r.Read(buf)
 		if n > 0 {
@@ -466,17 +488,28 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		seqSet imap.SeqSet
 		uidSet imap.UIDSet
 	)
+	results := make([]bool, fetchBatch)
+	errs := make([]error, fetchBatch)
 	err := sel.each(nil, fetchBatch, func(batch []*message) error {
-		for _, m := range batch {
-			ok, err := p.matches(m)
+		eval := func(i int, m *message) {
+			results[i], errs[i] = p.matches(m)
 			m.close()
-			if errors.Is(err, maildir.ErrNoSuchMessage) {
+		}
+		if p.cost > costState {
+			parallel(batch, eval) // header and text terms read files: several at a time
+		} else {
+			for i, m := range batch {
+				eval(i, m)
+			}
+		}
+		for i, m := range batch {
+			if errors.Is(errs[i], maildir.ErrNoSuchMessage) {
 				continue
 			}
-			if err != nil {
-				return s.mailError("search", err)
+			if errs[i] != nil {
+				return s.mailError("search", errs[i])
 			}
-			if !ok {
+			if !results[i] {
 				continue
 			}
 			uidSet.AddNum(imap.UID(m.uid))

@@ -196,3 +196,24 @@ func mustDay(s string) time.Time {
 	}
 	return d
 }
+
+func TestStaticSets(t *testing.T) {
+	nc := &numContext{maxSeq: 10, maxUID: 50}
+	seqs := nc.staticSeqSet(imap.SeqSet{{Start: 9, Stop: 0}, {Start: 1, Stop: 2}, {Start: 5, Stop: 3}, {Start: 0, Stop: 0}})
+	for _, c := range []struct {
+		n    uint32
+		want bool
+	}{{1, true}, {2, true}, {3, true}, {5, true}, {6, false}, {8, false}, {9, true}, {10, true}, {11, false}} {
+		if seqs.Contains(c.n) != c.want {
+			t.Errorf("seq %d in %v: %v", c.n, seqs, !c.want)
+		}
+	}
+	uids := nc.staticUIDSet(imap.UIDSet{{Start: 60, Stop: 0}, {Start: 7, Stop: 7}, {Start: 3, Stop: 1}})
+	if !uids.Contains(50) || !uids.Contains(7) || !uids.Contains(2) || uids.Contains(8) {
+		t.Errorf("uids %v", uids)
+	}
+	empty := &numContext{}
+	if s := empty.staticSeqSet(imap.SeqSet{{Start: 1, Stop: 0}}); len(s) != 0 {
+		t.Errorf("1:* of nothing = %v", s)
+	}
+}

@@ -95,7 +95,8 @@ func (s *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 	if len(del) == 0 {
 		return nil
 	}
-	if _, err := sel.mbox.Expunge(del, sel.st); err != nil {
+	if _, err := sel.mbox.Expunge(del, sel.st); err != nil && !errors.Is(err, maildir.ErrNoSuchMailbox) {
+		// (A mailbox deleted meanwhile has nothing left to expunge, and CLOSE must still succeed.)
 		return s.mailError("expunge", err)
 	}
 	return nil
@@ -318,6 +319,10 @@ func (sel *selection) each(set imap.NumSet, n int, fn func([]*message) error) er
 			if uids == nil {
 				uids = imap.UIDSet{}
 			}
+		}
+		if seqs != nil && len(seqs) == 0 {
+			seqs = nil
+			uids = imap.UIDSet{} // names nothing
 		}
 		// Skip ahead to the first candidate.
 		first := 0

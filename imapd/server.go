@@ -49,6 +49,7 @@ const (
 	defaultAppendLimit = 64 << 20
 	defaultHeaderCache = 64 << 20
 	loginTimeout       = 30 * time.Second
+	greetingTimeout    = 30 * time.Second
 )
 
 // Server is an IMAP server. Create it with New.
@@ -192,6 +193,9 @@ func (s *Server) dispatch(c net.Conn, implicitTLS bool) {
 		c.Close()
 		return
 	}
+	// Until go-imap sets its own, a deadline for the TLS handshake and the first command: a client
+	// that connects and says nothing must not hold a slot forever.
+	lc.Conn.SetReadDeadline(time.Now().Add(greetingTimeout))
 	var conn net.Conn = lc
 	q := s.strictQ
 	switch {
@@ -206,7 +210,7 @@ func (s *Server) dispatch(c net.Conn, implicitTLS bool) {
 }
 
 // admit counts a connection against the limits; the returned conn gives its slot back when closed.
-func (s *Server) admit(c net.Conn, ip string) (*limitedConn, bool) {
+func (s *Server) admit(c net.Conn, ip string) (*serverConn, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.opts.MaxConnections > 0 && s.conns >= s.opts.MaxConnections ||
@@ -215,7 +219,7 @@ func (s *Server) admit(c net.Conn, ip string) (*limitedConn, bool) {
 	}
 	s.conns++
 	s.perIP[ip]++
-	return &limitedConn{Conn: c, release: func() {
+	return &serverConn{Conn: c, release: func() {
 		s.mu.Lock()
 		s.conns--
 		if s.perIP[ip]--; s.perIP[ip] <= 0 {
@@ -257,8 +261,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		sessions = append(sessions, sess)
 	}
 	s.mu.Unlock()
+	// BYE waits for a response being written; a stuck client must not hold Shutdown past ctx.
+	var byes sync.WaitGroup
 	for _, sess := range sessions {
-		sess.conn.Bye("Server shutting down")
+		byes.Add(1)
+		go func() {
+			defer byes.Done()
+			sess.conn.Bye("Server shutting down")
+		}()
+	}
+	said := make(chan struct{})
+	go func() { byes.Wait(); close(said) }()
+	select {
+	case <-said:
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
 	// The engines' Serve loops end with their queues; only then is their Close (which closes any
 	// connection left) free of a race with a Serve that is still starting.
@@ -269,12 +286,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// limitedConn is the server's side of a connection, below TLS. It gives its connection slot back on
+// serverConn is the server's side of a connection, below TLS. It gives its connection slot back on
 // Close, and it gathers writes: go-imap flushes after every response line, so FETCH 1:* would cost a
 // write(2) per message. Gathered bytes go out when the connection turns to reading (the response is
 // complete), when 32 KiB are waiting, or at once while a read is pending (IDLE updates). Write
 // deadlines are ours: one per actual write.
-type limitedConn struct {
+type serverConn struct {
 	net.Conn
 	once    sync.Once
 	release func()
@@ -290,7 +307,7 @@ const (
 	writeTimeout = time.Minute
 )
 
-func (c *limitedConn) Read(p []byte) (int, error) {
+func (c *serverConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	err := c.flushLocked()
 	c.reading = err == nil
@@ -305,7 +322,7 @@ func (c *limitedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *limitedConn) Write(p []byte) (int, error) {
+func (c *serverConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.werr != nil {
@@ -332,7 +349,7 @@ func (c *limitedConn) Write(p []byte) (int, error) {
 // gatherPool lends write buffers, so a connection waiting in IDLE holds none.
 var gatherPool = sync.Pool{New: func() any { b := make([]byte, 0, writeGather); return &b }}
 
-func (c *limitedConn) flushLocked() error {
+func (c *serverConn) flushLocked() error {
 	if c.werr != nil {
 		return c.werr
 	}
@@ -346,7 +363,7 @@ func (c *limitedConn) flushLocked() error {
 	return err
 }
 
-func (c *limitedConn) writeLocked(p []byte) (int, error) {
+func (c *serverConn) writeLocked(p []byte) (int, error) {
 	c.Conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	n, err := c.Conn.Write(p)
 	if err != nil {
@@ -356,11 +373,11 @@ func (c *limitedConn) writeLocked(p []byte) (int, error) {
 }
 
 // SetWriteDeadline is ignored: writes are gathered, and each real write gets its own deadline.
-func (c *limitedConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *serverConn) SetWriteDeadline(time.Time) error { return nil }
 
-func (c *limitedConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+func (c *serverConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
 
-func (c *limitedConn) Close() error {
+func (c *serverConn) Close() error {
 	c.mu.Lock()
 	if c.werr == nil && c.buf != nil {
 		c.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))

@@ -71,7 +71,7 @@ func newTestServer(t testing.TB, tweak ...func(*Options)) *testServer {
 
 func startTestServer(t testing.TB, dir string, tweak ...func(*Options)) *testServer {
 	t.Helper()
-	ts := &testServer{t: t, dir: dir, auth: &fakeAuth{users: map[string]string{testUser: testPass, "bob@example.test": "pw2"}}}
+	ts := &testServer{t: t, dir: dir, auth: &fakeAuth{users: map[string]string{testUser: testPass, "bob@example.test": "pw2", "small@example.test": "pw"}}}
 	ts.store = maildir.NewStore(dir, maildir.StoreOptions{Hostname: "test"})
 	ts.tlsConf = testTLSConfig(t)
 	opts := Options{Store: ts.store, Auth: ts.auth, TLSConfig: ts.tlsConf, Hostname: "mail.example.test"}
