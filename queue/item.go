@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"postie/envelope"
 	"sync"
 	"time"
 )
@@ -283,4 +284,13 @@ func (q *Queue) remove(it *item) {
 	if err != nil {
 		q.log.Error("queue: removing message", "id", it.st.ID, "err", err)
 	}
+}
+
+// markFailed records err as recipient i's final outcome from a delivery
+// made before the message was queued (see Queue.EnqueueFailed).
+func (st *state) markFailed(i int, err *envelope.Error, now time.Time) {
+	r := &st.Rcpts[i]
+	r.Attempts, r.LastAttempt, r.LastError = 1, now, err.Error()
+	r.Reply, r.DSNStatus = replyLine(err), dsnStatus(err)
+	st.failRcpt(i, "", "the mailbox could not take the message when it arrived")
 }

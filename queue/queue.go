@@ -234,6 +234,23 @@ func (q *Queue) Close() error {
 // the caller answer 250. The body is streamed to disk. On any error
 // nothing of the message is left in the spool. It returns the queue ID.
 func (q *Queue) Enqueue(ctx context.Context, env *envelope.Envelope, body io.Reader) (string, error) {
+	return q.enqueue(ctx, env, body, nil)
+}
+
+// EnqueueFailed records, as durably as Enqueue, a message that could not
+// be delivered to the recipients of env: failed[i] is env.To[i]'s
+// permanent or temporary error, with its SMTP reply. The queue sends the
+// sender one bounce for them and then forgets the message. It is how a
+// failure found after RCPT was accepted (a mailbox that filled up during
+// DATA) reaches the sender instead of being lost behind a 250.
+func (q *Queue) EnqueueFailed(ctx context.Context, env *envelope.Envelope, body io.Reader, failed []error) (string, error) {
+	if len(failed) != len(env.To) {
+		return "", fmt.Errorf("queue: enqueue failed: %d errors for %d recipients", len(failed), len(env.To))
+	}
+	return q.enqueue(ctx, env, body, failed)
+}
+
+func (q *Queue) enqueue(ctx context.Context, env *envelope.Envelope, body io.Reader, failed []error) (string, error) {
 	rcpts, err := cleanRcpts(env.To)
 	if err != nil {
 		return "", fmt.Errorf("queue: enqueue: %w", err)
@@ -266,6 +283,14 @@ func (q *Queue) Enqueue(ctx context.Context, env *envelope.Envelope, body io.Rea
 	}
 	for _, r := range rcpts {
 		st.Rcpts = append(st.Rcpts, RcptState{Addr: r, Status: StatusPending})
+	}
+	if failed != nil {
+		if len(rcpts) != len(failed) {
+			return "", errors.New("queue: enqueue failed: duplicate recipients")
+		}
+		for i, err := range failed {
+			st.markFailed(i, envelope.AsError(err), now)
+		}
 	}
 	if err := writeState(q.dir, st); err == nil {
 		err = q.dirSync.Sync()

@@ -90,6 +90,7 @@ max_connections_per_ip = 100
 [submission]
 listen = [%q]
 tls_listen = [%q]
+max_messages_per_hour = 0
 
 [imap]
 listen = [%q]

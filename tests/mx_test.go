@@ -269,3 +269,42 @@ func TestCrashSafety(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLateFailureIsBounced: when one recipient of a message fails during
+// DATA (its mailbox filled up after RCPT said yes) while another got the
+// message, SMTP can only answer 250; the failed copy must not be lost
+// silently, so the sender gets a bounce for it.
+func TestLateFailureIsBounced(t *testing.T) {
+	in := newInstance(t, "")
+	in.addUser("ann@example.test")
+	in.addUser("carl@example.test")
+	in.addUser("full@example.test", "600")
+	in.start()
+	msg := "Subject: x\r\n\r\n" + strings.Repeat("filler\r\n", 20)
+	if err := send(in.ports["smtp"], "bob@remote.test", []string{"full@example.test"}, msg); err != nil {
+		t.Fatal(err)
+	}
+	msg = "From: carl@example.test\r\nSubject: to both\r\n\r\n" + strings.Repeat("filler\r\n", 20)
+	if err := send(in.ports["smtp"], "carl@example.test", []string{"ann@example.test", "full@example.test"}, msg); err != nil {
+		t.Fatalf("mixed outcome: %v", err)
+	}
+	if n := len(messages(t, in.maildir("example.test", "ann"))); n != 1 {
+		t.Fatalf("ann has %d messages, want 1", n)
+	}
+	var dsn []byte
+	waitFor(t, "a bounce for full@ in carl's INBOX", 10*time.Second, func() bool {
+		for _, b := range messages(t, in.maildir("example.test", "carl")) {
+			dsn = b
+			return true
+		}
+		return false
+	})
+	for _, want := range []string{"Final-Recipient: rfc822; full@example.test", "Status: 5.2.2", "Subject: to both"} {
+		if !bytes.Contains(dsn, []byte(want)) {
+			t.Errorf("bounce lacks %q:\n%s", want, dsn)
+		}
+	}
+	if bytes.Contains(dsn, []byte("ann@example.test")) && bytes.Contains(dsn, []byte("Final-Recipient: rfc822; ann")) {
+		t.Errorf("the bounce names ann, who got the message:\n%s", dsn)
+	}
+}

@@ -26,7 +26,7 @@ type remoteWorld struct {
 	extraConf string
 }
 
-func newRemoteWorld(t *testing.T) *remoteWorld {
+func newRemoteWorld(t testing.TB) *remoteWorld {
 	t.Helper()
 	backup := newSink(t, "127.0.0.3:0")
 	_, port, _ := net.SplitHostPort(backup.addr)
@@ -40,7 +40,7 @@ func newRemoteWorld(t *testing.T) *remoteWorld {
 
 // submit sends a message through the submission port as an authenticated
 // user, over STARTTLS, the way a mail client does.
-func submit(t *testing.T, in *instance, user string, to []string, body string) error {
+func submit(t testing.TB, in *instance, user string, to []string, body string) error {
 	t.Helper()
 	c, err := smtp.DialStartTLS(in.ports["submission"], &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
