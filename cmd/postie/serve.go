@@ -170,14 +170,14 @@ func (s *server) buildFrontEnds() {
 		MaxMessageBytes: int64(cfg.SMTP.MaxMessageSize), MaxRecipients: cfg.SMTP.MaxRecipients,
 		MaxConnections: cfg.SMTP.MaxConnections, MaxConnectionsPerIP: cfg.SMTP.MaxConnectionsPerIP,
 		IdleTimeout: cfg.SMTP.IdleTimeout, MessagesPerMinutePerIP: cfg.SMTP.MessagesPerMinutePerIP,
-		Recipients: s.recipients(), Delivery: &lateBounces{s.mda, s.queue, s.log}, Logger: s.log.With("role", "mx"),
+		Recipients: s.recipients(), Delivery: &lateBounces{s.mda, s.queue, s.log}, Logger: s.log,
 	})
 	s.submission = smtpd.NewServer(smtpd.Options{
 		Role: smtpd.RoleSubmission, Hostname: cfg.Hostname, TLSConfig: tlsCfg,
 		MaxMessageBytes: int64(cfg.Submission.MaxMessageSize), MaxRecipients: cfg.Submission.MaxRecipients,
 		MaxConnections: cfg.Submission.MaxConnections, MaxConnectionsPerIP: cfg.Submission.MaxConnectionsPerIP,
 		IdleTimeout: cfg.Submission.IdleTimeout, MaxMessagesPerHour: cfg.Submission.MaxMessagesPerHour,
-		Recipients: s.recipients(), Delivery: &lateBounces{s.mda.Relaying(), s.queue, s.log}, Auth: auth, Logger: s.log.With("role", "submission"),
+		Recipients: s.recipients(), Delivery: &lateBounces{s.mda.Relaying(), s.queue, s.log}, Auth: auth, Logger: s.log,
 	})
 	s.imap = imapd.New(imapd.Options{
 		Store: s.store, Auth: auth.Authenticator, TLSConfig: tlsCfg, Hostname: cfg.Hostname,
