@@ -117,10 +117,22 @@ func (t *Throttle) begin(keys [2]string) time.Duration {
 	var d time.Duration
 	for _, k := range keys {
 		e := t.entry(k, now)
-		d = max(d, t.delay(e.failures+e.pending))
+		d = max(d, t.delay(e.weight(t.freeFailures)))
 		e.pending++
 	}
 	return d
+}
+
+// weight is what an entry's next attempt is delayed by. Attempts still in
+// progress count only once the key has used up its free failures: then
+// parallel connections cannot outrun the delay, while an office behind
+// one NAT address, or clients reconnecting together after a restart, log
+// in at once as long as nobody there is guessing.
+func (e *throttleEntry) weight(free int) int {
+	if e.failures < free {
+		return e.failures
+	}
+	return e.failures + e.pending
 }
 
 // finish records the end of an attempt begun with the same keys. Success

@@ -122,23 +122,38 @@ func TestThrottleUnknownUserLooksLikeKnown(t *testing.T) {
 	}
 }
 
+// Logins at once from one clean address (an office behind NAT, clients
+// reconnecting after a restart) are not delayed; once the address has
+// used up its free failures, attempts in progress count too, so parallel
+// connections cannot outrun the delay.
 func TestThrottleParallelAttemptsCount(t *testing.T) {
 	th := fakeThrottle(t, nil)
-	var delays []time.Duration
-	var finishes []func(attemptResult)
-	for range 6 { // six connections at once, none finished yet
-		keys := [2]string{ipKey("192.0.2.9"), userKey(fmt.Sprint(len(delays)))}
-		delays = append(delays, th.begin(keys))
-		finishes = append(finishes, func(r attemptResult) { th.finish(keys, r) })
+	burst := func(ip string) []time.Duration {
+		var delays []time.Duration
+		var finishes []func(attemptResult)
+		for range 6 { // six connections at once, none finished yet
+			keys := [2]string{ipKey(ip), userKey(ip + fmt.Sprint(len(delays)))}
+			delays = append(delays, th.begin(keys))
+			finishes = append(finishes, func(r attemptResult) { th.finish(keys, r) })
+		}
+		for _, f := range finishes {
+			f(attemptOK)
+		}
+		return delays
 	}
-	if fmt.Sprint(delays) != fmt.Sprint([]time.Duration{0, 0, 0, 0, time.Second, 2 * time.Second}) {
-		t.Errorf("parallel delays = %v", delays)
-	}
-	for _, f := range finishes {
-		f(attemptOK)
+	if d := burst("192.0.2.9"); fmt.Sprint(d) != fmt.Sprint([]time.Duration{0, 0, 0, 0, 0, 0}) {
+		t.Errorf("parallel delays from a clean address = %v", d)
 	}
 	if len(th.entries) != 0 {
 		t.Errorf("%d entries left after successes", len(th.entries))
+	}
+	for range 3 { // the free failures of 192.0.2.10
+		keys := [2]string{ipKey("192.0.2.10"), userKey("guess")}
+		th.begin(keys)
+		th.finish(keys, attemptFailed)
+	}
+	if d := burst("192.0.2.10"); fmt.Sprint(d) != fmt.Sprint([]time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second}) {
+		t.Errorf("parallel delays from a guessing address = %v", d)
 	}
 }
 
