@@ -5,7 +5,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"strings"
+	"postie/envelope"
 	"sync"
 	"time"
 )
@@ -214,7 +214,9 @@ func ipKey(ip string) string {
 
 // userKey is the throttle key of a login name, folded like addresses are.
 func userKey(user string) string {
-	return "user:" + strings.ToLower(truncate(user, maxKeyLen))
+	// The same folding as the login itself, so "ann@example.test." cannot
+	// get a bucket of its own.
+	return "user:" + envelope.Key(truncate(user, maxKeyLen))
 }
 
 func truncate(s string, n int) string {

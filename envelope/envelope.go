@@ -79,6 +79,32 @@ func Validate(addr string) error {
 	return nil
 }
 
+// ValidateSender checks an address that came from elsewhere in an SMTP
+// path (a sender, or a remote recipient we send back to): laxer than
+// Validate, since legal but odd local parts ("a..b", ".x") exist in the
+// wild and refusing them would lose mail; it still refuses what could
+// break a header or a command line (control characters, spaces, angle
+// brackets, backslashes) and requires a valid domain. Such addresses are
+// never used to build paths.
+func ValidateSender(addr string) error {
+	if len(addr) > maxAddressLen || !utf8.ValidString(addr) {
+		return fmt.Errorf("address too long or not UTF-8")
+	}
+	for _, r := range addr {
+		if r <= ' ' || r == 0x7f || r == '<' || r == '>' || r == '\\' {
+			return fmt.Errorf("address %q has forbidden character %q", addr, r)
+		}
+	}
+	local, domain := Split(addr)
+	if !strings.Contains(addr, "@") || local == "" || len(local) > maxLocalLen {
+		return fmt.Errorf("address %q has no usable local part", addr)
+	}
+	if err := ValidateDomain(domain); err != nil {
+		return fmt.Errorf("address %q: %w", addr, err)
+	}
+	return nil
+}
+
 // ValidateLocal checks a local part.
 func ValidateLocal(local string) error {
 	switch {

@@ -21,6 +21,19 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+func TestValidateSender(t *testing.T) {
+	for _, a := range []string{"a..b@remote.test", ".x@remote.test", "ann@example.test", "x/y@remote.test"} {
+		if err := ValidateSender(a); err != nil {
+			t.Errorf("ValidateSender(%q) = %v, want nil", a, err)
+		}
+	}
+	for _, a := range []string{"", "nodomain", "@remote.test", "a b@remote.test", "a<b@c", "a@b\\c", "a\r\n@b", "a@-b"} {
+		if err := ValidateSender(a); err == nil {
+			t.Errorf("ValidateSender(%q) = nil, want an error", a)
+		}
+	}
+}
+
 func TestNormalizeAndKey(t *testing.T) {
 	n, err := Normalize("Ann@Example.TEST.")
 	if err != nil || n != "Ann@example.test" {

@@ -72,11 +72,14 @@ type destination struct {
 // Deliver so that what RCPT accepted is what DATA delivers. A recipient at
 // another domain is queued when relay is allowed, refused otherwise.
 func (m *MDA) route(rcpt string, relay bool) (destination, error) {
+	if _, domain := envelope.Split(rcpt); relay && !m.opts.Directory.IsLocalDomain(domain) {
+		if err := envelope.ValidateSender(rcpt); err != nil {
+			return destination{}, envelope.Errorf(553, 5, 1, 3, "bad recipient address")
+		}
+		return destination{remote: []string{rcpt}}, nil
+	}
 	if err := envelope.Validate(rcpt); err != nil {
 		return destination{}, envelope.Errorf(553, 5, 1, 3, "bad recipient address")
-	}
-	if _, domain := envelope.Split(rcpt); relay && !m.opts.Directory.IsLocalDomain(domain) {
-		return destination{remote: []string{rcpt}}, nil
 	}
 	res, err := m.opts.Directory.Resolve(rcpt)
 	if err == nil {
@@ -194,8 +197,11 @@ func (m *MDA) deliver(ctx context.Context, env *envelope.Envelope, body io.Reade
 		return fill(errs, envelope.Errorf(554, 5, 4, 6, "too many hops, mail loop suspected"))
 	}
 
-	byUser := m.deliverLocal(ctx, env, dests, errs, msg)
+	// Queue the remote copies first: if that fails, the recipients it
+	// concerns get a temporary error before any local copy of theirs
+	// exists, so the sender's retry cannot duplicate mail already stored.
 	m.forward(ctx, env, dests, errs, msg)
+	byUser := m.deliverLocal(ctx, env, dests, errs, msg)
 	for i := range env.To {
 		if errs[i] != nil {
 			continue

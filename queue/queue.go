@@ -256,7 +256,7 @@ func (q *Queue) enqueue(ctx context.Context, env *envelope.Envelope, body io.Rea
 		return "", fmt.Errorf("queue: enqueue: %w", err)
 	}
 	if env.From != "" {
-		if err := envelope.Validate(env.From); err != nil {
+		if err := envelope.ValidateSender(env.From); err != nil {
 			return "", fmt.Errorf("queue: enqueue: sender: %w", err)
 		}
 	}
@@ -364,7 +364,8 @@ func cleanRcpts(to []string) ([]string, error) {
 	seen := make(map[string]bool, len(to))
 	out := make([]string, 0, len(to))
 	for _, r := range to {
-		if err := envelope.Validate(r); err != nil {
+		// A bounce goes back to whatever sender the MX accepted.
+		if err := envelope.ValidateSender(r); err != nil {
 			return nil, fmt.Errorf("recipient: %w", err)
 		}
 		if k := envelope.Key(r); !seen[k] {

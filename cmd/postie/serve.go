@@ -47,6 +47,11 @@ func cmdServe(e *env, args []string) error {
 	log := newLogger(e, cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Catch SIGHUP from the start: its default action would kill a server
+	// still making its certificate or loading its spool.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	srv, err := newServer(cfg, log)
 	if err != nil {
 		return err
@@ -55,9 +60,6 @@ func cmdServe(e *env, args []string) error {
 		srv.closeListeners()
 		return err
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for range hup {
 			srv.reload()
