@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 
 	"postie/accounts"
 	"postie/maildir"
+	"postie/netconn"
 )
 
 // ErrServerClosed is returned by Serve and ServeTLS after Shutdown.
@@ -39,7 +41,7 @@ type Options struct {
 	Hostname            string
 	AppendLimit         int64 // largest APPEND in bytes; 0: 64 MiB
 	MaxConnections      int   // 0: unlimited
-	MaxConnectionsPerIP int   // 0: unlimited
+	MaxConnectionsPerIP int   // per client address (IPv6: per /64); 0: unlimited
 	Logger              *slog.Logger
 	// HeaderCacheBytes bounds the header-field cache shared by all mailboxes; 0: 64 MiB, <0: none.
 	HeaderCacheBytes int64
@@ -64,19 +66,16 @@ type Server struct {
 
 	// Two protocol engines: go-imap decides "may this connection log in without TLS" per server
 	// (InsecureAuth), so plaintext connections from loopback go to lax, all others to strict.
-	strict, lax     *imapserver.Server
-	strictQ, laxQ   *connQueue
-	startEngines    sync.Once
-	enginesDone     sync.WaitGroup
-	mu              sync.Mutex
-	listeners       map[net.Listener]struct{}
-	sessions        map[*session]struct{}
-	perIP           map[string]int
-	conns           int
-	closed          bool
-	busy            atomic.Int64 // sessions inside a command that changes mail
-	acceptLoops     sync.WaitGroup
-	shutdownStarted atomic.Bool
+	strict, lax   *imapserver.Server
+	strictQ, laxQ *connQueue
+	startEngines  sync.Once
+	enginesDone   sync.WaitGroup
+	listeners     netconn.Listeners
+	limits        *netconn.Limiter
+	mu            sync.Mutex
+	sessions      map[*session]struct{}
+	closed        bool
+	busy          atomic.Int64 // sessions inside a command that changes mail
 }
 
 // New returns a server; it listens only when Serve or ServeTLS is called.
@@ -91,13 +90,12 @@ func New(opts Options) *Server {
 		opts.HeaderCacheBytes = defaultHeaderCache
 	}
 	s := &Server{
-		opts:      opts,
-		log:       opts.Logger,
-		listeners: make(map[net.Listener]struct{}),
-		sessions:  make(map[*session]struct{}),
-		perIP:     make(map[string]int),
-		strictQ:   newConnQueue(),
-		laxQ:      newConnQueue(),
+		opts:     opts,
+		log:      opts.Logger,
+		limits:   netconn.NewLimiter(opts.MaxConnections, opts.MaxConnectionsPerIP),
+		sessions: make(map[*session]struct{}),
+		strictQ:  newConnQueue(),
+		laxQ:     newConnQueue(),
 	}
 	s.cache = newFieldCache(max(opts.HeaderCacheBytes, 0))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -137,52 +135,16 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 }
 
 func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	err := s.listeners.Serve(ln, s.log, func(c net.Conn) { s.dispatch(c, implicitTLS) })
+	if errors.Is(err, netconn.ErrClosed) {
 		return ErrServerClosed
 	}
-	s.listeners[ln] = struct{}{}
-	s.acceptLoops.Add(1)
-	s.mu.Unlock()
-	defer s.acceptLoops.Done()
-	s.startEngines.Do(func() {
-		s.enginesDone.Add(2)
-		go func() { defer s.enginesDone.Done(); s.strict.Serve(s.strictQ) }()
-		go func() { defer s.enginesDone.Done(); s.lax.Serve(s.laxQ) }()
-	})
-	var delay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.shutdownStarted.Load() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("imap accept", "err", err, "retry_in", delay)
-				time.Sleep(delay)
-				continue
-			}
-			s.mu.Lock()
-			delete(s.listeners, ln)
-			s.mu.Unlock()
-			return fmt.Errorf("imapd: accept: %w", err)
-		}
-		delay = 0
-		s.dispatch(c, implicitTLS)
-	}
-}
-
-func isTemporary(err error) bool {
-	t, ok := err.(interface{ Temporary() bool })
-	return ok && t.Temporary()
+	return fmt.Errorf("imapd: accept: %w", err)
 }
 
 // dispatch applies the connection limits and hands the connection to an engine.
 func (s *Server) dispatch(c net.Conn, implicitTLS bool) {
-	ip := remoteIP(c.RemoteAddr())
+	ip := netconn.PeerIP(c.RemoteAddr())
 	lc, ok := s.admit(c, ip)
 	if !ok {
 		s.log.Warn("imap connection refused: too many connections", "remote_ip", ip)
@@ -196,12 +158,19 @@ func (s *Server) dispatch(c net.Conn, implicitTLS bool) {
 	// Until go-imap sets its own, a deadline for the TLS handshake and the first command: a client
 	// that connects and says nothing must not hold a slot forever.
 	lc.Conn.SetReadDeadline(time.Now().Add(greetingTimeout))
+	// Started here, inside an accept loop, so that Shutdown (which waits for those loops before it
+	// waits for the engines) cannot miss them.
+	s.startEngines.Do(func() {
+		s.enginesDone.Add(2)
+		go func() { defer s.enginesDone.Done(); s.strict.Serve(s.strictQ) }()
+		go func() { defer s.enginesDone.Done(); s.lax.Serve(s.laxQ) }()
+	})
 	var conn net.Conn = lc
 	q := s.strictQ
 	switch {
 	case implicitTLS:
 		conn = tls.Server(lc, s.opts.TLSConfig)
-	case isLoopback(ip):
+	case ip.IsLoopback():
 		q = s.laxQ // RFC 8314 leaves loopback alone: a local client may log in without TLS
 	}
 	if !q.push(conn) {
@@ -210,37 +179,27 @@ func (s *Server) dispatch(c net.Conn, implicitTLS bool) {
 }
 
 // admit counts a connection against the limits; the returned conn gives its slot back when closed.
-func (s *Server) admit(c net.Conn, ip string) (*serverConn, bool) {
+func (s *Server) admit(c net.Conn, ip netip.Addr) (*serverConn, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.opts.MaxConnections > 0 && s.conns >= s.opts.MaxConnections ||
-		s.opts.MaxConnectionsPerIP > 0 && s.perIP[ip] >= s.opts.MaxConnectionsPerIP {
+	if s.closed {
 		return nil, false
 	}
-	s.conns++
-	s.perIP[ip]++
-	return &serverConn{Conn: c, release: func() {
-		s.mu.Lock()
-		s.conns--
-		if s.perIP[ip]--; s.perIP[ip] <= 0 {
-			delete(s.perIP, ip)
-		}
-		s.mu.Unlock()
-	}}, true
+	release, err := s.limits.Acquire(ip)
+	if err != nil {
+		return nil, false
+	}
+	return &serverConn{Conn: c, release: release}, true
 }
 
 // Shutdown stops accepting, lets commands that change mail finish (until ctx ends), says BYE to every
 // client and closes all connections.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.shutdownStarted.Store(true)
 	s.mu.Lock()
 	s.closed = true
-	for ln := range s.listeners {
-		ln.Close()
-		delete(s.listeners, ln)
-	}
 	s.mu.Unlock()
-	s.acceptLoops.Wait()
+	s.listeners.Close()
+	s.listeners.Wait()
 	s.strictQ.close()
 	s.laxQ.close()
 
@@ -293,8 +252,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // deadlines are ours: one per actual write.
 type serverConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	release func() // the connection's slot in Server.limits
 
 	mu      sync.Mutex
 	buf     *[]byte
@@ -386,7 +344,7 @@ func (c *serverConn) Close() error {
 	}
 	c.mu.Unlock()
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	c.release()
 	return err
 }
 
@@ -431,21 +389,8 @@ type queueAddr struct{}
 func (queueAddr) Network() string { return "imapd" }
 func (queueAddr) String() string  { return "imapd" }
 
-func remoteIP(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
-}
-
-func isLoopback(ip string) bool {
-	p := net.ParseIP(ip)
-	return p != nil && p.IsLoopback()
-}
+// remoteIP is the client's address as the Authenticator and the logs take it.
+func remoteIP(a net.Addr) string { return netconn.PeerIP(a).String() }
 
 // engineLogger sends go-imap's log lines to slog. Its routine lines (a client that went away) are
 // debug noise; panics recovered by the engine are errors.

@@ -40,9 +40,10 @@ type Options struct {
 	TLSConfig *tls.Config
 	// Hostname is named in the greeting.
 	Hostname string
-	// MaxConnections and MaxConnectionsPerIP limit concurrent sessions;
-	// zero means DefaultMaxConnections and DefaultMaxConnectionsPerIP, a
-	// negative value no limit.
+	// MaxConnections and MaxConnectionsPerIP limit concurrent sessions, in
+	// all and per client address (IPv6: per /64); zero means
+	// DefaultMaxConnections and DefaultMaxConnectionsPerIP, a negative
+	// value no limit.
 	MaxConnections, MaxConnectionsPerIP int
 	// IdleTimeout bounds each read and write; zero means
 	// DefaultIdleTimeout.

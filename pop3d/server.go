@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"postie/netconn"
 )
 
 // ErrServerClosed is returned by Serve and ServeTLS after Shutdown.
@@ -27,14 +29,7 @@ const (
 // Server is a POP3 server. Its sessions share one lock table so that a
 // mailbox is open in at most one POP3 session at a time.
 type Server struct {
-	store       mailStore
-	auth        authenticator
-	tlsConfig   *tls.Config
-	hostname    string
-	maxConns    int
-	maxPerIP    int
-	idleTimeout time.Duration
-	log         *slog.Logger
+	serverConfig
 	// trusted reports whether a peer may send a password without TLS.
 	// Loopback only; tests replace it to play a remote client.
 	trusted func(netip.Addr) bool
@@ -43,11 +38,11 @@ type Server struct {
 	cancel context.CancelFunc
 	nextID atomic.Uint64
 
+	listeners netconn.Listeners
+	limits    *netconn.Limiter
 	closing   atomic.Bool
 	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
-	perIP     map[netip.Addr]int
 	locked    map[string]struct{} // mailboxes held by a session
 	sessions  sync.WaitGroup
 }
@@ -59,42 +54,34 @@ type serverConfig struct {
 	auth        authenticator
 	tlsConfig   *tls.Config
 	hostname    string
-	maxConns    int
-	maxPerIP    int
+	maxConns    int // 0: DefaultMaxConnections; < 0: no limit
+	maxPerIP    int // 0: DefaultMaxConnectionsPerIP; < 0: no limit
 	idleTimeout time.Duration
 	log         *slog.Logger
 }
 
 func newServer(cfg serverConfig) *Server {
+	if cfg.hostname == "" {
+		cfg.hostname = "localhost"
+	}
+	if cfg.maxConns == 0 {
+		cfg.maxConns = DefaultMaxConnections
+	}
+	if cfg.maxPerIP == 0 {
+		cfg.maxPerIP = DefaultMaxConnectionsPerIP
+	}
+	if cfg.idleTimeout <= 0 {
+		cfg.idleTimeout = DefaultIdleTimeout
+	}
+	if cfg.log == nil {
+		cfg.log = slog.Default()
+	}
 	s := &Server{
-		store:       cfg.store,
-		auth:        cfg.auth,
-		tlsConfig:   cfg.tlsConfig,
-		hostname:    cfg.hostname,
-		maxConns:    cfg.maxConns,
-		maxPerIP:    cfg.maxPerIP,
-		idleTimeout: cfg.idleTimeout,
-		log:         cfg.log,
-		trusted:     func(a netip.Addr) bool { return a.IsLoopback() },
-		listeners:   make(map[net.Listener]struct{}),
-		conns:       make(map[net.Conn]struct{}),
-		perIP:       make(map[netip.Addr]int),
-		locked:      make(map[string]struct{}),
-	}
-	if s.hostname == "" {
-		s.hostname = "localhost"
-	}
-	if s.maxConns == 0 {
-		s.maxConns = DefaultMaxConnections
-	}
-	if s.maxPerIP == 0 {
-		s.maxPerIP = DefaultMaxConnectionsPerIP
-	}
-	if s.idleTimeout <= 0 {
-		s.idleTimeout = DefaultIdleTimeout
-	}
-	if s.log == nil {
-		s.log = slog.Default()
+		serverConfig: cfg,
+		trusted:      func(a netip.Addr) bool { return a.IsLoopback() },
+		limits:       netconn.NewLimiter(cfg.maxConns, cfg.maxPerIP),
+		conns:        make(map[net.Conn]struct{}),
+		locked:       make(map[string]struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -116,77 +103,45 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 }
 
 func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
-	if !s.trackListener(ln, true) {
+	err := s.listeners.Serve(ln, s.log, func(conn net.Conn) {
+		ip := netconn.PeerIP(conn.RemoteAddr())
+		release, reason := s.admit(conn, ip)
+		if reason != "" {
+			go s.refuse(conn, reason)
+			return
+		}
+		go s.handle(conn, ip, implicitTLS, release)
+	})
+	if errors.Is(err, netconn.ErrClosed) {
 		return ErrServerClosed
 	}
-	defer s.trackListener(ln, false)
-	var backoff time.Duration
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if s.closing.Load() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Out of file descriptors and the like: wait, as net/http does.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("pop3: accept failed; retrying", "err", err, "delay", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return err
-		}
-		backoff = 0
-		ip := peerIP(conn.RemoteAddr())
-		if reason := s.admit(conn, ip); reason != "" {
-			go s.refuse(conn, reason)
-			continue
-		}
-		go s.handle(conn, ip, implicitTLS)
-	}
+	return err
 }
 
-func (s *Server) trackListener(ln net.Listener, add bool) bool {
+// admit registers a new connection, or says why it must be refused. The
+// connection's slot is held until release.
+func (s *Server) admit(conn net.Conn, ip netip.Addr) (release func(), reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if add {
-		if s.closing.Load() {
-			return false
-		}
-		s.listeners[ln] = struct{}{}
-	} else {
-		delete(s.listeners, ln)
+	if s.closing.Load() {
+		return nil, "server shutting down"
 	}
-	return true
-}
-
-// admit registers a new connection, or says why it must be refused.
-func (s *Server) admit(conn net.Conn, ip netip.Addr) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	slot, err := s.limits.Acquire(ip)
 	switch {
-	case s.closing.Load():
-		return "server shutting down"
-	case s.maxConns > 0 && len(s.conns) >= s.maxConns:
-		return "too many connections"
-	case s.maxPerIP > 0 && s.perIP[ip] >= s.maxPerIP:
-		return "too many connections from your address"
+	case errors.Is(err, netconn.ErrTooManyFromIP):
+		return nil, "too many connections from your address"
+	case err != nil:
+		return nil, "too many connections"
 	}
 	s.conns[conn] = struct{}{}
-	s.perIP[ip]++
 	s.sessions.Add(1)
-	return ""
-}
-
-func (s *Server) release(conn net.Conn, ip netip.Addr) {
-	s.mu.Lock()
-	delete(s.conns, conn)
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
-	}
-	s.mu.Unlock()
-	s.sessions.Done()
+	return func() {
+		s.mu.Lock()
+		delete(s.conns, conn)
+		s.mu.Unlock()
+		slot()
+		s.sessions.Done()
+	}, ""
 }
 
 // refuse answers a connection over the limits and closes it. The reply is
@@ -199,8 +154,8 @@ func (s *Server) refuse(conn net.Conn, reason string) {
 	conn.Close()
 }
 
-func (s *Server) handle(raw net.Conn, ip netip.Addr, implicitTLS bool) {
-	defer s.release(raw, ip)
+func (s *Server) handle(raw net.Conn, ip netip.Addr, implicitTLS bool, release func()) {
+	defer release()
 	defer raw.Close()
 	c := newSession(s, raw, ip)
 	c.serve(implicitTLS)
@@ -212,11 +167,9 @@ func (s *Server) handle(raw net.Conn, ip netip.Addr, implicitTLS bool) {
 // progress finish, and waits for every session to end or ctx to expire, at
 // which point it closes the remaining connections.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.listeners.Close()
 	s.mu.Lock()
 	s.closing.Store(true)
-	for ln := range s.listeners {
-		ln.Close()
-	}
 	// Wake sessions blocked reading a command. timeoutConn.Read checks
 	// closing after it sets its own deadline, so none can miss this.
 	for conn := range s.conns {
@@ -259,18 +212,6 @@ func (s *Server) lockMailbox(key string) (unlock func(), ok bool) {
 		delete(s.locked, key)
 		s.mu.Unlock()
 	}, true
-}
-
-func peerIP(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
-			return ip.Unmap()
-		}
-	}
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
 }
 
 // mailboxKey is the lock-table key of a user's INBOX; the store folds

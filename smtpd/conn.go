@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"postie/netconn"
 )
 
 // limitListener admits connections under the total and per-address limits
@@ -34,28 +36,26 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // admit registers c, or returns nil when a limit is reached or the server
 // is shutting down.
 func (s *Server) admit(c net.Conn) *trackedConn {
-	ip := addrIP(c.RemoteAddr())
-	key := limitKey(ip)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing ||
-		s.opts.MaxConnections > 0 && len(s.conns) >= s.opts.MaxConnections ||
-		s.opts.MaxConnectionsPerIP > 0 && s.perIP[key] >= s.opts.MaxConnectionsPerIP {
+	if s.closing {
 		return nil
 	}
-	tc := &trackedConn{Conn: c, srv: s, ip: ip, key: key, id: s.nextID.Add(1), idle: s.opts.IdleTimeout}
+	release, err := s.limits.Acquire(netconn.PeerIP(c.RemoteAddr()))
+	if err != nil {
+		return nil
+	}
+	tc := &trackedConn{srv: s, release: release, id: s.nextID.Add(1)}
+	tc.Conn = netconn.NewIdleConn(c, s.opts.IdleTimeout, tc.readGate)
 	s.conns[tc] = struct{}{}
-	s.perIP[key]++
 	return tc
 }
 
 func (s *Server) forget(tc *trackedConn) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	delete(s.conns, tc)
-	if s.perIP[tc.key]--; s.perIP[tc.key] <= 0 {
-		delete(s.perIP, tc.key)
-	}
+	s.mu.Unlock()
+	tc.release()
 }
 
 // refuse answers "421 4.7.0 too many connections" and closes c, in the
@@ -73,7 +73,7 @@ func (s *Server) refuse(c net.Conn, implicitTLS bool) {
 		c.Close()
 		return
 	}
-	s.log.Info("connection refused: too many connections", "remote", addrIP(c.RemoteAddr()).String())
+	s.log.Info("connection refused: too many connections", "remote", netconn.PeerIP(c.RemoteAddr()).String())
 	s.rejects.Add(1)
 	go func() {
 		defer func() { <-s.reject; s.rejects.Done() }()
@@ -91,41 +91,25 @@ func (s *Server) refuse(c net.Conn, implicitTLS bool) {
 	}()
 }
 
-// trackedConn is every accepted connection, below TLS. It refreshes the
-// read deadline on each Read and the write deadline on each Write, so a
-// slow but live client (a long DATA) keeps going and a silent one is cut
-// after IdleTimeout. It also knows whether a mail transaction is under way,
-// so that Shutdown can close idle connections at once and busy ones after
-// their transaction.
+// trackedConn is every accepted connection, below TLS. Its Conn is a
+// netconn.IdleConn, so a slow but live client (a long DATA) keeps going and
+// a silent one is cut after IdleTimeout. It also knows whether a mail
+// transaction is under way, so that Shutdown can close idle connections at
+// once and busy ones after their transaction.
 type trackedConn struct {
 	net.Conn
-	srv  *Server
-	ip   netip.Addr
-	key  string // per-address limit key
-	id   uint64
-	idle time.Duration
+	srv     *Server
+	release func() // the connection's slot in srv.limits
+	id      uint64
 
 	mu       sync.Mutex
 	busy     bool // between MAIL and the end of the transaction
 	draining bool // Shutdown: end the connection when not busy
 	dead     error
-	closed   bool
 }
 
 func (c *trackedConn) Read(b []byte) (int, error) {
-	c.mu.Lock()
-	if c.dead == nil && c.draining && !c.busy {
-		// A timeout makes go-smtp answer 421 and close.
-		c.dead = os.ErrDeadlineExceeded
-	}
-	if c.dead != nil {
-		err := c.dead
-		c.mu.Unlock()
-		return 0, err
-	}
-	c.Conn.SetReadDeadline(time.Now().Add(c.idle))
-	c.mu.Unlock()
-	n, err := c.Conn.Read(b)
+	n, err := c.Conn.Read(b) // the IdleConn consults readGate
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		// Sticky: after a timeout in DATA go-smtp would otherwise read the
 		// rest of the message as commands (go-smtp issue #196).
@@ -138,19 +122,21 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-func (c *trackedConn) Write(b []byte) (int, error) {
-	c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
-	return c.Conn.Write(b)
+// readGate is asked by the IdleConn before each read, once the read
+// deadline is set; drain and setBusy wake a blocked read by changing what
+// it answers and then moving the deadline to now.
+func (c *trackedConn) readGate() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dead == nil && c.draining && !c.busy {
+		// A timeout makes go-smtp answer 421 and close.
+		c.dead = os.ErrDeadlineExceeded
+	}
+	return c.dead
 }
 
 func (c *trackedConn) Close() error {
-	c.mu.Lock()
-	first := !c.closed
-	c.closed = true
-	c.mu.Unlock()
-	if first {
-		c.srv.forget(c)
-	}
+	c.srv.forget(c)
 	return c.Conn.Close()
 }
 
@@ -194,35 +180,10 @@ func trackedOf(c net.Conn) *trackedConn {
 	return tc
 }
 
-// addrIP extracts the IP address of a connection end; the zero Addr when
-// there is none (a pipe).
-func addrIP(a net.Addr) netip.Addr {
-	if a == nil {
-		return netip.Addr{}
-	}
-	if t, ok := a.(*net.TCPAddr); ok {
-		ip, _ := netip.AddrFromSlice(t.IP)
-		return ip.Unmap()
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
+// addrIP is the client's IP address; the zero Addr when there is none (a
+// pipe).
+func addrIP(a net.Addr) netip.Addr { return netconn.PeerIP(a) }
 
-// limitKey is the unit that per-address limits count: the IPv4 address,
-// or the IPv6 /64 (one host usually holds a whole /64).
-func limitKey(ip netip.Addr) string {
-	switch {
-	case !ip.IsValid():
-		return "unknown"
-	case ip.Is4():
-		return ip.String()
-	}
-	p, err := ip.Prefix(64)
-	if err != nil {
-		return ip.String()
-	}
-	return p.String()
-}
+// limitKey is the unit that per-address rate limits count: the IPv4
+// address, or the IPv6 /64, as for connection limits.
+func limitKey(ip netip.Addr) string { return netconn.Bucket(ip).String() }

@@ -24,6 +24,7 @@ import (
 
 	"postie/accounts"
 	"postie/envelope"
+	"postie/netconn"
 )
 
 // Role selects what a Server is for.
@@ -123,11 +124,11 @@ type Server struct {
 	ctx    context.Context // for calls out (Deliver, Login...); cancelled by a forced close
 	cancel context.CancelFunc
 
+	listeners netconn.Listeners
+	limits    *netconn.Limiter
 	mu        sync.Mutex
 	closing   bool
-	listeners map[net.Listener]struct{}
 	conns     map[*trackedConn]struct{}
-	perIP     map[string]int
 	nextID    atomic.Uint64
 	reject    chan struct{} // semaphore for rejecting goroutines
 	rejects   sync.WaitGroup
@@ -160,14 +161,13 @@ func NewServer(opts Options) *Server {
 		opts.Now = time.Now
 	}
 	s := &Server{
-		opts:      opts,
-		log:       opts.Logger,
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[*trackedConn]struct{}),
-		perIP:     make(map[string]int),
-		reject:    make(chan struct{}, maxRejecters),
-		ipRate:    newWindow(time.Minute),
-		userRate:  newWindow(time.Hour),
+		opts:     opts,
+		log:      opts.Logger,
+		limits:   netconn.NewLimiter(opts.MaxConnections, opts.MaxConnectionsPerIP),
+		conns:    make(map[*trackedConn]struct{}),
+		reject:   make(chan struct{}, maxRejecters),
+		ipRate:   newWindow(time.Minute),
+		userRate: newWindow(time.Hour),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
@@ -202,21 +202,13 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 }
 
 func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	// Registered here too, so that a Shutdown racing with this call still
+	// closes ln (go-smtp learns of it only inside its Serve).
+	if !s.listeners.Add(ln) {
 		ln.Close()
 		return ErrServerClosed
 	}
-	// Registered here too, so that a Shutdown racing with this call still
-	// closes ln (go-smtp learns of it only inside its Serve).
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
+	defer s.listeners.Remove(ln)
 	var l net.Listener = &limitListener{Listener: ln, srv: s, implicitTLS: implicitTLS}
 	if implicitTLS {
 		l = tls.NewListener(l, s.opts.TLSConfig)
@@ -239,9 +231,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ErrServerClosed
 	}
 	s.closing = true
-	for ln := range s.listeners {
-		ln.Close()
-	}
+	s.listeners.Close()
 	for c := range s.conns {
 		c.drain()
 	}

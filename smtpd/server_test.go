@@ -52,17 +52,17 @@ func TestWindow(t *testing.T) {
 
 func TestLimitKey(t *testing.T) {
 	for in, want := range map[string]string{
-		"192.0.2.1":          "192.0.2.1",
-		"::ffff:192.0.2.1":   "192.0.2.1",
+		"192.0.2.1":          "192.0.2.1/32",
+		"::ffff:192.0.2.1":   "192.0.2.1/32",
 		"2001:db8:1:2:3::4":  "2001:db8:1:2::/64",
 		"2001:db8:1:2:ff::9": "2001:db8:1:2::/64",
 	} {
-		if got := limitKey(netip.MustParseAddr(in).Unmap()); got != want {
+		if got := limitKey(netip.MustParseAddr(in)); got != want {
 			t.Errorf("limitKey(%s) = %s, want %s", in, got, want)
 		}
 	}
-	if limitKey(netip.Addr{}) != "unknown" {
-		t.Error("the zero address has a key")
+	if k := limitKey(netip.Addr{}); k == limitKey(netip.MustParseAddr("0.0.0.0")) || k == limitKey(netip.IPv6Unspecified()) {
+		t.Errorf("the zero address shares its key %q with a real one", k)
 	}
 }
 

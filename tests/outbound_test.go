@@ -176,9 +176,12 @@ func TestQueueSurvivesRestart(t *testing.T) {
 	dns := newDNSServer(t)
 	dns.setMX("late.test", &net.MX{Host: "mx.late.test", Pref: 10})
 	dns.setA("mx.late.test", "127.0.0.4")
-	probe := newSink(t, "127.0.0.4:0") // reserve a port, then free it: the MX is down
-	_, port, _ := net.SplitHostPort(probe.addr)
-	probe.srv.Close()
+	probe, err := net.Listen("tcp", "127.0.0.4:0") // reserve a port, then free it: the MX is down
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(probe.Addr().String())
+	probe.Close()
 	in := newInstance(t, fmt.Sprintf("\n[outbound]\nresolver = %q\nport = %s\nconnect_timeout = \"1s\"\n", dns.addr, port))
 	in.addUser("ann@example.test")
 	in.start()
