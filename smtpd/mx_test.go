@@ -414,3 +414,20 @@ func TestShutdownDeadline(t *testing.T) {
 		t.Fatalf("second Shutdown = %v", err)
 	}
 }
+
+// Lines far over RFC 5321's 1000 octets occur in real mail (HTML without
+// line breaks) and are taken; a line over our bound is refused for good,
+// not with a 451 that would have the sender retry for days.
+func TestMXLongLines(t *testing.T) {
+	f := start(t, RoleMX, nil)
+	c := dial(t, f.addr)
+	long := "Subject: long\r\n\r\n" + strings.Repeat("x", 20000) + "\r\n"
+	_, err := send(c, "a@remote.example", []string{"ann@example.test"}, long)
+	wantCode(t, "a 20,000-octet line", err, 0, "")
+	if got := f.deliv.last(t).body; string(got) != long {
+		t.Errorf("the long line changed: %d octets stored, want %d", len(got), len(long))
+	}
+	c = dial(t, f.addr)
+	_, err = send(c, "a@remote.example", []string{"ann@example.test"}, "Subject: too long\r\n\r\n"+strings.Repeat("y", maxLineLength+10)+"\r\n")
+	wantCode(t, "a line over the bound", err, 554, "5.6.0")
+}

@@ -68,11 +68,18 @@ func readFailure(err error) *smtp.SMTPError {
 	if errors.Is(err, smtp.ErrDataTooLarge) {
 		return smtp.ErrDataTooLarge
 	}
+	if errors.Is(err, smtp.ErrTooLongLine) {
+		return errLineTooLong
+	}
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		return errReadTimeout
 	}
 	return errReadBroken
 }
+
+// errLineTooLong is permanent: the same message will never fit, and a
+// temporary reply would have the sender retry it for days.
+var errLineTooLong = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "message has a line longer than the server accepts"}
 
 // clean keeps a reply text on one line of printable characters.
 func clean(s string) string {

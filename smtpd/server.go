@@ -183,10 +183,17 @@ func NewServer(opts Options) *Server {
 	// go-smtp's ReadTimeout is one deadline per command that is not
 	// refreshed during DATA; trackedConn sets one per read instead.
 	ss.ReadTimeout, ss.WriteTimeout = 0, 0
+	// RFC 5321 allows 1000 octets a line, but real mail (HTML without line
+	// breaks) carries far longer ones, and go-smtp's 2000 also bounds DATA
+	// lines; Postfix takes them too. 64 KiB keeps a line's buffer bounded.
+	ss.MaxLineLength = maxLineLength
 	ss.ErrorLog = errorLog{s.log}
 	s.smtp = ss
 	return s
 }
+
+// maxLineLength bounds one command or DATA line.
+const maxLineLength = 64 << 10
 
 // Serve accepts plaintext connections on ln (STARTTLS is offered when
 // Options.TLSConfig is set). It returns ErrServerClosed after Shutdown.
