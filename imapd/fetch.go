@@ -1,9 +1,11 @@
 package imapd
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -36,6 +38,7 @@ func (s *session) fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	sel := s.sel
 	sel.entry.cache.touch()
 	f := &fetcher{s: s, w: w, opts: options, flagNames: make(map[uint64][]imap.Flag)}
+	defer f.release()
 	prefill := onlyCachedFields(options)
 	err := sel.each(numSet, fetchBatch, func(batch []*message) error {
 		if markSeen {
@@ -113,12 +116,14 @@ type fetcher struct {
 	flagNames map[uint64][]imap.Flag // per command: flag sets repeat
 	result    error                  // the command's final answer when some items could not be served
 	sizeWarn  bool
+	buf       *[]byte // for copying literals, borrowed from copyBufs
 }
 
-// literal is one prepared body or binary section.
+// literal is one prepared body or binary section: bytes in memory, or a reader of n bytes.
 type literal struct {
-	n int64
-	r io.Reader
+	n    int64
+	data []byte // when set, the n bytes themselves
+	r    io.Reader
 }
 
 // prepared holds everything a response needs, gathered before the response starts: once
@@ -198,15 +203,15 @@ func (f *fetcher) bodyLiteral(m *message, sec *imap.FetchItemBodySection) (liter
 	if len(sec.Part) == 0 {
 		switch {
 		case sec.Specifier == imap.PartSpecifierNone:
-			file, err := m.file()
+			_, size, err := m.reader()
 			if err != nil {
 				return literal{}, err
 			}
-			if file.Size() != m.size && !f.sizeWarn {
+			if size != m.size && !f.sizeWarn {
 				f.sizeWarn = true
-				f.s.srv.log.Warn("imap: message size differs from the store's", "uid", m.uid, "file", file.Size(), "store", m.size)
+				f.s.srv.log.Warn("imap: message size differs from the store's", "uid", m.uid, "file", size, "store", m.size)
 			}
-			sp = fileSpan(0, file.Size())
+			sp = fileSpan(0, size)
 		case sec.Specifier == imap.PartSpecifierHeader && len(sec.HeaderFields) > 0 && allCached(sec.HeaderFields):
 			raw, err := m.cachedRaw()
 			if err != nil {
@@ -249,6 +254,11 @@ func (f *fetcher) bodyLiteral(m *message, sec *imap.FetchItemBodySection) (liter
 	if m.ra == nil && sp.data == nil && sp.ok {
 		if _, err := m.file(); err != nil {
 			return literal{}, err
+		}
+	}
+	if sp.data == nil && sp.ok {
+		if b := m.memSlice(sp.off, sp.n); b != nil {
+			return literal{n: sp.n, data: b}, nil
 		}
 	}
 	return literal{n: sp.n, r: sp.reader(m.ra)}, nil
@@ -355,13 +365,23 @@ func (f *fetcher) write(m *message, p *prepared) {
 	}
 }
 
+// copyLiteral sends a literal's n bytes: in one write when they are in memory, else through one
+// buffer for the whole command.
 func (f *fetcher) copyLiteral(m *message, w io.WriteCloser, l literal) {
-	n, err := io.Copy(w, io.LimitReader(l.r, l.n))
-	if n < l.n {
-		pad := make([]byte, min(l.n-n, 32<<10))
-		for i := range pad {
-			pad[i] = ' '
+	var n int64
+	var err error
+	if l.data != nil || l.r == nil {
+		var k int
+		k, err = w.Write(l.data[:min(int64(len(l.data)), l.n)])
+		n = int64(k)
+	} else {
+		if f.buf == nil {
+			f.buf = copyBufs.Get().(*[]byte)
 		}
+		n, err = io.CopyBuffer(w, io.LimitReader(l.r, l.n), *f.buf)
+	}
+	if n < l.n {
+		pad := bytes.Repeat([]byte{' '}, int(min(l.n-n, 32<<10)))
 		for left := l.n - n; left > 0; {
 			k := min(left, int64(len(pad)))
 			if _, werr := w.Write(pad[:k]); werr != nil {
@@ -372,4 +392,15 @@ func (f *fetcher) copyLiteral(m *message, w io.WriteCloser, l literal) {
 		f.s.srv.log.Error("imap fetch: short read", "uid", m.uid, "want", l.n, "got", n, "err", fmt.Sprint(err))
 	}
 	w.Close()
+}
+
+// copyBufs lends the buffer a FETCH streams big literals through (not kept by idle sessions).
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// release gives back what the command borrowed.
+func (f *fetcher) release() {
+	if f.buf != nil {
+		copyBufs.Put(f.buf)
+		f.buf = nil
+	}
 }

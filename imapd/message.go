@@ -3,6 +3,7 @@ package imapd
 import (
 	"bytes"
 	"io"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -36,7 +37,8 @@ type message struct {
 	flagsChanged bool // \Seen was just set by this FETCH: FLAGS go out
 
 	f      msgFile
-	mem    *[]byte     // a small message read whole, for parsing and searching
+	mem    *[]byte     // a small message read whole, for parsing, searching and sending
+	memN   int64       // its length in mem
 	ra     io.ReaderAt // mem's reader, or f
 	hdrEnd int64       // where the body starts, once the header was read
 	full   header      // the top-level header
@@ -68,25 +70,63 @@ func (m *message) file() (msgFile, error) {
 // no buffered re-reads).
 const smallMessage = 64 << 10
 
+// foldBufs lends text matchers the buffer they fold text into.
+var foldBufs = sync.Pool{New: func() any { b := make([]byte, 0, 20<<10); return &b }}
+
 var smallBufs = sync.Pool{New: func() any { b := make([]byte, smallMessage); return &b }}
 
-// reader returns the message's bytes for parsing and section reads.
+// reader returns the message's bytes for parsing and section reads, and their number. A message
+// the store says is small is read whole in one pread of one byte more than its size: that read also
+// tells its real size (a short one ends early, a longer one fills the byte more), so no fstat is
+// needed. Only when the file is bigger than the store thinks is its size asked for.
 func (m *message) reader() (io.ReaderAt, int64, error) {
+	if m.mem != nil {
+		return m.ra, m.memN, nil
+	}
 	f, err := m.file()
 	if err != nil {
 		return nil, 0, err
 	}
+	if m.size >= 0 && m.size < smallMessage {
+		buf := smallBufs.Get().(*[]byte)
+		n, err := f.ReadAt((*buf)[:m.size+1], 0)
+		switch {
+		case err == io.EOF && int64(n) <= m.size:
+			m.keep(buf, n)
+			return m.ra, m.memN, nil
+		case err != nil && err != io.EOF:
+			smallBufs.Put(buf)
+			return nil, 0, err
+		}
+		smallBufs.Put(buf) // bigger than the store says
+	}
 	size := f.Size()
-	if m.mem == nil && size <= smallMessage {
+	if size <= smallMessage {
 		buf := smallBufs.Get().(*[]byte)
 		n, err := f.ReadAt((*buf)[:size], 0)
 		if err != nil && !(err == io.EOF && int64(n) == size) {
 			smallBufs.Put(buf)
 			return nil, 0, err
 		}
-		m.mem, m.ra = buf, bytes.NewReader((*buf)[:size])
+		m.keep(buf, n)
+		return m.ra, m.memN, nil
 	}
 	return m.ra, size, nil
+}
+
+// keep makes the first n bytes of buf the message's in-memory copy.
+func (m *message) keep(buf *[]byte, n int) {
+	m.mem, m.memN = buf, int64(n)
+	m.ra = bytes.NewReader((*buf)[:n])
+}
+
+// memSlice returns the in-memory copy of the span [off, off+n), or nil when the message is not in
+// memory.
+func (m *message) memSlice(off, n int64) []byte {
+	if m.mem == nil || off < 0 || n < 0 || off+n > m.memN {
+		return nil
+	}
+	return (*m.mem)[off : off+n : off+n]
 }
 
 // closeFile releases the file (and the in-memory copy), keeping what was parsed from the header.
@@ -97,7 +137,7 @@ func (m *message) closeFile() {
 	}
 	if m.mem != nil {
 		smallBufs.Put(m.mem)
-		m.mem = nil
+		m.mem, m.memN = nil, 0
 	}
 	m.ra, m.root = nil, nil
 }
@@ -116,11 +156,11 @@ func (m *message) fullHeader() (header, error) {
 		m.full, m.hdrEnd = m.root.header, m.root.bodyStart
 		return m.full, nil
 	}
-	f, err := m.file()
-	if err != nil {
+	if _, err := m.file(); err != nil {
 		return nil, err
 	}
-	raw, end := readHeaderBlock(io.NewSectionReader(m.ra, 0, f.Size()))
+	// To the end of the file, whatever its size: no fstat.
+	raw, end := readHeaderBlock(io.NewSectionReader(m.ra, 0, math.MaxInt64))
 	m.full, m.hdrEnd = parseHeader(raw), end
 	if m.full == nil {
 		m.full = header{}
@@ -187,7 +227,12 @@ func (m *message) textFound(needles []needle) ([]bool, error) {
 		return nil, err
 	}
 	tm := newTextMatcher(needles)
-	if err := searchText(tm, m.ra, root); err != nil {
+	lp := foldBufs.Get().(*[]byte)
+	tm.lower = (*lp)[:0]
+	err = searchText(tm, m.ra, root)
+	*lp = tm.lower[:0]
+	foldBufs.Put(lp)
+	if err != nil {
 		return nil, err
 	}
 	return tm.found, nil

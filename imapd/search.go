@@ -5,9 +5,11 @@ import (
 	"errors"
 	"io"
 	"net/mail"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
@@ -339,38 +341,44 @@ func (ev *evaluation) matchText(q *query) bool {
 // fold case-folds text for case-insensitive matching (simple Unicode lower-casing).
 func fold(b []byte) []byte { return bytes.ToLower(b) }
 
-// foldInto is fold into dst's storage, quick for ASCII.
+// foldInto appends fold(src) to dst, without allocating: what bytes.ToLower does, rune by rune
+// (an invalid byte becomes U+FFFD, as there).
 func foldInto(dst, src []byte) []byte {
-	for _, c := range src {
-		if c >= 0x80 {
-			return append(dst, bytes.ToLower(src)...)
+	dst = slices.Grow(dst, len(src))
+	for i := 0; i < len(src); {
+		c := src[i]
+		if c < utf8.RuneSelf {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			dst = append(dst, c)
+			i++
+			continue
 		}
-	}
-	for _, c := range src {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		dst = append(dst, c)
+		r, w := utf8.DecodeRune(src[i:])
+		dst = utf8.AppendRune(dst, unicode.ToLower(r))
+		i += w
 	}
 	return dst
 }
 
 // textMatcher looks for several folded needles in a stream of UTF-8 text that arrives in chunks;
-// matches may span chunk boundaries but not parts (reset between parts).
+// matches may span chunk boundaries but not parts (reset between parts). Each chunk is folded once,
+// straight after the folded tail of the text before it.
 type textMatcher struct {
 	needles []needle
 	found   []bool
 	left    int
-	keep    int // bytes of context carried between chunks
-	tail    []byte
-	lower   []byte // scratch for the folded text
+	keep    int    // folded bytes of context carried between chunks
+	lower   []byte // the folded tail of the text so far, then the chunk being matched
+	pend    []byte // an incomplete rune at the end of the last chunk, raw
 	body    bool   // matching body text (BODY and TEXT needles) or header text (TEXT only)
 }
 
 func newTextMatcher(needles []needle) *textMatcher {
 	tm := &textMatcher{needles: needles, found: make([]bool, len(needles)), left: len(needles)}
 	for _, n := range needles {
-		tm.keep = max(tm.keep, 4*len(n.folded)+4)
+		tm.keep = max(tm.keep, len(n.folded)+utf8.UTFMax)
 	}
 	return tm
 }
@@ -378,28 +386,37 @@ func newTextMatcher(needles []needle) *textMatcher {
 func (tm *textMatcher) done() bool { return tm.left == 0 }
 
 func (tm *textMatcher) reset(body bool) {
-	tm.tail = tm.tail[:0]
+	tm.lower, tm.pend = tm.lower[:0], tm.pend[:0]
 	tm.body = body
 }
 
 // write feeds UTF-8 text.
 func (tm *textMatcher) write(chunk []byte) {
-	data := append(tm.tail, chunk...)
-	cut := len(data)
+	// First complete the rune the last chunk ended in.
+	for len(tm.pend) > 0 && len(chunk) > 0 {
+		tm.pend = append(tm.pend, chunk[0])
+		chunk = chunk[1:]
+		if utf8.FullRune(tm.pend) {
+			tm.lower = foldInto(tm.lower, tm.pend)
+			tm.pend = tm.pend[:0]
+		}
+	}
 	// Hold back an incomplete rune at the end for the next chunk.
-	for i := 1; i <= 3 && i <= len(data); i++ {
-		c := data[len(data)-i]
+	cut := len(chunk)
+	for i := 1; i <= 3 && i <= len(chunk); i++ {
+		c := chunk[len(chunk)-i]
 		if c < 0x80 {
 			break
 		}
 		if c >= 0xc0 {
-			if !utf8.FullRune(data[len(data)-i:]) {
-				cut = len(data) - i
+			if !utf8.FullRune(chunk[len(chunk)-i:]) {
+				cut = len(chunk) - i
 			}
 			break
 		}
 	}
-	tm.lower = foldInto(tm.lower[:0], data[:cut])
+	tm.pend = append(tm.pend, chunk[cut:]...)
+	tm.lower = foldInto(tm.lower, chunk[:cut])
 	folded := tm.lower
 	for i, n := range tm.needles {
 		if !tm.found[i] && (tm.body || n.withHeader) && bytes.Contains(folded, n.folded) {
@@ -407,11 +424,12 @@ func (tm *textMatcher) write(chunk []byte) {
 			tm.left--
 		}
 	}
-	start := max(0, cut-tm.keep)
-	for start > 0 && start < cut && !utf8.RuneStart(data[start]) {
+	// Keep the last keep bytes (from a rune's start) as context for the next chunk.
+	start := max(0, len(folded)-tm.keep)
+	for start > 0 && !utf8.RuneStart(folded[start]) {
 		start--
 	}
-	tm.tail = append(tm.tail[:0], data[start:]...)
+	tm.lower = folded[:copy(folded, folded[start:])]
 }
 
 // searchText feeds a parsed message's text to tm: the top header (for TEXT), then every text part,

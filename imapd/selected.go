@@ -2,7 +2,6 @@ package imapd
 
 import (
 	"errors"
-	"os"
 	"sort"
 
 	"github.com/emersion/go-imap/v2"
@@ -276,28 +275,28 @@ func (sel *selection) numContext(msgs []maildir.Message) *numContext {
 func (sel *selection) source() *msgSource {
 	return &msgSource{
 		open: func(uid uint32) (msgFile, error) {
-			f, err := sel.mbox.Open(uid)
+			f, err := sel.mbox.OpenMessage(uid)
 			if err != nil {
 				return nil, err
 			}
-			fi, err := f.Stat()
-			if err != nil {
-				f.Close()
-				return nil, err
-			}
-			return osFile{f, fi.Size()}, nil
+			return storeFile{f}, nil
 		},
 		cache:    sel.entry.cache,
 		validity: sel.mbox.UIDValidity(),
 	}
 }
 
-type osFile struct {
-	*os.File
-	size int64
-}
+// storeFile is a message file of the store; its size costs an fstat, asked for only when the size
+// the store gives (from the file name) may not be the file's.
+type storeFile struct{ *maildir.MessageFile }
 
-func (f osFile) Size() int64 { return f.size }
+func (f storeFile) Size() int64 {
+	n, err := f.MessageFile.Size()
+	if err != nil {
+		return 0 // the reads fail the same way; the literal is padded and the failure logged
+	}
+	return n
+}
 
 // each calls fn with the messages that set names (nil: all), in ascending order and in batches of at
 // most n, each with the client's sequence number. Messages the client has not been told about yet
@@ -351,6 +350,7 @@ func (sel *selection) each(set imap.NumSet, n int, fn func([]*message) error) er
 	}
 	for {
 		var batch []*message
+		var store []message // the batch's messages, in one allocation
 		done := true
 		sel.mbox.View(func(msgs []maildir.Message) {
 			i := sort.Search(len(msgs), func(i int) bool { return msgs[i].UID > start })
@@ -366,7 +366,12 @@ func (sel *selection) each(set imap.NumSet, n int, fn func([]*message) error) er
 					}
 					continue
 				}
-				batch = append(batch, &message{src: src, seq: seq, uid: msg.UID, size: msg.Size, date: msg.Date, flags: uint64(msg.Flags)})
+				if store == nil {
+					store = make([]message, 0, min(n, len(msgs)-i))
+					batch = make([]*message, 0, cap(store))
+				}
+				store = append(store, message{src: src, seq: seq, uid: msg.UID, size: msg.Size, date: msg.Date, flags: uint64(msg.Flags)})
+				batch = append(batch, &store[len(store)-1])
 				if len(batch) == n {
 					done = i+1 == len(msgs)
 					break

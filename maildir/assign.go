@@ -195,12 +195,17 @@ func (m *Mailbox) admitLocked(cands []candidate) {
 	curPath, newPath := filepath.Join(m.dir, "cur"), filepath.Join(m.dir, "new")
 	moved, lost := false, false
 	var used Flags
+	var mv *dirMover
 	for i := range cands {
 		c := &cands[i]
 		used |= c.flags
 		o := oddName{unknown: c.unknown}
 		if c.inNew {
-			err := os.Rename(filepath.Join(newPath, c.name), filepath.Join(curPath, canonicalFileName(c.key, c.flags, c.unknown)))
+			if mv == nil {
+				mv = openDirMover(newPath, curPath, len(cands)-i > 4)
+				defer mv.close()
+			}
+			err := mv.rename(c.name, canonicalFileName(c.key, c.flags, c.unknown))
 			if err != nil {
 				// Another process moved (or removed) it first; our next
 				// scan of cur/ finds it where it went.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -200,4 +201,43 @@ func BenchmarkMailbox100k(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkFirstLoadNew10k is the first load of a folder nobody has
+// numbered, its messages all in new/ (as bench/run.sh's first SELECT): UIDs
+// for every file, the UID list written, new/ moved to cur/.
+func BenchmarkFirstLoadNew10k(b *testing.B) {
+	const n = 10_000
+	tmpl := b.TempDir()
+	content := []byte("Subject: x\r\n\r\nx\r\n")
+	base := time.Now().Add(-24 * time.Hour).Unix()
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("%d.M%06dP1.bench,S=%d,W=%d", base+int64(i)*7, i, len(content), len(content))
+		if err := os.WriteFile(filepath.Join(tmpl, name), content, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		root := filepath.Join(b.TempDir(), strconv.Itoa(i))
+		u, err := testStore(b, root).User("example.test", "alice")
+		if err != nil {
+			b.Fatal(err)
+		}
+		newDir := filepath.Join(root, "example.test", "alice", "new")
+		for _, name := range names {
+			if err := os.Link(filepath.Join(tmpl, name), filepath.Join(newDir, name)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		box := mailbox(b, u, "INBOX")
+		b.StopTimer()
+		if got := len(uidsOf(box)); got != n {
+			b.Fatalf("%d messages loaded", got)
+		}
+		b.StartTimer()
+	}
 }

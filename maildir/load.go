@@ -211,15 +211,17 @@ func (m *Mailbox) moveNumberedLocked(moves map[uint32]string) error {
 	}
 	defer unlock()
 	var gone []int
+	mv := openDirMover(filepath.Join(m.dir, "new"), filepath.Join(m.dir, "cur"), len(moves) > 4)
+	defer mv.close()
 	for uid, name := range moves {
 		i, _ := m.indexLocked(uid)
 		var unknown string
 		if len(m.odd) > 0 {
 			unknown = m.odd[uid].unknown
 		}
-		to := filepath.Join(m.dir, "cur", canonicalFileName(m.keys[i], m.msgs[i].Flags, unknown))
-		if err := os.Rename(filepath.Join(m.dir, "new", name), to); err != nil {
-			if _, serr := os.Lstat(to); serr != nil { // not moved by someone else either: gone
+		toName := canonicalFileName(m.keys[i], m.msgs[i].Flags, unknown)
+		if err := mv.rename(name, toName); err != nil {
+			if _, serr := os.Lstat(filepath.Join(m.dir, "cur", toName)); serr != nil { // not moved by someone else either: gone
 				gone = append(gone, i)
 			}
 		}

@@ -1,7 +1,6 @@
 package maildir
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -164,40 +163,6 @@ func (m *Mailbox) watchLocked(fn func(Change)) (cancel func()) {
 func (m *Mailbox) emit(c Change) {
 	for _, w := range m.watchers {
 		w.fn(c)
-	}
-}
-
-// Open opens the message's file for reading. ErrNoSuchMessage if it is gone.
-func (m *Mailbox) Open(uid uint32) (*os.File, error) {
-	for attempt := 0; ; attempt++ {
-		m.mu.RLock()
-		i, ok := m.indexLocked(uid)
-		var path string
-		if ok {
-			path = filepath.Join(m.dir, "cur", m.fileNameLocked(i))
-		}
-		m.mu.RUnlock()
-		if !ok {
-			return nil, ErrNoSuchMessage
-		}
-		f, err := os.Open(path)
-		if err == nil {
-			return f, nil
-		}
-		if !errors.Is(err, os.ErrNotExist) || attempt > 0 {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil, ErrNoSuchMessage
-			}
-			return nil, err
-		}
-		// Renamed (flags changed by another process) or removed: rescan.
-		m.mu.Lock()
-		m.cur.valid = false
-		err = m.refreshLocked()
-		m.mu.Unlock()
-		if err != nil {
-			return nil, err
-		}
 	}
 }
 

@@ -108,6 +108,8 @@ func (m *Mailbox) SetFlags(uids []uint32, op FlagOp, flags Flags, origin any) ([
 		return nil, err
 	}
 	curPath := filepath.Join(m.dir, "cur")
+	mv := openDirMover(curPath, curPath, len(uids) > 4)
+	defer mv.close()
 	var out []Message
 	for pass := 0; pass < 2 && len(uids) > 0; pass++ {
 		var missing []uint32
@@ -128,7 +130,7 @@ func (m *Mailbox) SetFlags(uids []uint32, op FlagOp, flags Flags, origin any) ([
 			}
 			oldName := m.fileNameLocked(i)
 			newName := canonicalFileName(m.keys[i], nf, unknown)
-			if err := os.Rename(filepath.Join(curPath, oldName), filepath.Join(curPath, newName)); err != nil {
+			if err := mv.rename(oldName, newName); err != nil {
 				if errors.Is(err, os.ErrNotExist) {
 					missing = append(missing, uid)
 					continue

@@ -287,7 +287,7 @@ func (m *Mailbox) appendUIDListLocked(lines []ulLine) error {
 	if len(lines) == 0 {
 		return nil
 	}
-	var b []byte
+	b := make([]byte, 0, len(lines)*(len(lines[0].key)+24)+1)
 	if m.ul.size > m.ul.consumed {
 		b = append(b, '\n') // end a torn line left by a crashed writer
 	}

@@ -162,6 +162,7 @@ func (c *session) cmdRetr(arg string) error {
 		c.fileBuf = make([]byte, fileBufSize)
 	}
 	dw := dotWriter{w: c.bw}
+	var sent int64
 	for {
 		n, err := f.Read(c.fileBuf)
 		if n > 0 {
@@ -169,7 +170,10 @@ func (c *session) cmdRetr(arg string) error {
 				return werr
 			}
 		}
-		if err == io.EOF {
+		sent += int64(n)
+		// A read of a regular file that stops short has met its end: when that
+		// is where the size said, one more read to be told EOF is a waste.
+		if err == io.EOF || err == nil && n < len(c.fileBuf) && sent == m.size {
 			break
 		}
 		if err != nil {
