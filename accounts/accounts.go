@@ -92,7 +92,7 @@ func Open(path string, domains []string, logger *slog.Logger) (*DB, error) {
 		checkEvery: defaultCheckEvery,
 		now:        time.Now,
 		params:     defaultParams(),
-		authSem:    make(chan struct{}, min(16, max(2, 2*runtime.GOMAXPROCS(0)))),
+		authSem:    make(chan struct{}, min(16, max(2, runtime.GOMAXPROCS(0)))), // hashing is CPU-bound: more at once only costs memory
 	}
 	for _, d := range domains {
 		db.domains[normDomain(d)] = true

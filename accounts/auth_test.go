@@ -93,7 +93,7 @@ func TestHashAndCheckPassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
+	if !strings.HasPrefix(h, "$argon2id$v=19$m=7168,t=5,p=1$") {
 		t.Errorf("hash %q lacks the production parameters", h)
 	}
 	if !CheckPassword(h, "correct horse") || CheckPassword(h, "correct horsE") {

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"postie/accounts"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/crypto/argon2"
 )
 
 // cmdPorts prints n distinct free ports on 127.0.0.1, one a line. They are
@@ -39,24 +36,20 @@ func cmdPorts(args []string) error {
 	return nil
 }
 
-// cmdPwhash prints a Dovecot passwd-file password with the argon2id
-// parameters Postie uses (t=2, m=19 MiB, p=1), so that both servers pay the
-// same for a login.
+// cmdPwhash prints a Dovecot passwd-file password hashed by Postie's own
+// accounts.HashPassword, so that both servers pay the same for a login
+// whatever parameters Postie uses.
 func cmdPwhash(args []string) error {
 	fs := newFlags("pwhash")
 	pw := fs.String("password", "", "the password")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	salt := make([]byte, 16)
-	if _, err := rand.Read(salt); err != nil {
+	h, err := accounts.HashPassword(*pw)
+	if err != nil {
 		return err
 	}
-	const t, m, p = 2, 19 * 1024, 1
-	key := argon2.IDKey([]byte(*pw), salt, t, m, p, 32)
-	b64 := base64.RawStdEncoding
-	fmt.Printf("{ARGON2ID}$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s\n", argon2.Version, m, t, p,
-		b64.EncodeToString(salt), b64.EncodeToString(key))
+	fmt.Printf("{ARGON2ID}%s\n", h)
 	return nil
 }
 
