@@ -38,20 +38,32 @@ func (m *Mailbox) Append(r io.Reader, flags Flags, date time.Time, origin any) (
 		os.Remove(tmp)
 		return 0, err
 	}
+	name := canonicalFileName(key, flags, "")
+	placed := filepath.Join(m.dir, "cur", name)
 	uids, err := m.reserveUIDsLocked([]ulLine{{t: date.Unix(), key: key}}, func(lines []ulLine) ([]bool, error) {
-		name := canonicalFileName(key, flags, "")
 		err := u.quotaTx(func() (int64, int64, error) {
-			if err := os.Rename(tmp, filepath.Join(m.dir, "cur", name)); err != nil {
+			if err := os.Rename(tmp, placed); err != nil {
 				return 0, 0, err
 			}
 			return size, 1, nil
 		})
 		return []bool{err == nil}, err
 	})
-	if len(uids) == 1 && uids[0] != 0 {
+	switch {
+	case err != nil && len(uids) == 1 && uids[0] != 0:
+		// Placed but not durably (the directory fsync failed): take it
+		// back, so that the client's retry after our NO cannot store the
+		// message twice. Its UID line stays dead; the UID is never reused.
+		_ = u.quotaTx(func() (int64, int64, error) {
+			if err := os.Remove(placed); err != nil {
+				return 0, 0, err
+			}
+			return -size, -1, nil
+		})
+	case err == nil:
 		m.addMessageLocked(Message{UID: uids[0], Size: size, Date: date, Flags: flags}, key, oddName{}, origin)
 		m.cur.ownChange(filepath.Join(m.dir, "cur"))
-	} else {
+	default:
 		os.Remove(tmp)
 	}
 	if err != nil {

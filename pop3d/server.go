@@ -170,7 +170,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.listeners.Close()
 	s.mu.Lock()
 	s.closing.Store(true)
-	// Wake sessions blocked reading a command. timeoutConn.Read checks
+	// Wake sessions blocked reading a command. Each connection's read gate checks
 	// closing after it sets its own deadline, so none can miss this.
 	for conn := range s.conns {
 		conn.SetReadDeadline(time.Now())
@@ -218,25 +218,4 @@ func (s *Server) lockMailbox(key string) (unlock func(), ok bool) {
 // names to lower case, so the lock does too.
 func mailboxKey(a account) string {
 	return strings.ToLower(a.local) + "@" + strings.ToLower(a.domain)
-}
-
-// timeoutConn puts an idle timeout on every read and write, and makes
-// reads fail once the server is shutting down.
-type timeoutConn struct {
-	net.Conn
-	timeout time.Duration
-	closing *atomic.Bool
-}
-
-func (c *timeoutConn) Read(p []byte) (int, error) {
-	c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
-	if c.closing.Load() {
-		return 0, ErrServerClosed
-	}
-	return c.Conn.Read(p)
-}
-
-func (c *timeoutConn) Write(p []byte) (int, error) {
-	c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
-	return c.Conn.Write(p)
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"postie/netconn"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -45,7 +46,7 @@ const (
 // session is one client connection.
 type session struct {
 	srv      *Server
-	conn     net.Conn // timeoutConn, or the TLS layer over it
+	conn     net.Conn // the idle-timeout conn, or the TLS layer over it
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	log      *slog.Logger
@@ -72,7 +73,12 @@ type session struct {
 
 func newSession(s *Server, raw net.Conn, ip netip.Addr) *session {
 	id := s.nextID.Add(1)
-	tc := &timeoutConn{Conn: raw, timeout: s.idleTimeout, closing: &s.closing}
+	tc := netconn.NewIdleConn(raw, s.idleTimeout, func() error {
+		if s.closing.Load() {
+			return ErrServerClosed
+		}
+		return nil
+	})
 	return &session{
 		srv:      s,
 		conn:     tc,
