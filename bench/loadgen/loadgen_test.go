@@ -67,6 +67,16 @@ func TestTableRatio(t *testing.T) {
 		{ID: "time", Label: "a time", Unit: "ms", Better: lower, Server: "ref", Value: 20},
 		{ID: "only", Label: "reference only", Unit: "ms", Better: lower, Server: "ref", Value: 5},
 		{ID: "disk", Label: "disk", Unit: "ops/s", Better: info, Server: "host", Value: 900},
+		{ID: "rep", Label: "repeated", Unit: "ms", Better: lower, Server: "ref", Value: 30},
+		{ID: "rep", Label: "repeated", Unit: "ms", Better: lower, Server: "postie", Value: 100},
+		{ID: "rep", Label: "repeated", Unit: "ms", Better: lower, Server: "ref", Value: 10},
+		{ID: "rep", Label: "repeated", Unit: "ms", Better: lower, Server: "postie", Value: 5},
+		{ID: "rep", Label: "repeated", Unit: "ms", Better: lower, Server: "ref", Value: 20},
+		{ID: "rep", Label: "repeated", Unit: "ms", Better: lower, Server: "postie", Value: 10},
+		{ID: "even", Label: "two each", Unit: "MB/s", Better: higher, Server: "postie", Value: 10},
+		{ID: "even", Label: "two each", Unit: "MB/s", Better: higher, Server: "postie", Value: 30},
+		{ID: "even", Label: "two each", Unit: "MB/s", Better: higher, Server: "ref", Value: 10},
+		{ID: "even", Label: "two each", Unit: "MB/s", Better: higher, Server: "ref", Value: 10},
 	} {
 		buf.WriteString(formatFigure(f) + "\n")
 	}
@@ -74,7 +84,8 @@ func TestTableRatio(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]float64{"rate": 3, "time": 0.5}
+	// rep: medians ref 20, postie 10; even: medians postie 20, ref 10.
+	want := map[string]float64{"rate": 3, "time": 0.5, "rep": 2, "even": 2}
 	for _, rw := range rows {
 		got, ok := rw.ratio()
 		if w, has := want[rw.id]; has != ok || got != w {
@@ -83,9 +94,13 @@ func TestTableRatio(t *testing.T) {
 	}
 	var out bytes.Buffer
 	writeTable(&out, rows)
-	for _, s := range []string{"3.00x", "0.50x BEHIND", "reference only (ms)", "disk (ops/s)"} {
+	for _, s := range []string{"3.00x", "0.50x BEHIND", "reference only (ms)", "disk (ops/s)",
+		"repeated (median of 3) (ms)", "two each (median of 2) (MB/s)"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, out.String())
 		}
+	}
+	if strings.Contains(out.String(), "a rate (median") {
+		t.Errorf("a single sample is labelled as a median:\n%s", out.String())
 	}
 }

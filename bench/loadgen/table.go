@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -13,11 +14,14 @@ import (
 type row struct {
 	id, label, unit string
 	better          better
-	values          map[string]float64 // by server
+	values          map[string]float64 // by server: the median of its samples
+	samples         map[string][]float64
 }
 
 // readFigures parses a results file, keeping the first-seen order of the
-// figures; a figure recorded twice for one server keeps the last value.
+// figures. A figure recorded more than once for one server (run.sh repeats
+// the IMAP and POP3 loads, alternating the servers) is the median of its
+// samples, and its label says so.
 func readFigures(r io.Reader) ([]*row, error) {
 	var rows []*row
 	byID := map[string]*row{}
@@ -37,13 +41,56 @@ func readFigures(r io.Reader) ([]*row, error) {
 		}
 		rw := byID[f[0]]
 		if rw == nil {
-			rw = &row{id: f[0], label: f[1], unit: f[2], better: better(f[3]), values: map[string]float64{}}
+			rw = &row{id: f[0], label: f[1], unit: f[2], better: better(f[3]), values: map[string]float64{},
+				samples: map[string][]float64{}}
 			byID[f[0]] = rw
 			rows = append(rows, rw)
 		}
-		rw.values[f[4]] = v
+		rw.samples[f[4]] = append(rw.samples[f[4]], v)
 	}
-	return rows, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	for _, rw := range rows {
+		rw.summarize()
+	}
+	return rows, nil
+}
+
+// summarize sets each server's value to the median of its samples and, when
+// there was more than one, appends "(median of N)" to the label.
+func (rw *row) summarize() {
+	counts := map[int]bool{}
+	n := 0
+	for server, vs := range rw.samples {
+		rw.values[server] = median(vs)
+		counts[len(vs)] = true
+		n = max(n, len(vs))
+	}
+	switch {
+	case n <= 1:
+	case len(counts) == 1:
+		rw.label += fmt.Sprintf(" (median of %d)", n)
+	default: // a server lost some rounds: say how many each had
+		var parts []string
+		for _, server := range []string{"postie", "ref", "host"} {
+			if vs, ok := rw.samples[server]; ok {
+				parts = append(parts, fmt.Sprintf("%s %d", server, len(vs)))
+			}
+		}
+		rw.label += " (medians of " + strings.Join(parts, ", ") + ")"
+	}
+}
+
+// median is the middle value, or the mean of the two middle ones.
+func median(vs []float64) float64 {
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[m]
+	}
+	return (s[m-1] + s[m]) / 2
 }
 
 // ratio orients the comparison so that above 1 means Postie is better.
