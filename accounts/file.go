@@ -7,7 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+	"postie/safeio"
 	"strconv"
 	"strings"
 	"syscall"
@@ -313,51 +313,12 @@ func readFile(path string) ([]byte, fileSig, error) {
 	return data, sigOf(fi), nil
 }
 
-// writeFileAtomic replaces path with data: a temporary file in the same
-// directory, fsynced, renamed over path, then the directory fsynced. The
-// file is mode 0600; when root rewrites a file owned by someone else (the
-// server's user), the owner is kept so the server can still read it.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
+// writeFileAtomic replaces path with data, mode 0600, durably; when root
+// rewrites the server's file, its owner is kept so the server can still
+// read it.
+func writeFileAtomic(path string, data []byte) error {
+	if err := safeio.WriteFile(path, data, 0o600); err != nil {
 		return fmt.Errorf("accounts: write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("accounts: write %s: %w", path, err)
-	}
-	if fi, serr := os.Stat(path); serr == nil {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() && os.Geteuid() == 0 {
-			if err = tmp.Chown(int(st.Uid), int(st.Gid)); err != nil {
-				return fmt.Errorf("accounts: write %s: %w", path, err)
-			}
-		}
-	}
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("accounts: write %s: %w", path, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("accounts: write %s: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("accounts: write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("accounts: write %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("accounts: write %s: sync directory: %w", path, err)
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("accounts: write %s: sync directory: %w", path, err)
 	}
 	return nil
 }

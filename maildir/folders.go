@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"postie/safeio"
 	"slices"
 	"strconv"
 	"strings"
@@ -180,7 +181,7 @@ func (u *User) createFoldersLocked(names []string) error {
 			return fmt.Errorf("maildir: create %s: %w", name, err)
 		}
 	}
-	return syncDir(u.dir)
+	return safeio.SyncDir(u.dir)
 }
 
 func (u *User) makeFolder(name string, uidValidity uint32) error {
@@ -197,7 +198,7 @@ func (u *User) makeFolder(name string, uidValidity uint32) error {
 		if err := os.WriteFile(filepath.Join(scratch, folderMarker), nil, 0o600); err != nil {
 			return err
 		}
-		return writeFileAtomic(filepath.Join(scratch, uidlistFile), appendHeader(nil, ulHeader{uidValidity: uidValidity, next: 1}))
+		return safeio.WriteFile(filepath.Join(scratch, uidlistFile), appendHeader(nil, ulHeader{uidValidity: uidValidity, next: 1}), 0o600)
 	}()
 	if err == nil {
 		err = os.Rename(scratch, u.folderPath(name))
@@ -255,7 +256,7 @@ func (u *User) DeleteMailbox(name string) error {
 	if err != nil {
 		return fmt.Errorf("maildir: delete %s: %w", canon, err)
 	}
-	if err := syncDir(u.dir); err != nil {
+	if err := safeio.SyncDir(u.dir); err != nil {
 		return fmt.Errorf("maildir: delete %s: %w", canon, err)
 	}
 	if err := os.RemoveAll(trash); err != nil {
@@ -355,7 +356,7 @@ func (u *User) renameDirs(renames map[string]string) error {
 			return err
 		}
 	}
-	return syncDir(u.dir)
+	return safeio.SyncDir(u.dir)
 }
 
 // renameMetadataLocked carries subscriptions and special uses over to the
@@ -474,7 +475,7 @@ func (u *User) writeSubscriptions(subs []string) error {
 		b.WriteString(s)
 		b.WriteByte('\n')
 	}
-	if err := writeFileAtomic(filepath.Join(u.dir, subsFile), []byte(b.String())); err != nil {
+	if err := safeio.WriteFile(filepath.Join(u.dir, subsFile), []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("maildir: subscriptions: %w", err)
 	}
 	return nil
@@ -507,7 +508,7 @@ func (u *User) writeSpecialUse(rec map[string]string) error {
 	for _, n := range names {
 		b.WriteString(rec[n] + " " + n + "\n")
 	}
-	if err := writeFileAtomic(filepath.Join(u.dir, specialUseFile), []byte(b.String())); err != nil {
+	if err := safeio.WriteFile(filepath.Join(u.dir, specialUseFile), []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("maildir: special-use: %w", err)
 	}
 	return nil

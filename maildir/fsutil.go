@@ -4,54 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"postie/safeio"
 	"sync"
 	"syscall"
 	"time"
 )
-
-// syncDir fsyncs a directory so that the renames and links made in it are
-// on stable storage.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
-}
-
-// writeFileAtomic replaces path with data: temp file in the same directory,
-// fsync, rename, fsync of the directory.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".postie-tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
 
 // flock takes an exclusive (or shared) flock(2) on the lock file at path,
 // creating it. Each call opens its own file description, so two holders in
@@ -218,5 +175,5 @@ func (u *User) syncDirGrouped(dir string) error {
 		u.syncers[dir] = g
 	}
 	u.syncMu.Unlock()
-	return g.sync(func() error { return syncDir(dir) })
+	return g.sync(func() error { return safeio.SyncDir(dir) })
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"postie/safeio"
 	"strconv"
 	"strings"
 )
@@ -161,7 +162,7 @@ func (m *Mailbox) defineKeywordsLocked(kws []string) (Flags, error) {
 				fmt.Fprintf(&b, "%d %s\n", i, k)
 			}
 		}
-		if err := writeFileAtomic(m.keywordsPath(), []byte(b.String())); err != nil {
+		if err := safeio.WriteFile(m.keywordsPath(), []byte(b.String()), 0o600); err != nil {
 			return 0, fmt.Errorf("maildir: keywords: %w", err)
 		}
 		if fi, err := os.Stat(m.keywordsPath()); err == nil {

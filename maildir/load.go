@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"postie/safeio"
 	"slices"
 	"strings"
 	"time"
@@ -382,7 +383,7 @@ func (m *Mailbox) resetUIDList() (ulFile, error) {
 	if statErr == nil {
 		m.u.log().Warn("maildir: damaged uidlist; UIDs reassigned", "mailbox", m.name, "uidvalidity", v)
 	}
-	if err := writeFileAtomic(path, appendHeader(nil, ulHeader{uidValidity: v, next: 1})); err != nil {
+	if err := safeio.WriteFile(path, appendHeader(nil, ulHeader{uidValidity: v, next: 1}), 0o600); err != nil {
 		return uf, fmt.Errorf("maildir: uidlist: %w", err)
 	}
 	return readUIDList(path)

@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"postie/safeio"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,7 +197,7 @@ func (u *User) init() error {
 		}
 	}
 	if fresh {
-		if err := syncDir(filepath.Dir(u.dir)); err != nil {
+		if err := safeio.SyncDir(filepath.Dir(u.dir)); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"postie/safeio"
 	"time"
 )
 
@@ -102,7 +103,7 @@ func (m *Mailbox) reserveUIDsLocked(lines []ulLine, place func([]ulLine) ([]bool
 		}
 	}
 	if some {
-		if serr := syncDir(filepath.Join(m.dir, "cur")); err == nil {
+		if serr := safeio.SyncDir(filepath.Join(m.dir, "cur")); err == nil {
 			err = serr
 		}
 	}
@@ -207,7 +208,7 @@ func (m *Mailbox) Expunge(uids []uint32, origin any) ([]uint32, error) {
 			err = opErr
 		}
 		if len(removed) > 0 {
-			if serr := syncDir(curPath); err == nil {
+			if serr := safeio.SyncDir(curPath); err == nil {
 				err = serr
 			}
 			for _, i := range removed {
@@ -358,7 +359,7 @@ func (m *Mailbox) transfer(dst *Mailbox, uids []uint32, origin any, move bool) (
 	}
 	dst.cur.ownChange(dstCur)
 	if move && len(moved) > 0 {
-		if err := syncDir(srcCur); err != nil {
+		if err := safeio.SyncDir(srcCur); err != nil {
 			m.u.log().Warn("maildir: move", "mailbox", m.name, "err", err)
 		}
 		m.removeLocked(moved, origin)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"postie/safeio"
 	"strconv"
 	"strings"
 )
@@ -92,7 +93,7 @@ func (u *User) recomputeUsage() (bytes, count int64, err error) {
 		}
 	}
 	data := fmt.Sprintf("%dS\n%d %d\n", u.quota.Load(), bytes, count)
-	if err := writeFileAtomic(u.maildirsizePath(), []byte(data)); err != nil {
+	if err := safeio.WriteFile(u.maildirsizePath(), []byte(data), 0o600); err != nil {
 		return 0, 0, fmt.Errorf("maildir: quota: %w", err)
 	}
 	return bytes, count, nil

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"postie/safeio"
 	"strconv"
 	"strings"
 	"syscall"
@@ -330,7 +331,7 @@ func (m *Mailbox) rewriteUIDListLocked() error {
 		b = appendLine(b, l)
 	}
 	path := m.uidlistPath()
-	if err := writeFileAtomic(path, b); err != nil {
+	if err := safeio.WriteFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("maildir: uidlist: %w", err)
 	}
 	var st syscall.Stat_t
@@ -396,7 +397,7 @@ func (u *User) nextUIDValidity(n int) (first uint32, err error) {
 	if end > 1<<32-1 {
 		return 0, fmt.Errorf("maildir: UIDVALIDITY exhausted")
 	}
-	if err := writeFileAtomic(path, []byte(strconv.FormatUint(end, 10)+"\n")); err != nil {
+	if err := safeio.WriteFile(path, []byte(strconv.FormatUint(end, 10)+"\n"), 0o600); err != nil {
 		return 0, fmt.Errorf("maildir: uidvalidity: %w", err)
 	}
 	return uint32(v), nil

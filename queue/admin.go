@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"postie/safeio"
 	"slices"
 	"strings"
 	"syscall"
@@ -135,7 +136,7 @@ func Delete(dir, id string) error {
 		if err := os.Remove(filepath.Join(dir, id+msgExt)); err != nil && !os.IsNotExist(err) {
 			return err
 		}
-		return syncDir(dir)
+		return safeio.SyncDir(dir)
 	})
 }
 
@@ -164,7 +165,7 @@ func editState(dir, id string, edit func(*state)) error {
 	if err := writeState(dir, st); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return safeio.SyncDir(dir)
 }
 
 // adminDo runs direct while holding the owner lock, or, if a server owns

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"postie/safeio"
 	"strings"
 	"syscall"
 )
@@ -57,7 +58,7 @@ func (q *Queue) recoverAndLoad() error {
 	}
 	q.cleanAdminDir(0)
 	if changed {
-		if err := syncDir(q.dir); err != nil {
+		if err := safeio.SyncDir(q.dir); err != nil {
 			return err
 		}
 	}

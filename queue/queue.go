@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"postie/safeio"
 	"strings"
 	"sync"
 	"syscall"
@@ -141,7 +142,7 @@ func Open(opts Options) (*Queue, error) {
 		perDomain: make(map[string]int),
 		wakeCh:    make(chan struct{}, 1),
 	}
-	q.dirSync = &groupSync{sync: func() error { return syncDir(q.dir) }}
+	q.dirSync = &groupSync{sync: func() error { return safeio.SyncDir(q.dir) }}
 	if err := os.MkdirAll(filepath.Join(q.dir, adminDirName), 0o700); err != nil {
 		return nil, fmt.Errorf("queue: open: %w", err)
 	}

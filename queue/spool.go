@@ -143,20 +143,6 @@ func writeState(dir string, st *state) error {
 	return writeFileSynced(filepath.Join(dir, st.ID+stateExt), data)
 }
 
-// syncDir fsyncs a directory so that the names created, renamed or removed
-// in it are on stable storage.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // groupSync shares one directory fsync among the callers that ask for one
 // while another is running (group commit): a caller is satisfied by an
 // fsync that started after it asked, and only by such a one.

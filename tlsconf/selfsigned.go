@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"postie/safeio"
 	"time"
 )
 
@@ -45,10 +46,10 @@ func ensureSelfSigned(dir, hostname string, logger *slog.Logger) error {
 	}
 	// The key first: the certificate is what marks the pair complete, and a
 	// pair that does not match is replaced at the next start.
-	if err := writeFileAtomic(keyFile, keyPEM, 0o600); err != nil {
+	if err := safeio.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		return fmt.Errorf("tlsconf: write %s: %w", keyFile, err)
 	}
-	if err := writeFileAtomic(certFile, certPEM, 0o644); err != nil {
+	if err := safeio.WriteFile(certFile, certPEM, 0o644); err != nil {
 		return fmt.Errorf("tlsconf: write %s: %w", certFile, err)
 	}
 	logger.Info("tls: made a self-signed certificate", "cert", certFile, "hostname", hostname, "reason", reason)
@@ -121,41 +122,4 @@ func generate(hostname string, now time.Time) (certPEM, keyPEM []byte, err error
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
-}
-
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory, fsyncs it, renames it into place and fsyncs the directory: a
-// crash leaves the old file or the new one, never a part.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing to remove
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"postie/safeio"
 	"slices"
 	"strings"
 	"sync"
@@ -51,10 +52,10 @@ func writePair(t *testing.T, dir, name string) (certFile, keyFile string) {
 		t.Fatal(err)
 	}
 	certFile, keyFile = filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "privkey.pem")
-	if err := writeFileAtomic(certFile, certPEM, 0o644); err != nil {
+	if err := safeio.WriteFile(certFile, certPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAtomic(keyFile, keyPEM, 0o600); err != nil {
+	if err := safeio.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return certFile, keyFile

@@ -1,0 +1,65 @@
+package safeio
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+func TestWriteFileReplacesWholeAndLeavesNoTemp(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	for _, content := range []string{"first version\n", "second\n"} {
+		if err := WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || string(got) != content {
+			t.Fatalf("read %q, %v; want %q", got, err, content)
+		}
+	}
+	fi, _ := os.Stat(path)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("the directory holds %d entries, want only the file", len(entries))
+	}
+}
+
+func TestWriteFileKeepsOwnerForRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	path := filepath.Join(t.TempDir(), "owned")
+	os.WriteFile(path, []byte("x"), 0o600)
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Skip("cannot chown here:", err)
+	}
+	if err := WriteFile(path, []byte("y"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if uid := fileUID(t, path); uid != 65534 {
+		t.Errorf("owner %d after rewrite, want 65534", uid)
+	}
+}
+
+func TestWriteFileInMissingDirFails(t *testing.T) {
+	if err := WriteFile(filepath.Join(t.TempDir(), "no", "such", "f"), []byte("x"), 0o600); err == nil {
+		t.Fatal("no error for a missing directory")
+	}
+	if err := SyncDir(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Fatal("no error syncing a missing directory")
+	}
+}
+
+func fileUID(t *testing.T, path string) int {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(fi.Sys().(*syscall.Stat_t).Uid)
+}
