@@ -28,6 +28,11 @@ func send(addr, from string, to []string, body string) error {
 	if err := c.Hello("client.remote.test"); err != nil {
 		return err
 	}
+	return transact(c, from, to, body)
+}
+
+// transact runs MAIL, RCPT, DATA and QUIT on a ready client.
+func transact(c *smtp.Client, from string, to []string, body string) error {
 	if err := c.Mail(from, nil); err != nil {
 		return err
 	}

@@ -50,25 +50,7 @@ func submit(t testing.TB, in *instance, user string, to []string, body string) e
 	if err := c.Auth(sasl.NewPlainClient("", user, password(user))); err != nil {
 		return err
 	}
-	if err := c.Mail(user, nil); err != nil {
-		return err
-	}
-	for _, r := range to {
-		if err := c.Rcpt(r, nil); err != nil {
-			return err
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write([]byte(body)); err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	return c.Quit()
+	return transact(c, user, to, body)
 }
 
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
