@@ -3,17 +3,11 @@ package imapd
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"strings"
@@ -25,6 +19,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"postie/accounts"
+	"postie/internal/testutil"
 	"postie/maildir"
 )
 
@@ -73,7 +68,7 @@ func startTestServer(t testing.TB, dir string, tweak ...func(*Options)) *testSer
 	t.Helper()
 	ts := &testServer{t: t, dir: dir, auth: &fakeAuth{users: map[string]string{testUser: testPass, "bob@example.test": "pw2", "small@example.test": "pw"}}}
 	ts.store = maildir.NewStore(dir, maildir.StoreOptions{Hostname: "test"})
-	ts.tlsConf = testTLSConfig(t)
+	ts.tlsConf = testutil.ServerTLS(t, "mail.example.test")
 	opts := Options{Store: ts.store, Auth: ts.auth, TLSConfig: ts.tlsConf, Hostname: "mail.example.test"}
 	if testing.Verbose() && os.Getenv("IMAPD_DEBUG") != "" {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -107,26 +102,6 @@ func startTestServer(t testing.TB, dir string, tweak ...func(*Options)) *testSer
 		}
 	})
 	return ts
-}
-
-func testTLSConfig(t testing.TB) *tls.Config {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "mail.example.test"},
-		DNSNames:     []string{"mail.example.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 }
 
 // dial connects without TLS (allowed: loopback) and logs in as alice.

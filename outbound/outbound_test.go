@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"postie/envelope"
+	"postie/internal/testutil"
 )
 
 // wantDelivered fails unless every result is nil.
@@ -352,7 +353,7 @@ func TestSkipOurselves(t *testing.T) {
 }
 
 func TestStartTLS(t *testing.T) {
-	cert, _ := testCert(t)
+	cert, _ := testutil.Certificate(t, "mx1.remote.test", "relay.test")
 	e := newEnv(t)
 	s := newSink(t, sinkOpts{tls: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
@@ -442,7 +443,7 @@ func TestSizeLimit(t *testing.T) {
 }
 
 func TestConnectionReuse(t *testing.T) {
-	cert, _ := testCert(t)
+	cert, _ := testutil.Certificate(t, "mx1.remote.test", "relay.test")
 	e := newEnv(t)
 	s := newSink(t, sinkOpts{tls: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
@@ -466,7 +467,7 @@ func TestConnectionReuse(t *testing.T) {
 }
 
 func TestReuseDroppedConnection(t *testing.T) {
-	cert, _ := testCert(t)
+	cert, _ := testutil.Certificate(t, "mx1.remote.test", "relay.test")
 	e := newEnv(t)
 	s := newSink(t, sinkOpts{tls: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)

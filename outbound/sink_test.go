@@ -5,19 +5,12 @@ package outbound
 // go-smtp's server.
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -26,6 +19,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"postie/internal/testutil"
 )
 
 // ---- fake DNS ----
@@ -386,70 +381,17 @@ func (ss *sinkSession) Reset() { ss.from, ss.rcpts, ss.utf8, ss.size = "", nil, 
 
 func (ss *sinkSession) Logout() error { return nil }
 
-// ---- certificates ----
-
-// testCert makes a self-signed certificate for the test host names and
-// 127.0.0.1, and a pool trusting it.
-func testCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "sink.test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		DNSNames:              []string{"mx1.remote.test", "relay.test"},
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, roots
-}
-
 // ---- environment ----
-
-// syncBuffer collects logs written from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 type env struct {
 	t    testing.TB
 	dns  *fakeDNS
 	net  *testNet
-	logs *syncBuffer
+	logs *testutil.SyncBuffer
 }
 
 func newEnv(t testing.TB) *env {
-	return &env{t: t, dns: newFakeDNS(), net: &testNet{}, logs: &syncBuffer{}}
+	return &env{t: t, dns: newFakeDNS(), net: &testNet{}, logs: &testutil.SyncBuffer{}}
 }
 
 // mx publishes an MX host for domain at ip and routes ip:25 to addr.

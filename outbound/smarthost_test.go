@@ -11,12 +11,13 @@ import (
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
 	"postie/dkim"
+	"postie/internal/testutil"
 )
 
 // smarthostEnv starts a relay sink requiring AUTH PLAIN and a client
 // pointed at it as relay.test.
 func smarthostEnv(t *testing.T, mode string, pass string) (*env, *sink, *Client) {
-	cert, roots := testCert(t)
+	cert, roots := testutil.Certificate(t, "mx1.remote.test", "relay.test")
 	e := newEnv(t)
 	o := sinkOpts{tls: &tls.Config{Certificates: []tls.Certificate{cert}}, user: "relayuser", pass: "s3cret"}
 	port := 587
@@ -85,7 +86,7 @@ func TestSmarthostRequiresTLS(t *testing.T) {
 	}
 
 	// A certificate we cannot verify is refused too.
-	cert, _ := testCert(t)
+	cert, _ := testutil.Certificate(t, "mx1.remote.test", "relay.test")
 	s2 := newSink(t, sinkOpts{tls: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	e.net.route("192.0.2.50", 587, s2.addr)
 	c2 := e.client(func(o *Options) { o.Smarthost = "relay.test:587" }) // system roots
@@ -209,7 +210,7 @@ func FuzzScanHeader(f *testing.F) {
 }
 
 func BenchmarkDeliverReused(b *testing.B) {
-	cert, _ := testCert(b)
+	cert, _ := testutil.Certificate(b, "mx1.remote.test", "relay.test")
 	e := newEnv(b)
 	s := newSink(b, sinkOpts{tls: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)

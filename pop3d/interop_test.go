@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"postie/internal/testutil"
 )
 
 // Real clients against the server: Python's poplib and fetchmail. Each
@@ -26,7 +28,7 @@ func TestPoplib(t *testing.T) {
 	}
 	for _, useTLS := range []bool{false, true} {
 		t.Run(fmt.Sprintf("stls=%v", useTLS), func(t *testing.T) {
-			serverTLS := selfSigned(t)
+			serverTLS := testutil.ServerTLS(t, "pop.example.test")
 			fx := newInteropFixture(t, serverTLS, mixedMessages())
 			if useTLS {
 				remoteOnly(fx.srv) // so the password must wait for STLS

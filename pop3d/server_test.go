@@ -12,10 +12,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"postie/internal/testutil"
 )
 
 func TestCapa(t *testing.T) {
-	ts := startServer(t, func(cfg *serverConfig) { cfg.tlsConfig = selfSigned(t) })
+	ts := startServer(t, func(cfg *serverConfig) { cfg.tlsConfig = testutil.ServerTLS(t, "pop.example.test") })
 	c := dial(t, ts.addr)
 	c.ok("CAPA")
 	got := c.lines()
@@ -369,7 +371,7 @@ func TestMessageGoneDuringSession(t *testing.T) {
 }
 
 func TestPlaintextRefusedWithoutTLS(t *testing.T) {
-	serverTLS := selfSigned(t)
+	serverTLS := testutil.ServerTLS(t, "pop.example.test")
 	ts := startServer(t, func(cfg *serverConfig) { cfg.tlsConfig = serverTLS })
 	remoteOnly(ts.srv)
 	ts.inbox(testUser).deliver(mixedMessages()[0])
@@ -407,7 +409,7 @@ func TestPlaintextRefusedWithoutTLS(t *testing.T) {
 // TestSTLSDropsInjectedPlaintext sends commands after STLS in the same
 // packet; they must not run as if they came under TLS (RFC 2595 §4).
 func TestSTLSDropsInjectedPlaintext(t *testing.T) {
-	serverTLS := selfSigned(t)
+	serverTLS := testutil.ServerTLS(t, "pop.example.test")
 	ts := startServer(t, func(cfg *serverConfig) { cfg.tlsConfig = serverTLS })
 	conn, err := net.Dial("tcp", ts.addr)
 	if err != nil {
@@ -430,7 +432,7 @@ func TestSTLSDropsInjectedPlaintext(t *testing.T) {
 }
 
 func TestImplicitTLS(t *testing.T) {
-	serverTLS := selfSigned(t)
+	serverTLS := testutil.ServerTLS(t, "pop.example.test")
 	ts := startServer(t, func(cfg *serverConfig) { cfg.tlsConfig = serverTLS })
 	remoteOnly(ts.srv)
 	addr := ts.listen(t, true)

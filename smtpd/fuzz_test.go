@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
+
+	"postie/internal/testutil"
 )
 
 // chanListener hands the server connections that a test made itself.
@@ -49,13 +51,13 @@ func (l *chanListener) pipe() net.Conn {
 type fuzzServer struct {
 	srv  *Server
 	ln   *chanListener
-	logs *syncBuffer
+	logs *testutil.SyncBuffer
 }
 
 func newFuzzServer(f *testing.F, role Role) *fuzzServer {
-	fs := &fuzzServer{ln: newChanListener(), logs: &syncBuffer{}}
+	fs := &fuzzServer{ln: newChanListener(), logs: &testutil.SyncBuffer{}}
 	opts := Options{
-		Role: role, Hostname: "mx.example.test", TLSConfig: testTLSConfig(f),
+		Role: role, Hostname: "mx.example.test", TLSConfig: testutil.ServerTLS(f),
 		MaxMessageBytes: 64 << 10, MaxRecipients: 5, IdleTimeout: 2 * time.Second,
 		MessagesPerMinutePerIP: 1000, MaxMessagesPerHour: 1000,
 		Recipients: &fakeRecipients{}, Delivery: &fakeDelivery{},

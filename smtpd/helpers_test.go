@@ -1,20 +1,12 @@
 package smtpd
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/textproto"
 	"strings"
@@ -26,6 +18,7 @@ import (
 
 	"postie/accounts"
 	"postie/envelope"
+	"postie/internal/testutil"
 )
 
 // fakeRecipients knows the domains example.test and example.org; in them,
@@ -143,24 +136,6 @@ func (f *fakeAuth) CanSendAs(u *accounts.User, addr string) bool {
 	return key == u.Address || u == userAnn && key == "sales@example.test"
 }
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // fixture is one running server with its fakes.
 type fixture struct {
 	srv   *Server
@@ -168,7 +143,7 @@ type fixture struct {
 	rcpts *fakeRecipients
 	deliv *fakeDelivery
 	auth  *fakeAuth
-	logs  *syncBuffer
+	logs  *testutil.SyncBuffer
 	serve chan error // Serve's result
 }
 
@@ -178,9 +153,9 @@ var testNow = time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 // before NewServer. The server is shut down at the end of the test.
 func start(t testing.TB, role Role, edit func(*Options)) *fixture {
 	t.Helper()
-	f := &fixture{rcpts: &fakeRecipients{}, deliv: &fakeDelivery{}, auth: &fakeAuth{}, logs: &syncBuffer{}, serve: make(chan error, 1)}
+	f := &fixture{rcpts: &fakeRecipients{}, deliv: &fakeDelivery{}, auth: &fakeAuth{}, logs: &testutil.SyncBuffer{}, serve: make(chan error, 1)}
 	opts := Options{
-		Role: role, Hostname: "mx.example.test", TLSConfig: testTLSConfig(t),
+		Role: role, Hostname: "mx.example.test", TLSConfig: testutil.ServerTLS(t),
 		Recipients: f.rcpts, Delivery: f.deliv,
 		Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:    func() time.Time { return testNow },
@@ -246,39 +221,6 @@ type fakeAddrConn struct {
 }
 
 func (c fakeAddrConn) RemoteAddr() net.Addr { return c.remote }
-
-// testCert makes a self-signed certificate for localhost and 127.0.0.1.
-func testCert(t testing.TB) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
-
-func testTLSConfig(t testing.TB) *tls.Config {
-	c, k := testCert(t)
-	cert, err := tls.X509KeyPair(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}}
-}
 
 var clientTLS = &tls.Config{InsecureSkipVerify: true}
 

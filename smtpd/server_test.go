@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"postie/internal/testutil"
 )
 
 func TestWindow(t *testing.T) {
@@ -120,7 +122,7 @@ func TestNewServerWiring(t *testing.T) {
 // The go-smtp BDAT race (see isBDATCloseRace) is logged as a warning, any
 // other recovered panic as an error.
 func TestErrorLogPanics(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	l := errorLog{slog.New(slog.NewTextHandler(logs, nil))}
 	l.Printf("panic serving %v: %v\n%s", "1.2.3.4:5", "runtime error: invalid memory address or nil pointer dereference",
 		"goroutine 1 [running]:\ngithub.com/emersion/go-smtp.(*Conn).handleBdat.func1()\n\tconn.go:1059")
