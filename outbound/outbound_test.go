@@ -578,3 +578,14 @@ func TestPreferred(t *testing.T) {
 		}
 	}
 }
+
+// An internationalised domain is looked up in DNS by its A-label.
+func TestIDNDomainLookedUpAsALabel(t *testing.T) {
+	e := newEnv(t)
+	s := newSink(t, sinkOpts{utf8: true})
+	e.mx("xn--bcher-kva.test", 10, "mx.xn--bcher-kva.test", "192.0.2.9", s.addr)
+	wantDelivered(t, deliver(e.client(nil), "ann@example.test", []string{"leser@bücher.test"}, testBody))
+	if msgs := s.messages(); len(msgs) != 1 || msgs[0].rcpts[0] != "leser@bücher.test" {
+		t.Fatalf("sink got %+v", msgs)
+	}
+}

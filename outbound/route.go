@@ -3,6 +3,7 @@ package outbound
 import (
 	"context"
 	"fmt"
+	"golang.org/x/net/idna"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -33,6 +34,13 @@ func (t target) label(ip net.IP) string {
 func (c *Client) route(ctx context.Context, domain string) ([]target, error) {
 	if strings.HasPrefix(domain, "[") {
 		return c.literalRoute(domain)
+	}
+	// DNS knows internationalised names only in their A-label form
+	// (RFC 5890): "bücher.test" is looked up as "xn--bcher-kva.test".
+	if ascii, err := idna.Lookup.ToASCII(domain); err == nil {
+		domain = ascii
+	} else {
+		return nil, envelope.Errorf(550, 5, 1, 2, "domain %q is not a valid internationalised name", domain)
 	}
 	mxs, err := c.resolver.LookupMX(ctx, domain)
 	implicit := false
