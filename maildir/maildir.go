@@ -22,6 +22,12 @@
 //	maildirsize              Maildir++ quota accounting
 //	postie-specialuse        special-use attributes of folders ("\Sent Outbox" lines)
 //	postie-uidvalidity       the last UIDVALIDITY handed out, so a re-created folder gets a greater one
+//
+// github.com/emersion/go-maildir is not used: it never fsyncs (a crash
+// after our 250 could lose the message), writes APPEND-style messages
+// straight into cur/, has no UIDs, and finds a message by scanning cur/
+// (FETCH 1:* would be quadratic). What it would give — file naming and
+// the info-suffix flags — is a few dozen lines here.
 package maildir
 
 import (
