@@ -26,10 +26,13 @@ type Directory interface {
 	Users() []*accounts.User
 }
 
-// Forwarder queues a message for remote recipients; it is the outbound queue.
-// Enqueue returns only once the message is on stable storage.
+// Forwarder is the outbound queue. Enqueue queues a message for remote
+// recipients; EnqueueFailed records recipients that could not be delivered
+// so their sender gets a bounce. Both return only once the message is on
+// stable storage.
 type Forwarder interface {
 	Enqueue(ctx context.Context, env *envelope.Envelope, body io.Reader) (string, error)
+	EnqueueFailed(ctx context.Context, env *envelope.Envelope, body io.Reader, failed []error) (string, error)
 }
 
 // Options configures an MDA.
@@ -47,6 +50,7 @@ type Options struct {
 type MDA struct {
 	opts Options
 	log  *slog.Logger
+	bufs sync.Pool // of *[]byte scratch for spool, so a message costs no fresh 96 KiB
 }
 
 // New returns an MDA.
@@ -55,7 +59,9 @@ func New(opts Options) *MDA {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &MDA{opts: opts, log: log}
+	m := &MDA{opts: opts, log: log}
+	m.bufs.New = func() any { b := make([]byte, spoolScratch); return &b }
+	return m
 }
 
 // maxHops bounds the Received: headers we accept, to break mail loops
@@ -114,6 +120,9 @@ func (m *MDA) postmaster(domain string) *accounts.User {
 	}
 	return nil
 }
+
+// IsLocalDomain reports whether domain is one of ours.
+func (m *MDA) IsLocalDomain(domain string) bool { return m.opts.Directory.IsLocalDomain(domain) }
 
 // CheckRecipient tells whether mail for rcpt would be taken, as RCPT TO asks:
 // nil, envelope.ErrUnknownUser, envelope.ErrRelayDenied, or
@@ -188,7 +197,9 @@ func (m *MDA) deliver(ctx context.Context, env *envelope.Envelope, body io.Reade
 		return errs
 	}
 
-	msg, err := spool(body, m.opts.TmpDir)
+	buf := m.bufs.Get().(*[]byte)
+	msg, err := spool(body, m.opts.TmpDir, *buf)
+	m.bufs.Put(buf)
 	if err != nil {
 		return fill(errs, envelope.Temp(fmt.Errorf("mda: spool message: %w", err)))
 	}
@@ -215,8 +226,42 @@ func (m *MDA) deliver(ctx context.Context, env *envelope.Envelope, body io.Reade
 		}
 		errs[i] = failed
 	}
+	m.bounceLate(ctx, env, errs, msg)
 	m.logOutcome(env, msg.size, errs)
 	return errs
+}
+
+// bounceLate handles recipients that failed while others got the message.
+// SMTP has one reply to DATA and the LDA one exit code, and a failure reply
+// would make the sender resend the copies already stored; so the failures
+// are recorded in the queue, which bounces them to the sender, and count
+// as handled. All-or-nothing outcomes are left to the caller's reply.
+func (m *MDA) bounceLate(ctx context.Context, env *envelope.Envelope, errs []error, msg *spooled) {
+	var failedTo []string
+	var failed []error
+	for i, err := range errs {
+		if err != nil {
+			failedTo = append(failedTo, env.To[i])
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) == 0 || len(failed) == len(errs) || env.From == "" || m.opts.Forwarder == nil {
+		return
+	}
+	body, err := msg.reader()
+	if err == nil {
+		bounce := *env
+		bounce.To = failedTo
+		var id string
+		if id, err = m.opts.Forwarder.EnqueueFailed(ctx, &bounce, body, failed); err == nil {
+			m.log.Info("mda: late failures will be bounced", "id", env.ID, "queue_id", id, "to", failedTo)
+			for i := range errs {
+				errs[i] = nil
+			}
+			return
+		}
+	}
+	m.log.Error("mda: recording late failures for a bounce", "id", env.ID, "to", failedTo, "err", err)
 }
 
 // deliverLocal writes one copy per distinct local user, in parallel (their
@@ -240,6 +285,10 @@ func (m *MDA) deliverLocal(ctx context.Context, env *envelope.Envelope, dests []
 		}
 	}
 	results := make(map[string]error, len(jobs))
+	if len(jobs) == 1 { // the common case: no goroutine needed
+		results[jobs[0].user.Address] = m.deliverCopy(ctx, env, jobs[0].user, jobs[0].rcpt, true, msg)
+		return results
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
@@ -249,7 +298,7 @@ func (m *MDA) deliverLocal(ctx context.Context, env *envelope.Envelope, dests []
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			err := m.deliverCopy(ctx, env, j.user, j.rcpt, len(jobs) == 1, msg)
+			err := m.deliverCopy(ctx, env, j.user, j.rcpt, false, msg)
 			mu.Lock()
 			results[j.user.Address] = err
 			mu.Unlock()
@@ -339,7 +388,7 @@ func (m *MDA) logOutcome(env *envelope.Envelope, size int64, errs []error) {
 			outcome[i] = err.Error()
 		}
 	}
-	m.log.Info("mda: message", "id", env.ID, "from", env.From, "to", env.To, "size", size, "outcome", outcome)
+	m.log.Debug("mda: message", "id", env.ID, "from", env.From, "to", env.To, "size", size, "outcome", outcome)
 }
 
 func allFailed(errs []error) bool {

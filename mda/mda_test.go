@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"postie/accounts"
 	"postie/envelope"
@@ -15,9 +16,18 @@ import (
 )
 
 type fakeForwarder struct {
-	err  error
-	envs []*envelope.Envelope
-	body []string
+	err    error
+	envs   []*envelope.Envelope
+	body   []string
+	failed [][]error // per EnqueueFailed call
+}
+
+func (f *fakeForwarder) EnqueueFailed(ctx context.Context, env *envelope.Envelope, body io.Reader, failed []error) (string, error) {
+	if _, err := f.Enqueue(ctx, env, body); err != nil {
+		return "", err
+	}
+	f.failed = append(f.failed, failed)
+	return "q2", nil
 }
 
 func (f *fakeForwarder) Enqueue(ctx context.Context, env *envelope.Envelope, body io.Reader) (string, error) {
@@ -113,5 +123,36 @@ func TestCheckRecipient(t *testing.T) {
 	}
 	if e := envelope.AsError(m.CheckRecipient(ctx, "sales@example.test")); e == nil || !e.Temporary() {
 		t.Errorf("an alias with a remote target and no forwarder: %v, want temporary", e)
+	}
+}
+
+// A recipient that fails while another got the message is bounced through
+// the queue and reported as handled; an all-failed message is left to the
+// caller's reply.
+func TestDeliverBouncesLateFailures(t *testing.T) {
+	fwd := &fakeForwarder{}
+	m, root := newTestMDA(t, fwd)
+	admin := &accounts.Admin{Path: filepath.Join(filepath.Dir(root), "accounts.toml"), Domains: []string{"example.test"}}
+	if err := admin.SetQuota("bob@example.test", 10); err != nil {
+		t.Fatal(err)
+	}
+	waitQuota := func() bool { u, _ := m.opts.Directory.Lookup("bob@example.test"); return u != nil && u.Quota == 10 }
+	for i := 0; i < 50 && !waitQuota(); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	env := &envelope.Envelope{ID: "t", From: "x@remote.test", To: []string{"ann@example.test", "bob@example.test"}}
+	errs := m.Deliver(context.Background(), env, strings.NewReader("Subject: s\r\n\r\nbody\r\n"))
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("Deliver = %v, want both handled", errs)
+	}
+	if countMail(t, root, "ann") != 1 || countMail(t, root, "bob") != 0 {
+		t.Fatalf("ann has %d, bob %d messages; want 1 and 0", countMail(t, root, "ann"), countMail(t, root, "bob"))
+	}
+	if len(fwd.failed) != 1 || strings.Join(fwd.envs[0].To, ",") != "bob@example.test" || !errors.Is(fwd.failed[0][0], envelope.ErrQuotaExceeded) {
+		t.Fatalf("bounce recorded: envs %+v, failed %v", fwd.envs, fwd.failed)
+	}
+	errs = m.Deliver(context.Background(), &envelope.Envelope{ID: "t2", From: "x@remote.test", To: []string{"bob@example.test"}}, strings.NewReader("x\r\n"))
+	if !errors.Is(errs[0], envelope.ErrQuotaExceeded) || len(fwd.failed) != 1 {
+		t.Fatalf("all-failed: %v, bounces %d; want the error itself and no bounce", errs, len(fwd.failed))
 	}
 }

@@ -1,7 +1,6 @@
 package mda
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -22,18 +21,24 @@ type spooled struct {
 	hops int // Received: header fields seen in the header section
 }
 
+// spoolScratch is the scratch spool needs: a read chunk and room for its
+// normalised form (at most twice as long: every byte a bare LF).
+const (
+	spoolChunk   = 32 << 10
+	spoolScratch = 3 * spoolChunk
+)
+
 // spool reads body, turning bare LF and bare CR into CRLF so every stored
 // byte is what IMAP BODY[] and POP3 RETR serve, and counts Received: fields.
-func spool(body io.Reader, tmpDir string) (*spooled, error) {
+// scratch (spoolScratch bytes) is only used during the call.
+func spool(body io.Reader, tmpDir string, scratch []byte) (*spooled, error) {
 	s := &spooled{}
 	var buf bytes.Buffer
 	var w io.Writer = &buf
 	n := &normalizer{}
-	br := bufio.NewReaderSize(body, 32*1024)
-	chunk := make([]byte, 32*1024)
-	out := make([]byte, 0, 64*1024)
+	chunk, out := scratch[:spoolChunk], scratch[spoolChunk:spoolChunk]
 	for {
-		k, err := br.Read(chunk)
+		k, err := body.Read(chunk)
 		if k > 0 {
 			out = n.append(out[:0], chunk[:k])
 			if s.file == nil && buf.Len()+len(out) > memLimit {

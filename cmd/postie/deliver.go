@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"time"
 
@@ -50,8 +48,24 @@ func cmdDeliver(e *env, args []string) error {
 	if err != nil {
 		return exitError{exitTempFail, err}
 	}
-	fwd := &spoolForwarder{opts: queue.Options{Dir: cfg.QueueDir(), Hostname: cfg.Hostname, Logger: log}}
-	defer fwd.close()
+	// The queue is opened only when a recipient resolves to a remote
+	// address: most LDA calls never need it. While a server owns the spool,
+	// queue.Open gives an enqueue-only handle and tells the server.
+	var q *queue.Queue
+	defer func() {
+		if q != nil {
+			q.Close()
+		}
+	}()
+	fwd := queueForwarder(func() (*queue.Queue, error) {
+		if q == nil {
+			var err error
+			if q, err = queue.Open(queue.Options{Dir: cfg.QueueDir(), Hostname: cfg.Hostname, Logger: log}); err != nil {
+				return nil, err
+			}
+		}
+		return q, nil
+	})
 	m := mda.New(mda.Options{
 		Hostname: cfg.Hostname, Directory: db,
 		Store:     maildir.NewStore(cfg.MailDir(), maildir.StoreOptions{Hostname: cfg.Hostname, Logger: log}),
@@ -59,35 +73,10 @@ func cmdDeliver(e *env, args []string) error {
 	})
 	env := &envelope.Envelope{ID: newID(), From: *from, To: rcpts, Protocol: "LOCAL", Received: time.Now()}
 	errs := m.Deliver(context.Background(), env, e.stdin)
-	return deliverOutcome(e, log, rcpts, errs)
+	return deliverOutcome(e, rcpts, errs)
 }
 
-// spoolForwarder opens the queue only when a recipient resolves to a
-// remote address: most LDA calls never need it. While a server owns the
-// spool, queue.Open gives an enqueue-only handle and tells the server.
-type spoolForwarder struct {
-	opts queue.Options
-	q    *queue.Queue
-}
-
-func (f *spoolForwarder) Enqueue(ctx context.Context, env *envelope.Envelope, body io.Reader) (string, error) {
-	if f.q == nil {
-		q, err := queue.Open(f.opts)
-		if err != nil {
-			return "", err
-		}
-		f.q = q
-	}
-	return f.q.Enqueue(ctx, env, body)
-}
-
-func (f *spoolForwarder) close() {
-	if f.q != nil {
-		f.q.Close()
-	}
-}
-
-func deliverOutcome(e *env, log *slog.Logger, rcpts []string, errs []error) error {
+func deliverOutcome(e *env, rcpts []string, errs []error) error {
 	code := exitOK
 	for i, err := range errs {
 		if err == nil {

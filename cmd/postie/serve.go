@@ -4,20 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"postie/accounts"
 	"postie/config"
 	"postie/dkim"
-	"postie/envelope"
 	"postie/imapd"
 	"postie/maildir"
 	"postie/mda"
@@ -123,7 +122,13 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server, error) {
 	// The queue bounces through the MDA, and the MDA forwards through the
 	// queue: the MDA is built first with a forwarder that reaches the queue
 	// once it exists.
-	fwd := &lateForwarder{}
+	var opened atomic.Pointer[queue.Queue]
+	fwd := queueForwarder(func() (*queue.Queue, error) {
+		if q := opened.Load(); q != nil {
+			return q, nil
+		}
+		return nil, errors.New("queue not open yet")
+	})
 	s.mda = mda.New(mda.Options{
 		Hostname: cfg.Hostname, Directory: s.accounts, Store: s.store, Forwarder: fwd,
 		Postmaster: cfg.Postmaster, TmpDir: cfg.SpoolTmpDir(), Logger: log,
@@ -137,7 +142,7 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	fwd.set(s.queue)
+	opened.Store(s.queue)
 	s.buildFrontEnds()
 	return s, nil
 }
@@ -172,14 +177,14 @@ func (s *server) buildFrontEnds() {
 		MaxMessageBytes: int64(cfg.SMTP.MaxMessageSize), MaxRecipients: cfg.SMTP.MaxRecipients,
 		MaxConnections: cfg.SMTP.MaxConnections, MaxConnectionsPerIP: cfg.SMTP.MaxConnectionsPerIP,
 		IdleTimeout: cfg.SMTP.IdleTimeout, MessagesPerMinutePerIP: cfg.SMTP.MessagesPerMinutePerIP,
-		Recipients: s.recipients(), Delivery: &lateBounces{s.mda, s.queue, s.log}, Logger: s.log,
+		Recipients: s.mda, Delivery: s.mda, Logger: s.log,
 	})
 	s.submission = smtpd.NewServer(smtpd.Options{
 		Role: smtpd.RoleSubmission, Hostname: cfg.Hostname, TLSConfig: tlsCfg,
 		MaxMessageBytes: int64(cfg.Submission.MaxMessageSize), MaxRecipients: cfg.Submission.MaxRecipients,
 		MaxConnections: cfg.Submission.MaxConnections, MaxConnectionsPerIP: cfg.Submission.MaxConnectionsPerIP,
 		IdleTimeout: cfg.Submission.IdleTimeout, MaxMessagesPerHour: cfg.Submission.MaxMessagesPerHour,
-		Recipients: s.recipients(), Delivery: &lateBounces{s.mda.Relaying(), s.queue, s.log}, Auth: auth, Logger: s.log,
+		Recipients: s.mda, Delivery: s.mda.Relaying(), Auth: auth, Logger: s.log,
 	})
 	s.imap = imapd.New(imapd.Options{
 		Store: s.store, Auth: auth.Authenticator, TLSConfig: tlsCfg, Hostname: cfg.Hostname,
@@ -191,22 +196,6 @@ func (s *server) buildFrontEnds() {
 		MaxConnections: cfg.POP3.MaxConnections, MaxConnectionsPerIP: cfg.POP3.MaxConnectionsPerIP,
 		IdleTimeout: cfg.POP3.IdleTimeout, Logger: s.log.With("role", "pop3"),
 	})
-}
-
-// recipients answers smtpd's RCPT questions: the domain from accounts,
-// the rest from the MDA, which knows aliases, postmaster and quota.
-func (s *server) recipients() smtpd.Recipients {
-	return recipientChecker{db: s.accounts, mda: s.mda}
-}
-
-type recipientChecker struct {
-	db  *accounts.DB
-	mda *mda.MDA
-}
-
-func (r recipientChecker) IsLocalDomain(d string) bool { return r.db.IsLocalDomain(d) }
-func (r recipientChecker) CheckRecipient(ctx context.Context, rcpt string) error {
-	return r.mda.CheckRecipient(ctx, rcpt)
 }
 
 // authAdapter gives smtpd its Auth: the shared, throttled login plus the
@@ -327,7 +316,8 @@ func (s *server) reload() {
 }
 
 func isClosedErr(err error) bool {
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, context.Canceled) || err.Error() == "smtp: server already closed"
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, smtpd.ErrServerClosed) || errors.Is(err, imapd.ErrServerClosed) || errors.Is(err, pop3d.ErrServerClosed)
 }
 
 // localMX returns the test outbound uses to skip an MX that is this very
@@ -369,29 +359,6 @@ func isInterfaceAddr(ip net.IP) bool {
 		}
 	}
 	return false
-}
-
-// lateForwarder breaks the construction cycle between the MDA (which
-// forwards to the queue) and the queue (which bounces through the MDA).
-type lateForwarder struct {
-	mu sync.RWMutex
-	q  *queue.Queue
-}
-
-func (f *lateForwarder) set(q *queue.Queue) {
-	f.mu.Lock()
-	f.q = q
-	f.mu.Unlock()
-}
-
-func (f *lateForwarder) Enqueue(ctx context.Context, env *envelope.Envelope, body io.Reader) (string, error) {
-	f.mu.RLock()
-	q := f.q
-	f.mu.RUnlock()
-	if q == nil {
-		return "", errors.New("queue not open yet")
-	}
-	return q.Enqueue(ctx, env, body)
 }
 
 func trimNewline(s string) string {
