@@ -14,9 +14,9 @@ func TestBadInput(t *testing.T) {
 	cases := []struct{ cmd, want string }{
 		{"b1 FROBNICATE", "b1 BAD"},
 		{"b2 FETCH 1 (BODY[1.x])", "b2 BAD"},
-		{"b3 FETCH x:y (UID)", "b3 "}, // go-imap answers NO [SERVERBUG] to some parse errors (its bug)
+		{"b3 FETCH x:y (UID)", "b3 "}, // BAD or NO: go-imap answers NO [SERVERBUG] to some parse errors (its bug)
 		{"b4 STORE 1 FLAGS.WHAT (\\Seen)", "b4 BAD"},
-		{"b5 SEARCH FOO bar", "b5 "},
+		{"b5 SEARCH FOO bar", "b5 "}, // BAD or NO, as b3
 		{"b6 SELECT \"../../etc\"", "b6 NO"},
 		{"b7 CREATE \"a/../b\"", "b7 NO"},
 		{"b8 RENAME INBOX \"../escape\"", "b8 NO"},
@@ -29,11 +29,23 @@ func TestBadInput(t *testing.T) {
 		{"b14 LIST \"\" \"%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%*\"", "b14 OK"},
 		{"b15 STORE 1 +FLAGS (\\Bogus)", "b15 BAD"},
 		{"b16 COPY 1 \"\"", "b16 NO"},
+		// A partial window the size of int64: offset+size overflows.
+		{"b17 FETCH 1 (BODY.PEEK[HEADER.FIELDS (Subject)]<1.9223372036854775807>)", "b17 OK"},
+		{"b18 FETCH 1 (BODY.PEEK[]<1.9223372036854775807> BODY.PEEK[TEXT]<9223372036854775807.9223372036854775807>)", "b18 OK"},
 	}
 	for _, c := range cases {
 		lines := r.cmd(c.cmd)
-		if got := last(lines); !strings.HasPrefix(got, c.want) {
+		got := last(lines)
+		if !strings.HasPrefix(got, c.want) {
 			t.Errorf("%s: got %q, want %s...", c.cmd, got, c.want)
+		}
+		if strings.HasSuffix(c.want, " ") && strings.HasPrefix(got, c.want+"OK") {
+			t.Errorf("%s: got %q, want BAD or NO", c.cmd, got)
+		}
+		for _, l := range lines {
+			if i := strings.LastIndex(l, "{"); i >= 0 && strings.HasSuffix(l, "}") && len(l)-i > 8 {
+				t.Errorf("%s: a literal far larger than the message: %q", c.cmd, l)
+			}
 		}
 	}
 	// A pattern that makes a backtracking matcher take exponential time.

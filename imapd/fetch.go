@@ -152,7 +152,6 @@ func (f *fetcher) one(m *message) error {
 func (f *fetcher) prepare(m *message) (*prepared, error) {
 	o := f.opts
 	p := &prepared{}
-	var err error
 	if o.Envelope {
 		h, err := m.cachedHeader()
 		if err != nil {
@@ -192,7 +191,7 @@ func (f *fetcher) prepare(m *message) (*prepared, error) {
 		}
 		p.sizes = append(p.sizes, clamp32(l.n))
 	}
-	return p, err
+	return p, nil
 }
 
 // bodyLiteral locates a BODY[section]. The common cases avoid parsing the message: the whole message

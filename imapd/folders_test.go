@@ -205,3 +205,17 @@ func TestFolders(t *testing.T) {
 		t.Errorf("subscription lost (or not renamed) after restart: %v", l)
 	}
 }
+
+func TestSameMailboxFoldsInboxLikeTheStore(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{
+		{"INBOX", "inbox", true}, {"INBOX/Sub", "inbox/Sub", true}, {"Inbox/sub", "INBOX/Sub", false},
+		{"Sent", "sent", false}, {"INBOXES", "inboxes", false}, {"Archive", "Archive", true},
+	} {
+		if got := sameMailbox(c.a, c.b); got != c.same {
+			t.Errorf("sameMailbox(%q, %q) = %v, want %v", c.a, c.b, got, c.same)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package imapd
 import (
 	"bytes"
 	"io"
+	"math"
 	"os"
 	"testing"
 
@@ -55,13 +56,17 @@ func FuzzParseAndSections(f *testing.F) {
 		}
 		bodyStructure(root)
 		buildEnvelope(root.header)
+		partials := []imap.SectionPartial{{Offset: 3, Size: 7}, {Offset: 1, Size: math.MaxInt64},
+			{Offset: math.MaxInt64, Size: math.MaxInt64}, {Offset: int64(len(msg)) / 2, Size: 1}}
 		for _, path := range paths {
 			for _, spec := range specs {
-				sec := &imap.FetchItemBodySection{Part: path, Specifier: spec, Partial: &imap.SectionPartial{Offset: 3, Size: 7}}
-				s := bodySection(root, sec)
-				b, err := io.ReadAll(s.reader(bytes.NewReader(msg)))
-				if err != nil || int64(len(b)) != s.n {
-					t.Fatalf("section %v %s: %d bytes, span %d, %v", path, spec, len(b), s.n, err)
+				for _, p := range partials {
+					sec := &imap.FetchItemBodySection{Part: path, Specifier: spec, Partial: &p}
+					s := bodySection(root, sec)
+					b, err := io.ReadAll(s.reader(bytes.NewReader(msg)))
+					if err != nil || int64(len(b)) != s.n || s.n > int64(len(msg)) {
+						t.Fatalf("section %v %s %v: %d bytes, span %d, %v", path, spec, p, len(b), s.n, err)
+					}
 				}
 			}
 			s := bodySection(root, &imap.FetchItemBodySection{Part: path, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Subject", "to"}})

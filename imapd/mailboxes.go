@@ -70,12 +70,8 @@ func (s *session) Unsubscribe(name string) error {
 	return nil
 }
 
-func sameMailbox(a, b string) bool {
-	if strings.EqualFold(a, "INBOX") {
-		return strings.EqualFold(b, "INBOX")
-	}
-	return a == b
-}
+// sameMailbox compares names as the store does: "inbox/Sub" is "INBOX/Sub".
+func sameMailbox(a, b string) bool { return inboxCase(a) == inboxCase(b) }
 
 // List answers LIST and LSUB, with LIST-EXTENDED (RFC 5258) selection and return options,
 // CHILDREN (\HasChildren, \HasNoChildren), SPECIAL-USE (RFC 6154) and LIST-STATUS (RFC 5819).

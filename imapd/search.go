@@ -566,13 +566,13 @@ func savedResult(all imap.UIDSet, o *imap.SearchOptions, d *imap.SearchData) ima
 		}
 		return all
 	}
-	uids, _ := all.Nums()
+	lo, hi := uidBounds(all)
 	var out imap.UIDSet
 	if o.ReturnMin {
-		out.AddNum(uids[0])
+		out.AddNum(imap.UID(lo))
 	}
 	if o.ReturnMax {
-		out.AddNum(uids[len(uids)-1])
+		out.AddNum(imap.UID(hi))
 	}
 	return out
 }

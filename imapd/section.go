@@ -59,12 +59,12 @@ func (s span) partial(p *imap.SectionPartial) span {
 	if p == nil {
 		return s
 	}
-	off, size := p.Offset, p.Size
-	if off < 0 || off > s.n {
-		off = s.n
-	}
-	if size < 0 || off+size > s.n {
-		size = s.n - off
+	// Both come from the client: clamp without adding them, since
+	// off+size can overflow int64.
+	off := min(max(p.Offset, 0), s.n)
+	size := s.n - off
+	if p.Size >= 0 {
+		size = min(p.Size, size)
 	}
 	if s.data != nil {
 		s.data = s.data[off : off+size]

@@ -113,18 +113,16 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	for _, f := range flags.Flags {
 		names = append(names, string(f))
 	}
-	bits, err := sel.mbox.ParseFlags(names)
+	parse := sel.mbox.ParseFlags
+	if flags.Op == imap.StoreFlagsDel {
+		parse = sel.mbox.LookupFlags // removing an unknown keyword must not define it
+	}
+	bits, err := parse(names)
 	if err != nil {
 		return s.mailError("store", err)
 	}
 	sel.entry.sync() // a new keyword must have a name before the changes are reported
-	var uids []uint32
-	err = sel.each(numSet, 1024, func(batch []*message) error {
-		for _, m := range batch {
-			uids = append(uids, m.uid)
-		}
-		return nil
-	})
+	uids, err := sel.targetUIDs(numSet)
 	if err != nil || len(uids) == 0 {
 		return err
 	}

@@ -78,6 +78,17 @@ func (m *Mailbox) findKeywordLocked(kw string) int {
 // than 26 keywords → ErrTooManyKeywords. \Recent is ignored (not stored);
 // an unknown system flag or a malformed keyword is ErrInvalidFlag.
 func (m *Mailbox) ParseFlags(names []string) (Flags, error) {
+	return m.parseFlags(names, true)
+}
+
+// LookupFlags is ParseFlags for names that only select (a flag to remove):
+// a keyword the folder does not know is no bit at all, and is not defined,
+// so such requests cannot use up the folder's 26 keyword slots.
+func (m *Mailbox) LookupFlags(names []string) (Flags, error) {
+	return m.parseFlags(names, false)
+}
+
+func (m *Mailbox) parseFlags(names []string, define bool) (Flags, error) {
 	var f Flags
 	var missing []string
 	m.mu.RLock()
@@ -98,7 +109,7 @@ func (m *Mailbox) ParseFlags(names []string) (Flags, error) {
 		}
 	}
 	m.mu.RUnlock()
-	if len(missing) == 0 {
+	if len(missing) == 0 || !define {
 		return f, nil
 	}
 	m.mu.Lock()
