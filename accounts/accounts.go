@@ -95,7 +95,7 @@ func Open(path string, domains []string, logger *slog.Logger) (*DB, error) {
 		authSem:    make(chan struct{}, min(16, max(2, runtime.GOMAXPROCS(0)))), // hashing is CPU-bound: more at once only costs memory
 	}
 	for _, d := range domains {
-		db.domains[normDomain(d)] = true
+		db.domains[envelope.CanonDomain(d)] = true
 	}
 	if err := db.Reload(); err != nil {
 		return nil, err
@@ -104,11 +104,9 @@ func Open(path string, domains []string, logger *slog.Logger) (*DB, error) {
 	return db, nil
 }
 
-func normDomain(d string) string { return strings.ToLower(strings.TrimSuffix(d, ".")) }
-
 // IsLocalDomain reports whether domain is one of ours (case-insensitive, a
 // trailing dot ignored).
-func (db *DB) IsLocalDomain(domain string) bool { return db.domains[normDomain(domain)] }
+func (db *DB) IsLocalDomain(domain string) bool { return db.domains[envelope.CanonDomain(domain)] }
 
 // Reload re-reads the file now (the server calls it on SIGHUP). On error the
 // previous contents stay in force.

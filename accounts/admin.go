@@ -206,7 +206,7 @@ func (a *Admin) userAddress(address string) (string, error) {
 func (a *Admin) checkDomain(addr string) error {
 	_, domain := envelope.Split(addr)
 	for _, d := range a.Domains {
-		if normDomain(d) == domain {
+		if envelope.CanonDomain(d) == domain {
 			return nil
 		}
 	}

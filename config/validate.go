@@ -74,7 +74,7 @@ func (d *decoder) validateNames(c *Config) {
 
 // normalDomain lower-cases a domain and drops a trailing dot.
 func normalDomain(s string) string {
-	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(s), "."))
+	return envelope.CanonDomain(strings.TrimSpace(s))
 }
 
 // validDomain accepts a domain name, not an address literal.

@@ -131,7 +131,7 @@ func (s *Signer) Has(domain string) bool {
 	if s == nil {
 		return false
 	}
-	_, ok := s.keys[canonDomain(domain)]
+	_, ok := s.keys[envelope.CanonDomain(domain)]
 	return ok
 }
 
@@ -155,7 +155,7 @@ func (s *Signer) Signature(r io.Reader, domain string) (string, error) {
 	if !s.Has(domain) {
 		return "", nil
 	}
-	domain = canonDomain(domain)
+	domain = envelope.CanonDomain(domain)
 	signer, err := msgdkim.NewSigner(&msgdkim.SignOptions{
 		Domain:                 domain,
 		Selector:               s.selector,
@@ -229,7 +229,7 @@ func (s *Signer) signSeeker(w io.Writer, rs io.ReadSeeker, start int64, domain s
 // keyPath validates domain and selector, since both become part of a file
 // name, and returns the key file's path and the canonical domain.
 func keyPath(dir, domain, selector string) (path, canon string, err error) {
-	canon = canonDomain(domain)
+	canon = envelope.CanonDomain(domain)
 	if err := envelope.ValidateDomain(canon); err != nil || strings.HasPrefix(canon, "[") {
 		return "", "", fmt.Errorf("dkim: bad domain %q", domain)
 	}
@@ -258,10 +258,6 @@ func validSelector(sel string) bool {
 		}
 	}
 	return true
-}
-
-func canonDomain(d string) string {
-	return strings.ToLower(strings.TrimSuffix(d, "."))
 }
 
 func recordName(domain, selector string) string {

@@ -26,6 +26,10 @@ func Split(addr string) (local, domain string) {
 	return addr[:i], addr[i+1:]
 }
 
+// CanonDomain is the form domains are compared in: lower case, without a
+// trailing dot.
+func CanonDomain(d string) string { return strings.ToLower(strings.TrimSuffix(d, ".")) }
+
 // Normalize validates addr and returns its canonical form: the domain
 // lower-cased (and any trailing dot dropped), the local part kept as given.
 // The null sender "" is not an address; callers handle it before.
@@ -34,7 +38,7 @@ func Normalize(addr string) (string, error) {
 		return "", err
 	}
 	local, domain := Split(addr)
-	return local + "@" + strings.ToLower(strings.TrimSuffix(domain, ".")), nil
+	return local + "@" + CanonDomain(domain), nil
 }
 
 // Key is the form used to look addresses up: local part and domain both
@@ -42,7 +46,7 @@ func Normalize(addr string) (string, error) {
 // tables, Dovecot) compare local parts case-insensitively too.
 func Key(addr string) string {
 	local, domain := Split(addr)
-	return strings.ToLower(local) + "@" + strings.ToLower(strings.TrimSuffix(domain, "."))
+	return strings.ToLower(local) + "@" + CanonDomain(domain)
 }
 
 // StripTag removes a "+tag" detail from a local part: "ann+lists" → "ann", "lists".
@@ -158,12 +162,15 @@ func ValidateDomain(domain string) error {
 
 // Error is a delivery outcome that is not success, carrying what an SMTP
 // server would answer: a reply code (4xx temporary, 5xx permanent), an
-// RFC 3463 enhanced status code and a human text. Err, if set, is the cause
-// for logs; it is never sent to a client.
+// RFC 3463 enhanced status code and a human text. Remote names the host
+// whose reply this is, when it came from another server (a DSN's
+// Remote-MTA). Err, if set, is the cause for logs; it is never sent to a
+// client.
 type Error struct {
 	Code     int
 	Enhanced [3]int
 	Message  string
+	Remote   string
 	Err      error
 }
 

@@ -153,7 +153,7 @@ func (c *Client) Deliver(ctx context.Context, from string, rcpts []string, body 
 	}
 	d.msg = msg
 	_, domain := envelope.Split(rcpts[0])
-	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	domain = envelope.CanonDomain(domain)
 	key := poolKey{domain: domain}
 	if c.opts.Smarthost != "" {
 		key = poolKey{smarthost: true}

@@ -178,7 +178,7 @@ func addressDomain(v string) string {
 		return ""
 	}
 	_, d := envelope.Split(list[0].Address)
-	return strings.ToLower(strings.TrimSuffix(d, "."))
+	return envelope.CanonDomain(d)
 }
 
 func isASCII(s string) bool {

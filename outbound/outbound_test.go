@@ -146,6 +146,10 @@ func TestMixedRecipients(t *testing.T) {
 	if !errors.As(errs[2], &te) || te.Code != 452 || te.Enhanced != [3]int{4, 2, 2} {
 		t.Errorf("carol: %v, want the remote 452 4.2.2", errs[2])
 	}
+	var be *envelope.Error
+	if errors.As(errs[1], &be); be == nil || be.Remote != "mx1.remote.test" {
+		t.Errorf("bob's error names remote %q, want mx1.remote.test (the DSN's Remote-MTA)", be.Remote)
+	}
 	if msgs := s.messages(); len(msgs) != 1 || len(msgs[0].rcpts) != 1 || msgs[0].rcpts[0] != "alice@remote.test" {
 		t.Errorf("sink got %+v", msgs)
 	}

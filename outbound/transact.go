@@ -180,7 +180,8 @@ func hostError(label, phase string, err error) error {
 	if enh[0] != se.Code/100 || enh[1] < 0 || enh[2] < 0 {
 		enh = [3]int{se.Code / 100, 0, 0} // absent or inconsistent: RFC 3463 generic code
 	}
-	return &envelope.Error{Code: se.Code, Enhanced: enh,
+	host, _, _ := strings.Cut(label, "[") // "mx1.example.test[192.0.2.1]"
+	return &envelope.Error{Code: se.Code, Enhanced: enh, Remote: host,
 		Message: fmt.Sprintf("%s said: %s (in reply to %s)", label, text, phase)}
 }
 

@@ -50,17 +50,6 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// remoteErr is an SMTP reply that names the host that gave it, as the
-// outbound package reports one.
-type remoteErr struct {
-	err  *envelope.Error
-	host string
-}
-
-func (e *remoteErr) Error() string     { return e.err.Error() }
-func (e *remoteErr) Unwrap() error     { return e.err }
-func (e *remoteErr) RemoteMTA() string { return e.host }
-
 type call struct {
 	from  string
 	rcpts []string

@@ -20,7 +20,6 @@ import (
 	"os"
 	"path/filepath"
 	"postie/safeio"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -33,9 +32,7 @@ import (
 // 5xx → bounce; Message holds the remote server's text), or any other error (connection refused, timeout, DNS
 // trouble) which counts as temporary. A permanent non-SMTP failure (null MX, no such domain) is an
 // *envelope.Error with a 5xx code built by the deliverer.
-//
-// An error may also have a method RemoteMTA() string naming the host that
-// gave the reply; the DSN then carries it in a Remote-MTA field.
+// The *envelope.Error's Remote, when set, becomes the DSN's Remote-MTA.
 type Deliverer interface {
 	Deliver(ctx context.Context, from string, rcpts []string, body io.ReaderAt, size int64) []error
 }
@@ -380,7 +377,7 @@ func cleanRcpts(to []string) ([]string, error) {
 // rcptDomain is the key recipients are grouped and limited by.
 func rcptDomain(addr string) string {
 	_, d := envelope.Split(addr)
-	return strings.ToLower(strings.TrimSuffix(d, "."))
+	return envelope.CanonDomain(d)
 }
 
 // Flush makes everything in the queue due now: pending recipients and

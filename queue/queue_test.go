@@ -146,7 +146,7 @@ func TestRetryThenDelivered(t *testing.T) {
 
 func TestPermanentFailureBounces(t *testing.T) {
 	d := newDeliverer(func(rcpt string, n int) error {
-		return &remoteErr{&envelope.Error{Code: 550, Enhanced: [3]int{5, 1, 1}, Message: "no such user here"}, "mx.remote.test"}
+		return &envelope.Error{Code: 550, Enhanced: [3]int{5, 1, 1}, Message: "no such user here", Remote: "mx.remote.test"}
 	})
 	h := newHarness(t, d, nil)
 	h.run()

@@ -367,11 +367,11 @@ func dsnStatus(e *envelope.Error) string {
 	return fmt.Sprintf("%d.0.0", class)
 }
 
-// remoteMTA returns the host named by an error that knows it.
+// remoteMTA returns the remote host whose reply err is, if known.
 func remoteMTA(err error) string {
-	var rm interface{ RemoteMTA() string }
-	if errors.As(err, &rm) {
-		return rm.RemoteMTA()
+	var ee *envelope.Error
+	if errors.As(err, &ee) {
+		return ee.Remote
 	}
 	return ""
 }

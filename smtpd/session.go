@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 
@@ -384,26 +383,16 @@ func (t *trackReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// checkSender accepts what go-smtp parsed as a reverse-path when it is
-// safe to carry on (it ends up in Return-Path: and in bounces): printable,
-// no spaces or brackets, a sound domain. It is laxer than
-// envelope.Validate on the local part, because refusing a real sender's
-// odd but legal address loses their mail. It returns the address with its
-// domain lower-cased.
+// checkSender accepts what go-smtp parsed as a reverse-path by the one
+// rule for addresses from elsewhere, envelope.ValidateSender (the queue
+// applies the same rule, so what we accept we can also bounce to), and
+// returns it with its domain in canonical form.
 func checkSender(addr string) (string, bool) {
-	if len(addr) > 254 || !utf8.ValidString(addr) {
+	if envelope.ValidateSender(addr) != nil {
 		return "", false
-	}
-	for _, r := range addr {
-		if r <= ' ' || r == 0x7f || r == '<' || r == '>' || r == '\\' {
-			return "", false
-		}
 	}
 	local, domain := envelope.Split(addr)
-	if local == "" || len(local) > 64 || envelope.ValidateDomain(domain) != nil {
-		return "", false
-	}
-	return local + "@" + strings.ToLower(strings.TrimSuffix(domain, ".")), true
+	return local + "@" + envelope.CanonDomain(domain), true
 }
 
 func tlsDescription(st tls.ConnectionState) string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"postie/envelope"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -114,7 +115,7 @@ func cmdDKIM(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	domain := strings.ToLower(strings.TrimSuffix(pos[0], "."))
+	domain := envelope.CanonDomain(pos[0])
 	ours := false
 	for _, d := range cfg.Domains {
 		ours = ours || d == domain
