@@ -1,10 +1,10 @@
 package pop3d
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
+	"github.com/emersion/go-sasl"
 	"strings"
 )
 
@@ -111,8 +111,14 @@ func (c *session) cmdAuth(ctx context.Context, arg string) error {
 		c.fail("", "invalid base64 in authentication response")
 		return nil
 	}
-	authzid, authcid, password, ok := parsePlain(resp)
-	if !ok {
+	// go-sasl parses the message, as for submission; the login itself
+	// happens after, so its throttle and replies stay ours.
+	var authzid, authcid, password string
+	plain := sasl.NewPlainServer(func(identity, username, pw string) error {
+		authzid, authcid, password = identity, username, pw
+		return nil
+	})
+	if _, _, err := plain.Next(resp); err != nil || authcid == "" {
 		c.fail("", "malformed PLAIN response")
 		return nil
 	}
@@ -122,15 +128,6 @@ func (c *session) cmdAuth(ctx context.Context, arg string) error {
 	}
 	c.login(ctx, "AUTH PLAIN", authcid, password)
 	return nil
-}
-
-// parsePlain splits a PLAIN message: authzid NUL authcid NUL passwd.
-func parsePlain(b []byte) (authzid, authcid, password string, ok bool) {
-	parts := bytes.Split(b, []byte{0})
-	if len(parts) != 3 || len(parts[1]) == 0 {
-		return "", "", "", false
-	}
-	return string(parts[0]), string(parts[1]), string(parts[2]), true
 }
 
 func (c *session) cmdStls(ctx context.Context, arg string) error {

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"postie/accounts"
-	"postie/envelope"
 	"postie/maildir"
 )
 
@@ -79,11 +78,7 @@ func (a authAdapter) login(ctx context.Context, remoteIP, username, password str
 		}
 		return account{}, err
 	}
-	domain, local := u.Domain, u.Local
-	if domain == "" || local == "" { // a User from an older accounts version
-		local, domain = envelope.Split(u.Address)
-	}
-	return account{address: u.Address, domain: domain, local: local}, nil
+	return account{address: u.Address, domain: u.Domain, local: u.Local}, nil
 }
 
 // storeAdapter serves INBOXes from a *maildir.Store.

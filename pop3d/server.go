@@ -107,7 +107,7 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 		ip := netconn.PeerIP(conn.RemoteAddr())
 		release, reason := s.admit(conn, ip)
 		if reason != "" {
-			go s.refuse(conn, reason)
+			s.refuse(conn, reason, implicitTLS)
 			return
 		}
 		go s.handle(conn, ip, implicitTLS, release)
@@ -147,10 +147,18 @@ func (s *Server) admit(conn net.Conn, ip netip.Addr) (release func(), reason str
 // refuse answers a connection over the limits and closes it. The reply is
 // sent in clear even on an implicit-TLS port: a TLS client just sees the
 // connection fail, which is all it needs to know.
-func (s *Server) refuse(conn net.Conn, reason string) {
+// refuse answers a connection over the limits and closes it, in the
+// accept loop itself: a goroutine per refusal would let a flood of
+// connections pile up goroutines, the very thing the limits prevent. The
+// one short line goes into an empty socket buffer, so the write does not
+// wait; an implicit-TLS client could not read it in plaintext, so it is
+// just closed.
+func (s *Server) refuse(conn net.Conn, reason string, implicitTLS bool) {
 	s.log.Info("pop3: connection refused", "remote", conn.RemoteAddr().String(), "reason", reason)
-	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	conn.Write([]byte("-ERR [SYS/TEMP] " + reason + "\r\n"))
+	if !implicitTLS {
+		conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		conn.Write([]byte("-ERR [SYS/TEMP] " + reason + "\r\n"))
+	}
 	conn.Close()
 }
 

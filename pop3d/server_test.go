@@ -510,7 +510,7 @@ func TestConnectionLimits(t *testing.T) {
 	c1 := dial(t, ts.addr)
 	dial(t, ts.addr)
 	refused := wrapClient(t, dialRaw(t, ts.addr))
-	if l := refused.line(); !strings.HasPrefix(l, "-ERR [SYS/TEMP]") {
+	if l := refused.line(); l != "-ERR [SYS/TEMP] too many connections from your address" {
 		t.Errorf("third connection from one IP: %q", l)
 	}
 	c1.ok("QUIT")
@@ -523,6 +523,17 @@ func TestConnectionLimits(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Error("slot not freed after QUIT")
+}
+
+// The total limit is its own refusal (every test client shares one IP,
+// so the per-IP limit is switched off here).
+func TestConnectionLimitTotal(t *testing.T) {
+	ts := startServer(t, func(cfg *serverConfig) { cfg.maxPerIP = -1; cfg.maxConns = 1 })
+	dial(t, ts.addr)
+	refused := wrapClient(t, dialRaw(t, ts.addr))
+	if l := refused.line(); l != "-ERR [SYS/TEMP] too many connections" {
+		t.Errorf("second connection with max 1: %q", l)
+	}
 }
 
 func TestShutdown(t *testing.T) {
