@@ -32,9 +32,11 @@ func (db *DB) authenticate(ctx context.Context, address, password string) (*User
 	if envelope.Validate(address) == nil && !strings.Contains(local, "+") {
 		rec = s.users[key]
 	}
-	hash := db.dummy()
+	var hash string
 	if rec != nil {
 		hash = rec.hash
+	} else {
+		hash = db.dummy()
 	}
 	select {
 	case db.authSem <- struct{}{}:

@@ -8,7 +8,6 @@
 package dkim
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -22,6 +21,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"postie/safeio"
 	"strings"
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
@@ -62,7 +62,7 @@ func KeyGen(dir, domain, selector string) (txtName, txtValue string, err error) 
 	// Checked again, atomically, by the link below; this early check only
 	// spares the user the key generation time.
 	if _, err := os.Lstat(path); err == nil {
-		return "", "", fmt.Errorf("dkim: key %s already exists", path)
+		return "", "", fmt.Errorf("dkim: key %s: %w", path, ErrKeyExists)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", "", fmt.Errorf("dkim: keygen: %w", err)
@@ -85,6 +85,11 @@ func KeyGen(dir, domain, selector string) (txtName, txtValue string, err error) 
 	}
 	return recordName(domain, selector), txtValue, nil
 }
+
+// ErrKeyExists is KeyGen's answer when the domain already has a key for
+// the selector: keys are never overwritten (the published record would no
+// longer match). Record shows the existing one.
+var ErrKeyExists = errors.New("a key already exists")
 
 // Record returns the TXT record for the existing key of domain and
 // selector, for showing it again after KeyGen.
@@ -135,18 +140,6 @@ func (s *Signer) Has(domain string) bool {
 	return ok
 }
 
-// Domains returns the domains s can sign for.
-func (s *Signer) Domains() []string {
-	if s == nil {
-		return nil
-	}
-	out := make([]string, 0, len(s.keys))
-	for d := range s.keys {
-		out = append(out, d)
-	}
-	return out
-}
-
 // Signature reads the whole message from r and returns the DKIM-Signature
 // header field for it (name, value and final CRLF), to be prepended to the
 // message. It returns "" when s has no key for domain. Callers that can
@@ -176,54 +169,6 @@ func (s *Signer) Signature(r io.Reader, domain string) (string, error) {
 		return "", fmt.Errorf("dkim: sign for %s: %w", domain, err)
 	}
 	return signer.Signature(), nil
-}
-
-// Sign writes the message from r to w, preceded by a DKIM-Signature header
-// field when s has a key for domain (signed reports which). The message is
-// read twice: r is rewound when it is an io.Seeker, otherwise the message
-// is held in memory.
-func (s *Signer) Sign(w io.Writer, r io.Reader, domain string) (signed bool, err error) {
-	if !s.Has(domain) {
-		if _, err := io.Copy(w, r); err != nil {
-			return false, fmt.Errorf("dkim: copy message: %w", err)
-		}
-		return false, nil
-	}
-	if rs, ok := r.(io.ReadSeeker); ok {
-		start, err := rs.Seek(0, io.SeekCurrent)
-		if err == nil {
-			return s.signSeeker(w, rs, start, domain)
-		}
-	}
-	var buf bytes.Buffer
-	sig, err := s.Signature(io.TeeReader(r, &buf), domain)
-	if err != nil {
-		return false, err
-	}
-	if _, err := io.WriteString(w, sig); err != nil {
-		return false, fmt.Errorf("dkim: write signed message: %w", err)
-	}
-	if _, err := buf.WriteTo(w); err != nil {
-		return false, fmt.Errorf("dkim: write signed message: %w", err)
-	}
-	return true, nil
-}
-
-func (s *Signer) signSeeker(w io.Writer, rs io.ReadSeeker, start int64, domain string) (bool, error) {
-	sig, err := s.Signature(rs, domain)
-	if err != nil {
-		return false, err
-	}
-	if _, err := rs.Seek(start, io.SeekStart); err != nil {
-		return false, fmt.Errorf("dkim: rewind message: %w", err)
-	}
-	if _, err := io.WriteString(w, sig); err != nil {
-		return false, fmt.Errorf("dkim: write signed message: %w", err)
-	}
-	if _, err := io.Copy(w, rs); err != nil {
-		return false, fmt.Errorf("dkim: write signed message: %w", err)
-	}
-	return true, nil
 }
 
 // keyPath validates domain and selector, since both become part of a file
@@ -344,16 +289,11 @@ func writeNew(path string, data []byte) error {
 	}
 	if err := os.Link(tmp.Name(), path); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("dkim: key %s already exists", path)
+			return fmt.Errorf("dkim: key %s: %w", path, ErrKeyExists)
 		}
 		return fmt.Errorf("dkim: write key: %w", err)
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("dkim: sync key directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := safeio.SyncDir(dir); err != nil {
 		return fmt.Errorf("dkim: sync key directory: %w", err)
 	}
 	return nil

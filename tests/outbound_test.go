@@ -79,6 +79,9 @@ func TestSubmissionReachesRemoteViaBackupMXSigned(t *testing.T) {
 	if m == nil {
 		t.Fatalf("dkim keygen printed no TXT record:\n%s", out)
 	}
+	if again := in.mustRun("", "dkim", "keygen", "example.test"); !strings.Contains(again, m[0]) {
+		t.Fatalf("a second keygen should keep the key and show the same record:\n%s", again)
+	}
 	txtName, txt := m[1], strings.Join(regexp.MustCompile(`"([^"]*)"`).FindAllString(m[2], -1), "")
 	txt = strings.ReplaceAll(txt, `"`, "")
 	in.start()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"postie/envelope"
 	"strings"
@@ -124,6 +125,13 @@ func cmdDKIM(e *env, args []string) error {
 		return fmt.Errorf("%s is not one of the configured domains %v", domain, cfg.Domains)
 	}
 	name, value, err := dkim.KeyGen(cfg.DKIMDir(), domain, cfg.Outbound.DKIMSelector)
+	if errors.Is(err, dkim.ErrKeyExists) {
+		if name, value, err = dkim.Record(cfg.DKIMDir(), domain, cfg.Outbound.DKIMSelector); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s already has a key (it is kept); its DNS TXT record:\n\n%s. IN TXT ( %s )\n", domain, name, txtChunks(value))
+		return nil
+	}
 	if err != nil {
 		return err
 	}
