@@ -102,7 +102,11 @@ func (m *Mailbox) placePendingLocked(found []foundFile) error {
 	// process that numbered it.
 	kept := hits[:0]
 	for _, f := range hits {
-		if _, err := os.Lstat(filepath.Join(m.dir, "new", f.name)); f.inNew && err != nil {
+		if !f.inNew {
+			kept = append(kept, f)
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(m.dir, "new", f.name)); err != nil {
 			key, _ := splitName([]byte(f.name))
 			want[string(key)] = true
 			continue

@@ -48,9 +48,11 @@ func (u *User) Deliver(r io.Reader, opts DeliverOptions) (Delivered, error) {
 			return Delivered{}, fmt.Errorf("%w: %s", ErrNoSuchMailbox, name)
 		}
 	}
+	// The caller knows the account's current quota: keep it for Append and
+	// CopyTo too, including a quota just lifted (0).
+	u.SetQuota(opts.Quota)
 	var used int64
 	if opts.Quota > 0 {
-		u.SetQuota(opts.Quota)
 		var err error
 		if used, _, err = u.Usage(); err != nil {
 			return Delivered{}, fmt.Errorf("maildir: deliver: %w", err)
@@ -81,13 +83,7 @@ func (u *User) Deliver(r io.Reader, opts DeliverOptions) (Delivered, error) {
 		return Delivered{}, fmt.Errorf("maildir: deliver: %w", err)
 	}
 	if err := u.syncDirGrouped(newDir); err != nil {
-		// Not durable: take it back, so the sender's retry is no duplicate.
-		_ = u.quotaTx(func() (int64, int64, error) {
-			if os.Remove(dst) != nil {
-				return 0, 0, nil
-			}
-			return -size, -1, nil
-		})
+		u.unplace(dst, size) // not durable: the sender's retry must be no duplicate
 		return Delivered{}, fmt.Errorf("maildir: deliver: %w", err)
 	}
 	if m := u.loadedMailbox(name); m != nil {
@@ -158,4 +154,16 @@ func (s *Store) writeTmp(root string, r io.Reader, mtime time.Time) (path string
 		return "", 0, err
 	}
 	return path, size, nil
+}
+
+// unplace takes back a message file renamed into place whose directory
+// fsync failed: the caller reports failure, so the message must not stay
+// (a retry would store it twice), and the quota accounting follows.
+func (u *User) unplace(path string, size int64) {
+	_ = u.quotaTx(func() (int64, int64, error) {
+		if os.Remove(path) != nil {
+			return 0, 0, nil
+		}
+		return -size, -1, nil
+	})
 }

@@ -2,7 +2,10 @@
 
 package maildir
 
-import "os"
+import (
+	"io"
+	"os"
+)
 
 // readDirNames calls fn with the name of every entry of dir except "." and
 // "..", in directory order; name is valid only during the call.
@@ -17,8 +20,11 @@ func (s *Store) readDirNames(dir string, fn func(name []byte)) error {
 		for _, n := range names {
 			fn([]byte(n))
 		}
-		if err != nil || len(names) == 0 {
+		if err == io.EOF || len(names) == 0 && err == nil {
 			return nil
+		}
+		if err != nil {
+			return err
 		}
 	}
 }

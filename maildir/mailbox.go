@@ -217,12 +217,10 @@ func (m *Mailbox) fileNameLocked(i int) string {
 	if o.exact {
 		return m.keys[i] + o.suffix
 	}
-	b := make([]byte, 0, len(m.keys[i])+40)
-	b = append(b, m.keys[i]...)
-	return string(appendInfo(b, m.msgs[i].Flags, o.unknown))
+	return canonicalFileName(m.keys[i], m.msgs[i].Flags, o.unknown)
 }
 
-// canonicalName is key plus the canonical info for flags and unknown letters.
+// canonicalFileName is key plus the canonical info for flags and unknown letters.
 func canonicalFileName(key string, f Flags, unknown string) string {
 	b := make([]byte, 0, len(key)+40)
 	b = append(b, key...)

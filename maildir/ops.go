@@ -55,12 +55,7 @@ func (m *Mailbox) Append(r io.Reader, flags Flags, date time.Time, origin any) (
 		// Placed but not durably (the directory fsync failed): take it
 		// back, so that the client's retry after our NO cannot store the
 		// message twice. Its UID line stays dead; the UID is never reused.
-		_ = u.quotaTx(func() (int64, int64, error) {
-			if err := os.Remove(placed); err != nil {
-				return 0, 0, err
-			}
-			return -size, -1, nil
-		})
+		u.unplace(placed, size)
 	case err == nil:
 		m.addMessageLocked(Message{UID: uids[0], Size: size, Date: date, Flags: flags}, key, oddName{}, origin)
 		m.cur.ownChange(filepath.Join(m.dir, "cur"))
