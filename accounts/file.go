@@ -327,19 +327,9 @@ func writeFileAtomic(path string, data []byte) error {
 // returns the function that releases it. It serialises the admin commands
 // among themselves; the server never takes it (it reads whole renamed files).
 func lockFile(path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := safeio.Lock(path, false, false)
 	if err != nil {
 		return nil, fmt.Errorf("accounts: lock: %w", err)
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("accounts: lock %s: %w", path, err)
 	}
 	return func() { f.Close() }, nil // closing the descriptor releases the lock
 }

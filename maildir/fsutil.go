@@ -1,8 +1,6 @@
 package maildir
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"postie/safeio"
 	"sync"
@@ -14,25 +12,11 @@ import (
 // creating it. Each call opens its own file description, so two holders in
 // one process exclude each other as two processes do.
 func flock(path string, shared bool) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := safeio.Lock(path, shared, false)
 	if err != nil {
 		return nil, err
 	}
-	how := syscall.LOCK_EX
-	if shared {
-		how = syscall.LOCK_SH
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), how)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("flock %s: %w", path, err)
-	}
-	return func() { f.Close() }, nil // closing the last descriptor releases the lock
+	return func() { f.Close() }, nil
 }
 
 // dirStamp is what we know of a directory's modification time, to decide

@@ -9,7 +9,6 @@ import (
 	"postie/safeio"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -174,7 +173,7 @@ func adminDo(dir string, req adminRequest, direct func() error) error {
 	if _, err := os.Stat(filepath.Join(dir, adminDirName)); err != nil {
 		return fmt.Errorf("queue: %s: %w", req.Op, err)
 	}
-	lk, err := lockFile(filepath.Join(dir, ownerLockName), syscall.LOCK_EX, true)
+	lk, err := safeio.Lock(filepath.Join(dir, ownerLockName), false, true)
 	if err == nil {
 		defer lk.Close()
 		if err := direct(); err != nil {
@@ -185,7 +184,7 @@ func adminDo(dir string, req adminRequest, direct func() error) error {
 		}
 		return nil
 	}
-	if !errors.Is(err, errLocked) {
+	if !errors.Is(err, safeio.ErrLocked) {
 		return fmt.Errorf("queue: %s: %w", req.Op, err)
 	}
 	return sendRequest(dir, req, adminTimeout)

@@ -6,14 +6,13 @@ import (
 	"path/filepath"
 	"postie/safeio"
 	"strings"
-	"syscall"
 )
 
 // recoverAndLoad cleans up after a crash and loads every message. It runs
 // once, when this Queue becomes the spool's owner, while other processes'
 // Enqueue calls are held off by the write lock.
 func (q *Queue) recoverAndLoad() error {
-	lk, err := lockFile(filepath.Join(q.dir, writeLockName), syscall.LOCK_EX, false)
+	lk, err := safeio.Lock(filepath.Join(q.dir, writeLockName), false, false)
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"postie/safeio"
 	"sync"
-	"syscall"
 	"time"
 
 	"postie/envelope"
@@ -143,7 +142,7 @@ func Open(opts Options) (*Queue, error) {
 	if err := os.MkdirAll(filepath.Join(q.dir, adminDirName), 0o700); err != nil {
 		return nil, fmt.Errorf("queue: open: %w", err)
 	}
-	if err := q.acquire(); err != nil && !errors.Is(err, errLocked) {
+	if err := q.acquire(); err != nil && !errors.Is(err, safeio.ErrLocked) {
 		return nil, fmt.Errorf("queue: open %s: %w", q.dir, err)
 	} else if err != nil {
 		q.log.Info("queue: spool owned by another process; enqueue only", "dir", q.dir, "pid", ownerPID(q.dir))
@@ -181,7 +180,7 @@ func setDefaults(o *Options) {
 	}
 }
 
-// acquire tries once to become the spool's owner; errLocked if another
+// acquire tries once to become the spool's owner; safeio.ErrLocked if another
 // process is. On success the spool is recovered and loaded.
 func (q *Queue) acquire() error {
 	q.lockMu.Lock()
@@ -189,7 +188,7 @@ func (q *Queue) acquire() error {
 	if q.ownerLock != nil {
 		return nil
 	}
-	f, err := lockFile(filepath.Join(q.dir, ownerLockName), syscall.LOCK_EX, true)
+	f, err := safeio.Lock(filepath.Join(q.dir, ownerLockName), false, true)
 	if err != nil {
 		return err
 	}
@@ -263,7 +262,7 @@ func (q *Queue) enqueue(ctx context.Context, env *envelope.Envelope, body io.Rea
 	q.mu.Unlock()
 	if !owner {
 		// Keep the owner's crash cleanup from taking our half-written files.
-		lk, err := lockFile(filepath.Join(q.dir, writeLockName), syscall.LOCK_SH, false)
+		lk, err := safeio.Lock(filepath.Join(q.dir, writeLockName), true, false)
 		if err != nil {
 			return "", fmt.Errorf("queue: enqueue: %w", err)
 		}

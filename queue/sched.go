@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"postie/safeio"
 	"runtime/debug"
 	"time"
 
@@ -77,7 +78,7 @@ func (q *Queue) waitOwner(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, errLocked) {
+		if !errors.Is(err, safeio.ErrLocked) {
 			return fmt.Errorf("queue: run: %w", err)
 		}
 		if time.Now().After(deadline) {

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -206,34 +205,6 @@ func validID(id string) bool {
 		}
 	}
 	return true
-}
-
-var errLocked = errors.New("locked by another process")
-
-// lockFile opens (creating) path and flocks it. With nonblock, a lock held
-// elsewhere gives errLocked at once.
-func lockFile(path string, how int, nonblock bool) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if nonblock {
-		how |= syscall.LOCK_NB
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), how)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, errLocked
-		}
-		return nil, err
-	}
-	return f, nil
 }
 
 // ownerPID reads the PID the owner wrote into its lock file, for messages.

@@ -1,9 +1,11 @@
-// Package safeio writes files so that a crash leaves either the old
-// content or the new, complete one, never a part: a temporary file in the
-// same directory, fsynced, renamed into place, and the directory fsynced.
+// Package safeio is durable, multi-process-safe file handling: writes that
+// a crash leaves either old or new and complete (a temporary file in the
+// same directory, fsynced, renamed into place, the directory fsynced), and
+// the flock(2) lock files that writers in several processes share.
 package safeio
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -78,4 +80,41 @@ func keepOwner(f *os.File, path string) error {
 		return nil
 	}
 	return f.Chown(int(st.Uid), int(st.Gid))
+}
+
+// ErrLocked is Lock's answer, with nonblock, when another holder has the
+// lock.
+var ErrLocked = errors.New("locked by another holder")
+
+// Lock takes a flock(2) on the lock file at path, creating it: exclusive,
+// or shared. Each call opens its own file description, so two holders in
+// one process exclude each other as two processes do. Closing the returned
+// file releases the lock. With nonblock, a lock held elsewhere gives
+// ErrLocked at once.
+func Lock(path string, shared, nonblock bool) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	how := syscall.LOCK_EX
+	if shared {
+		how = syscall.LOCK_SH
+	}
+	if nonblock {
+		how |= syscall.LOCK_NB
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), how)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, ErrLocked
+		}
+		return nil, fmt.Errorf("flock %s: %w", path, err)
+	}
+	return f, nil
 }

@@ -63,3 +63,28 @@ func fileUID(t *testing.T, path string) int {
 	}
 	return int(fi.Sys().(*syscall.Stat_t).Uid)
 }
+
+func TestLockExcludesWithinOneProcess(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.lock")
+	a, err := Lock(path, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Lock(path, true, true); err != ErrLocked {
+		t.Fatalf("shared lock over an exclusive one: %v, want ErrLocked", err)
+	}
+	a.Close()
+	b, err := Lock(path, true, true)
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	defer b.Close()
+	c, err := Lock(path, true, true)
+	if err != nil {
+		t.Fatalf("two shared holders: %v", err)
+	}
+	c.Close()
+	if _, err := Lock(path, false, true); err != ErrLocked {
+		t.Fatalf("exclusive over a shared lock: %v, want ErrLocked", err)
+	}
+}
