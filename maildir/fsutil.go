@@ -3,7 +3,6 @@ package maildir
 import (
 	"os"
 	"postie/safeio"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -100,64 +99,14 @@ func (d *dirStamp) ownChange(path string) {
 	d.mtime, d.ino, d.own = st.mtime, st.ino, true
 }
 
-// syncGroup lets concurrent writers share one fsync of a directory (group
-// commit): a writer that asks after its rename is covered by a round that
-// starts after that moment; rounds never overlap.
-type syncGroup struct {
-	mu   sync.Mutex
-	cur  *syncRound // running, nil if none
-	next *syncRound // waiting for cur to end; joined by every newcomer
-}
-
-type syncRound struct {
-	done chan struct{}
-	err  error
-}
-
-func (g *syncGroup) sync(fn func() error) error {
-	g.mu.Lock()
-	if g.cur == nil && g.next == nil {
-		r := &syncRound{done: make(chan struct{})}
-		g.cur = r
-		g.mu.Unlock()
-		return g.run(r, fn)
-	}
-	if g.next != nil { // a round not yet started covers us: join it
-		r := g.next
-		g.mu.Unlock()
-		<-r.done
-		return r.err
-	}
-	r := &syncRound{done: make(chan struct{})}
-	g.next = r
-	prev := g.cur
-	g.mu.Unlock()
-	<-prev.done
-	g.mu.Lock()
-	g.cur, g.next = r, nil
-	g.mu.Unlock()
-	return g.run(r, fn)
-}
-
-func (g *syncGroup) run(r *syncRound, fn func() error) error {
-	r.err = fn()
-	g.mu.Lock()
-	if g.cur == r {
-		g.cur = nil
-	}
-	close(r.done)
-	g.mu.Unlock()
-	return r.err
-}
-
 // syncDirGrouped fsyncs dir, sharing the fsync with concurrent callers.
 func (u *User) syncDirGrouped(dir string) error {
 	u.syncMu.Lock()
 	g := u.syncers[dir]
 	if g == nil {
-		g = new(syncGroup)
+		g = &safeio.DirSyncer{Dir: dir}
 		u.syncers[dir] = g
 	}
 	u.syncMu.Unlock()
-	return g.sync(func() error { return safeio.SyncDir(dir) })
+	return g.Sync()
 }

@@ -134,7 +134,7 @@ type User struct {
 	boxes map[string]*Mailbox
 
 	syncMu  sync.Mutex
-	syncers map[string]*syncGroup // group commit of directory fsyncs, by path
+	syncers map[string]*safeio.DirSyncer // group commit of directory fsyncs, by path
 }
 
 // User returns the user's mail tree, creating the Maildir++ root and the
@@ -161,7 +161,7 @@ func (s *Store) User(domain, local string) (*User, error) {
 		domain:  domain,
 		local:   local,
 		boxes:   make(map[string]*Mailbox),
-		syncers: make(map[string]*syncGroup),
+		syncers: make(map[string]*safeio.DirSyncer),
 	}
 	if err := u.init(); err != nil {
 		return nil, fmt.Errorf("maildir: open user %s@%s: %w", local, domain, err)

@@ -87,7 +87,7 @@ type Queue struct {
 	dir       string
 	log       *slog.Logger
 	now       func() time.Time
-	dirSync   *groupSync
+	dirSync   *safeio.DirSyncer
 	pollEvery time.Duration // pollInterval; tests shorten it
 
 	lockMu    sync.Mutex
@@ -138,7 +138,7 @@ func Open(opts Options) (*Queue, error) {
 		perDomain: make(map[string]int),
 		wakeCh:    make(chan struct{}, 1),
 	}
-	q.dirSync = &groupSync{sync: func() error { return safeio.SyncDir(q.dir) }}
+	q.dirSync = &safeio.DirSyncer{Dir: q.dir}
 	if err := os.MkdirAll(filepath.Join(q.dir, adminDirName), 0o700); err != nil {
 		return nil, fmt.Errorf("queue: open: %w", err)
 	}

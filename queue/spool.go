@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -140,47 +139,6 @@ func writeState(dir string, st *state) error {
 		return err
 	}
 	return writeFileSynced(filepath.Join(dir, st.ID+stateExt), data)
-}
-
-// groupSync shares one directory fsync among the callers that ask for one
-// while another is running (group commit): a caller is satisfied by an
-// fsync that started after it asked, and only by such a one.
-type groupSync struct {
-	sync func() error
-
-	mu   sync.Mutex
-	next *syncBatch // the batch new callers join; nil when none is open
-	run  sync.Mutex // held by the caller doing an fsync
-}
-
-type syncBatch struct {
-	done chan struct{}
-	err  error
-}
-
-func (g *groupSync) Sync() error {
-	g.mu.Lock()
-	if g.next == nil {
-		g.next = &syncBatch{done: make(chan struct{})}
-	}
-	b := g.next
-	g.mu.Unlock()
-
-	g.run.Lock()
-	defer g.run.Unlock()
-	select {
-	case <-b.done: // another member of the batch did it while we waited
-		return b.err
-	default:
-	}
-	g.mu.Lock()
-	if g.next == b {
-		g.next = nil // later callers form the next batch
-	}
-	g.mu.Unlock()
-	b.err = g.sync()
-	close(b.done)
-	return b.err
 }
 
 // newID returns a fresh queue ID: 16 characters of lower-case base32hex

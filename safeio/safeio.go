@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 )
 
@@ -117,4 +118,47 @@ func Lock(path string, shared, nonblock bool) (*os.File, error) {
 		return nil, fmt.Errorf("flock %s: %w", path, err)
 	}
 	return f, nil
+}
+
+// DirSyncer shares one fsync of a directory among the callers that ask
+// while another is running (group commit): a caller is satisfied by an
+// fsync that started after it asked, and only by such a one. The zero
+// value is not usable; set Dir.
+type DirSyncer struct {
+	Dir string
+
+	mu   sync.Mutex
+	next *syncBatch // the batch new callers join; nil when none is open
+	run  sync.Mutex // held by the caller doing an fsync
+}
+
+type syncBatch struct {
+	done chan struct{}
+	err  error
+}
+
+// Sync returns once an fsync of Dir that began after the call has ended.
+func (g *DirSyncer) Sync() error {
+	g.mu.Lock()
+	if g.next == nil {
+		g.next = &syncBatch{done: make(chan struct{})}
+	}
+	b := g.next
+	g.mu.Unlock()
+
+	g.run.Lock()
+	defer g.run.Unlock()
+	select {
+	case <-b.done: // another member of the batch did it while we waited
+		return b.err
+	default:
+	}
+	g.mu.Lock()
+	if g.next == b {
+		g.next = nil // later callers form the next batch
+	}
+	g.mu.Unlock()
+	b.err = SyncDir(g.Dir)
+	close(b.done)
+	return b.err
 }
