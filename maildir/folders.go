@@ -176,12 +176,24 @@ func (u *User) createFoldersLocked(names []string) error {
 	if err != nil {
 		return fmt.Errorf("maildir: create %s: %w", names[0], err)
 	}
+	// A folder another process made meanwhile is no reason to skip the
+	// rest (ensureDefaults relies on that); it is reported at the end.
+	var exists error
 	for i, name := range names {
-		if err := u.makeFolder(name, v+uint32(i)); err != nil {
+		err := u.makeFolder(name, v+uint32(i))
+		switch {
+		case errors.Is(err, ErrMailboxExists):
+			if exists == nil {
+				exists = fmt.Errorf("maildir: create %s: %w", name, err)
+			}
+		case err != nil:
 			return fmt.Errorf("maildir: create %s: %w", name, err)
 		}
 	}
-	return safeio.SyncDir(u.dir)
+	if err := safeio.SyncDir(u.dir); err != nil {
+		return err
+	}
+	return exists
 }
 
 func (u *User) makeFolder(name string, uidValidity uint32) error {
