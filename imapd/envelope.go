@@ -125,17 +125,11 @@ func parseAddresses(v string) []imap.Address {
 // ends an item.
 func splitAddressList(v string) []string {
 	var items []string
-	depth, inQuote, inAngle, start := 0, false, false, 0
+	depth, inAngle, start := 0, false, 0
 	for i := 0; i < len(v); i++ {
 		switch c := v[i]; {
-		case inQuote:
-			if c == '\\' {
-				i++
-			} else if c == '"' {
-				inQuote = false
-			}
 		case c == '"':
-			inQuote = true
+			i = closingQuote(v, i)
 		case c == '(':
 			depth++
 		case c == ')' && depth > 0:
@@ -162,17 +156,10 @@ func splitAddressList(v string) []string {
 
 // groupStart recognises "display name:" at the start of item, outside quotes and brackets.
 func groupStart(item string) (name, rest string, ok bool) {
-	inQuote := false
 	for i := 0; i < len(item); i++ {
 		switch c := item[i]; {
-		case inQuote:
-			if c == '\\' {
-				i++
-			} else if c == '"' {
-				inQuote = false
-			}
 		case c == '"':
-			inQuote = true
+			i = closingQuote(item, i)
 		case c == '<' || c == '@' || c == '(':
 			return "", item, false
 		case c == ':':
@@ -214,6 +201,20 @@ func parseOneAddress(item string) (imap.Address, bool) {
 		Mailbox: clean(unquote(local)),
 		Host:    clean(host),
 	}, true
+}
+
+// closingQuote returns the index of the '"' closing the quoted string
+// that opens at s[i], honouring backslash escapes; len(s) if unterminated.
+func closingQuote(s string, i int) int {
+	for i++; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '"':
+			return i
+		}
+	}
+	return len(s)
 }
 
 func inQuotes(s string, pos int) bool {
