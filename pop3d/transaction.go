@@ -23,11 +23,31 @@ func (c *session) openMaildrop(acct account) error {
 	c.box = box
 	c.seen = &seenMarker{box: box, origin: c, log: c.log}
 	c.uidValidity, c.msgs = box.Snapshot()
-	c.live, c.liveSize = len(c.msgs), 0
-	for _, m := range c.msgs {
-		c.liveSize += m.size
-	}
+	c.undeleteAll()
 	return nil
+}
+
+// undeleteAll clears every deletion mark and recounts the maildrop.
+func (c *session) undeleteAll() {
+	c.live, c.liveSize = len(c.msgs), 0
+	for i := range c.msgs {
+		c.msgs[i].deleted = false
+		c.liveSize += c.msgs[i].size
+	}
+}
+
+// listing writes one "n <field>" line per message not marked deleted; field
+// appends the message's second column.
+func (c *session) listing(field func(b []byte, m *entry) []byte) {
+	for i := range c.msgs {
+		if m := &c.msgs[i]; !m.deleted {
+			b := strconv.AppendInt(c.scratch[:0], int64(i+1), 10)
+			b = field(append(b, ' '), m)
+			c.scratch = append(b, '\r', '\n')
+			c.bw.Write(c.scratch)
+		}
+	}
+	c.reply(".")
 }
 
 // message parses a message-number argument: 1-based, in the snapshot and
@@ -79,16 +99,7 @@ func (c *session) cmdList(arg string) error {
 		return nil
 	}
 	c.okf("%d messages (%d octets)", c.live, c.liveSize)
-	for i := range c.msgs {
-		if m := &c.msgs[i]; !m.deleted {
-			b := strconv.AppendInt(c.scratch[:0], int64(i+1), 10)
-			b = append(b, ' ')
-			b = strconv.AppendInt(b, m.size, 10)
-			c.scratch = append(b, '\r', '\n')
-			c.bw.Write(c.scratch)
-		}
-	}
-	c.reply(".")
+	c.listing(func(b []byte, m *entry) []byte { return strconv.AppendInt(b, m.size, 10) })
 	return nil
 }
 
@@ -115,16 +126,7 @@ func (c *session) cmdUidl(arg string) error {
 		return nil
 	}
 	c.reply("+OK unique-id listing follows")
-	for i := range c.msgs {
-		if m := &c.msgs[i]; !m.deleted {
-			b := strconv.AppendInt(c.scratch[:0], int64(i+1), 10)
-			b = append(b, ' ')
-			b = appendUIDL(b, c.uidValidity, m.uid)
-			c.scratch = append(b, '\r', '\n')
-			c.bw.Write(c.scratch)
-		}
-	}
-	c.reply(".")
+	c.listing(func(b []byte, m *entry) []byte { return appendUIDL(b, c.uidValidity, m.uid) })
 	return nil
 }
 
@@ -250,11 +252,7 @@ func (c *session) cmdRset(arg string) error {
 		c.fail("", "RSET takes no argument")
 		return nil
 	}
-	c.live, c.liveSize = len(c.msgs), 0
-	for i := range c.msgs {
-		c.msgs[i].deleted = false
-		c.liveSize += c.msgs[i].size
-	}
+	c.undeleteAll()
 	c.okf("maildrop has %d messages (%d octets)", c.live, c.liveSize)
 	return nil
 }
