@@ -198,13 +198,9 @@ func sendRequest(dir string, req adminRequest, timeout time.Duration) error {
 	path := filepath.Join(adir, name+reqExt)
 	data, err := json.Marshal(req)
 	if err == nil {
-		err = os.WriteFile(path+tmpExt, data, 0o600)
-	}
-	if err == nil {
-		err = os.Rename(path+tmpExt, path)
+		err = publish(path, data)
 	}
 	if err != nil {
-		os.Remove(path + tmpExt)
 		return fmt.Errorf("queue: %s: sending the request: %w", req.Op, err)
 	}
 	if req.NoReply {
@@ -285,11 +281,7 @@ func (q *Queue) pollAdmin() {
 		}
 		out, _ := json.Marshal(res)
 		done := filepath.Join(adir, strings.TrimSuffix(e.Name(), reqExt)+doneExt)
-		err = os.WriteFile(done+tmpExt, out, 0o600)
-		if err == nil {
-			err = os.Rename(done+tmpExt, done)
-		}
-		if err != nil {
+		if err := publish(done, out); err != nil {
 			q.log.Error("queue: answering an admin request", "file", e.Name(), "err", err)
 		}
 	}

@@ -2,8 +2,6 @@ package queue
 
 import (
 	"container/heap"
-	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -226,11 +224,7 @@ func (q *Queue) backoff(n int) time.Duration {
 // snapshotLocked encodes the item's state for persist.
 func (q *Queue) snapshotLocked(it *item) ([]byte, uint64) {
 	it.version++
-	data, err := json.MarshalIndent(&it.st, "", "\t")
-	if err != nil {
-		panic(fmt.Sprintf("queue: encoding state: %v", err)) // plain data: cannot fail
-	}
-	return data, it.version
+	return encodeState(&it.st), it.version
 }
 
 // persist writes a snapshot to the state file, unless a newer one is

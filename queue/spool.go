@@ -134,11 +134,31 @@ func writeFileSynced(path string, data []byte) error {
 
 // writeState writes st durably, except for the directory fsync.
 func writeState(dir string, st *state) error {
+	return writeFileSynced(filepath.Join(dir, st.ID+stateExt), encodeState(st))
+}
+
+// encodeState is the state file's form: indented JSON, for the admin who
+// reads it. Plain data: encoding cannot fail.
+func encodeState(st *state) []byte {
 	data, err := json.MarshalIndent(st, "", "\t")
 	if err != nil {
-		return err
+		panic(fmt.Sprintf("queue: encoding state: %v", err))
 	}
-	return writeFileSynced(filepath.Join(dir, st.ID+stateExt), data)
+	return data
+}
+
+// publish writes data under path through a temporary name and a rename, so
+// a reader polling the directory never sees it half-written (admin request
+// and answer files: small, not worth an fsync).
+func publish(path string, data []byte) error {
+	err := os.WriteFile(path+tmpExt, data, 0o600)
+	if err == nil {
+		err = os.Rename(path+tmpExt, path)
+	}
+	if err != nil {
+		os.Remove(path + tmpExt)
+	}
+	return err
 }
 
 // newID returns a fresh queue ID: 16 characters of lower-case base32hex
