@@ -86,7 +86,7 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 		addr, resv, err = s.mailMX(from)
 	}
 	if err != nil {
-		s.log.Info("MAIL refused", "from", from, "user", s.userName(), "reply", err.Error())
+		s.log.Info("MAIL refused", "from", truncate(from, maxLoggedAddr), "user", s.userName(), "reply", err.Error())
 		return err
 	}
 	s.inTx, s.from, s.helo, s.to, s.seen, s.resv = true, addr, s.conn.Hostname(), nil, nil, resv
@@ -148,7 +148,7 @@ func (s *session) mailSubmission(from string) (string, *reservation, error) {
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	addr, err := envelope.Normalize(to)
 	if err != nil {
-		s.log.Info("RCPT refused", "to", to, "reply", errBadRcpt.Error())
+		s.log.Info("RCPT refused", "to", truncate(to, maxLoggedAddr), "reply", errBadRcpt.Error())
 		return errBadRcpt
 	}
 	key := envelope.Key(addr)
@@ -162,7 +162,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return nil // one copy each: go-smtp still counts it toward MaxRecipients
 	}
 	if reply := s.checkRcpt(addr, user); reply != nil {
-		s.log.Info("RCPT refused", "from", from, "to", addr, "user", s.userName(), "reply", reply.Error())
+		s.log.Info("RCPT refused", "from", from, "to", addr, "user", userName(user), "reply", reply.Error())
 		return reply
 	}
 	s.mu.Lock()
@@ -355,11 +355,13 @@ func (s *session) protocol() string {
 	return "ESMTPSA"
 }
 
-func (s *session) userName() string {
-	if s.user == nil {
+func (s *session) userName() string { return userName(s.user) }
+
+func userName(u *accounts.User) string {
+	if u == nil {
 		return ""
 	}
-	return s.user.Address
+	return u.Address
 }
 
 // trackReader counts bytes, and remembers the first read error and
@@ -382,6 +384,10 @@ func (t *trackReader) Read(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+// maxLoggedAddr bounds a refused address written to the log: it comes
+// straight from a command line of up to 64 KiB.
+const maxLoggedAddr = 256
 
 // checkSender accepts what go-smtp parsed as a reverse-path by the one
 // rule for addresses from elsewhere, envelope.ValidateSender (the queue
