@@ -120,6 +120,14 @@ func freshMixedStore(b *testing.B, tmpl string) string {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { os.RemoveAll(root) })
+	linkMixed(b, tmpl, root)
+	return root
+}
+
+// linkMixed makes alice's INBOX under root with the template's messages
+// hard-linked into new/.
+func linkMixed(b *testing.B, tmpl, root string) {
+	b.Helper()
 	inbox := filepath.Join(root, "example.test", "alice")
 	for _, sub := range []string{"cur", "new", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(inbox, sub), 0o700); err != nil {
@@ -135,7 +143,6 @@ func freshMixedStore(b *testing.B, tmpl string) string {
 			b.Fatal(err)
 		}
 	}
-	return root
 }
 
 var mixedStoreOnce sync.Once
@@ -150,21 +157,7 @@ func mixedServer(b *testing.B) (*testServer, int64) {
 			return
 		}
 		os.RemoveAll(root)
-		inbox := filepath.Join(root, "example.test", "alice")
-		for _, sub := range []string{"cur", "new", "tmp"} {
-			if err := os.MkdirAll(filepath.Join(inbox, sub), 0o700); err != nil {
-				b.Fatal(err)
-			}
-		}
-		ents, err := os.ReadDir(filepath.Join(tmpl, "msgs"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, e := range ents {
-			if err := os.Link(filepath.Join(tmpl, "msgs", e.Name()), filepath.Join(inbox, "new", e.Name())); err != nil {
-				b.Fatal(err)
-			}
-		}
+		linkMixed(b, tmpl, root)
 		u, err := maildir.NewStore(root, maildir.StoreOptions{Hostname: "bench"}).User("example.test", "alice")
 		if err != nil {
 			b.Fatal(err)

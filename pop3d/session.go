@@ -216,56 +216,49 @@ func (c *session) fail(code, msg string) {
 	c.bw.WriteString("\r\n")
 }
 
+// command is one POP3 command: the state it is valid in (anyState: both)
+// and its handler.
+type command struct {
+	state state
+	run   func(c *session, ctx context.Context, arg string) error
+}
+
+const anyState state = -1
+
+// commands is the whole command set, so dispatch knows "not now" from
+// "never heard of it" without listing the names a second time.
+var commands = map[string]command{
+	"CAPA": {anyState, func(c *session, _ context.Context, a string) error { return c.cmdCapa(a) }},
+	"QUIT": {anyState, func(c *session, _ context.Context, _ string) error { return c.cmdQuit() }},
+	"USER": {stateAuthorization, func(c *session, _ context.Context, a string) error { return c.cmdUser(a) }},
+	"PASS": {stateAuthorization, (*session).cmdPass},
+	"AUTH": {stateAuthorization, (*session).cmdAuth},
+	"STLS": {stateAuthorization, (*session).cmdStls},
+	"STAT": {stateTransaction, func(c *session, _ context.Context, a string) error { return c.cmdStat(a) }},
+	"LIST": {stateTransaction, func(c *session, _ context.Context, a string) error { return c.cmdList(a) }},
+	"UIDL": {stateTransaction, func(c *session, _ context.Context, a string) error { return c.cmdUidl(a) }},
+	"RETR": {stateTransaction, func(c *session, _ context.Context, a string) error { return c.cmdRetr(a) }},
+	"TOP":  {stateTransaction, func(c *session, _ context.Context, a string) error { return c.cmdTop(a) }},
+	"DELE": {stateTransaction, func(c *session, _ context.Context, a string) error { return c.cmdDele(a) }},
+	"NOOP": {stateTransaction, func(c *session, _ context.Context, a string) error { return c.cmdNoop(a) }},
+	"RSET": {stateTransaction, func(c *session, _ context.Context, a string) error { return c.cmdRset(a) }},
+}
+
 // dispatch runs one command line. Its error means the connection is
 // broken (or a multi-line reply was cut): the session must end.
 func (c *session) dispatch(ctx context.Context, line string) error {
 	name, arg, _ := strings.Cut(line, " ")
 	name = strings.ToUpper(name)
+	cmd, known := commands[name]
 	switch {
-	case name == "CAPA":
-		return c.cmdCapa(arg)
-	case name == "QUIT":
-		return c.cmdQuit()
-	case c.state == stateAuthorization:
-		switch name {
-		case "USER":
-			return c.cmdUser(arg)
-		case "PASS":
-			return c.cmdPass(ctx, arg)
-		case "AUTH":
-			return c.cmdAuth(ctx, arg)
-		case "STLS":
-			return c.cmdStls(ctx, arg)
-		}
-	case c.state == stateTransaction:
-		switch name {
-		case "STAT":
-			return c.cmdStat(arg)
-		case "LIST":
-			return c.cmdList(arg)
-		case "UIDL":
-			return c.cmdUidl(arg)
-		case "RETR":
-			return c.cmdRetr(arg)
-		case "TOP":
-			return c.cmdTop(arg)
-		case "DELE":
-			return c.cmdDele(arg)
-		case "NOOP":
-			return c.cmdNoop(arg)
-		case "RSET":
-			return c.cmdRset(arg)
-		}
-	}
-	switch name {
-	case "USER", "PASS", "AUTH", "STLS", "APOP", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "NOOP", "RSET":
-		if name == "APOP" {
-			c.fail("", "APOP not supported")
-		} else {
-			c.fail("", "command not valid in this state")
-		}
-	default:
+	case name == "APOP":
+		c.fail("", "APOP not supported")
+	case !known:
 		c.fail("", "unknown command")
+	case cmd.state != anyState && cmd.state != c.state:
+		c.fail("", "command not valid in this state")
+	default:
+		return cmd.run(c, ctx, arg)
 	}
 	return nil
 }
