@@ -219,3 +219,34 @@ func TestSameMailboxFoldsInboxLikeTheStore(t *testing.T) {
 		}
 	}
 }
+
+// STATUS of folders nobody has selected (Thunderbird polls every folder)
+// answers from the store and leaves no per-mailbox entry behind; a
+// selected folder keeps its one entry.
+func TestStatusLeavesNoEntry(t *testing.T) {
+	ts := newTestServer(t)
+	ts.deliver(testMessage(1, "x"))
+	r := ts.raw(true)
+	for _, box := range []string{"Sent", "Drafts", "Trash", "Junk", "Archive"} {
+		if got := last(r.cmd("s STATUS " + box + " (MESSAGES UNSEEN)")); !strings.HasPrefix(got, "s OK") {
+			t.Fatalf("STATUS %s: %q", box, got)
+		}
+	}
+	lines := r.cmd("s STATUS INBOX (MESSAGES)")
+	if !strings.Contains(strings.Join(lines, "\n"), "MESSAGES 1") {
+		t.Errorf("STATUS INBOX: %q", lines)
+	}
+	entries := func() int {
+		ts.srv.boxes.mu.Lock()
+		defer ts.srv.boxes.mu.Unlock()
+		return len(ts.srv.boxes.boxes)
+	}
+	if n := entries(); n != 0 {
+		t.Errorf("%d registry entries after STATUS only, want 0", n)
+	}
+	r.cmd("x SELECT INBOX")
+	r.cmd("y STATUS INBOX (MESSAGES)")
+	if n := entries(); n != 1 {
+		t.Errorf("%d registry entries with INBOX selected, want 1", n)
+	}
+}

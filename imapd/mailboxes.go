@@ -228,8 +228,16 @@ func (s *session) status(name string, options *imap.StatusOptions) (*imap.Status
 	if err != nil {
 		return nil, s.mailError("status", err)
 	}
-	e := s.srv.boxes.get(m)
-	if err := e.refresh(pollRefreshGap); err != nil {
+	// A mailbox some session has selected refreshes through its entry, so
+	// its tracker stays in step; for the others (Thunderbird STATUSes every
+	// folder) a plain Refresh, two stats, without making an entry that would
+	// watch the folder for the rest of the process's life.
+	if e := s.srv.boxes.existing(m); e != nil {
+		err = e.refresh(pollRefreshGap)
+	} else {
+		err = m.Refresh()
+	}
+	if err != nil {
 		return nil, s.mailError("status", err)
 	}
 	var n, unseen, deleted uint32

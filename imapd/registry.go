@@ -36,6 +36,13 @@ func newRegistry(srv *Server) *registry {
 }
 
 // get returns the entry of m, creating it (tracker, watch) on first use.
+// existing returns m's entry if some session has made one, nil otherwise.
+func (r *registry) existing(m *maildir.Mailbox) *mailboxEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.boxes[m]
+}
+
 func (r *registry) get(m *maildir.Mailbox) *mailboxEntry {
 	r.mu.Lock()
 	defer r.mu.Unlock()
