@@ -3,6 +3,7 @@ package safeio
 import (
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 )
@@ -89,19 +90,68 @@ func TestLockExcludesWithinOneProcess(t *testing.T) {
 	}
 }
 
-// Concurrent callers all return with no error and share fsyncs (there is
-// no way to count fsyncs from outside, so this checks the protocol: no
-// deadlock, every caller answered, under -race).
+// Concurrent callers all return with no error, and share fsyncs: there
+// are fewer fsyncs than callers, at least one, and each caller returns only
+// after an fsync that began after it asked (checked by the trace: every
+// caller's request is followed by an fsync before its answer).
 func TestDirSyncerConcurrentCallers(t *testing.T) {
-	g := &DirSyncer{Dir: t.TempDir()}
-	errs := make(chan error, 32)
-	for i := 0; i < cap(errs); i++ {
-		go func() { errs <- g.Sync() }()
+	var mu sync.Mutex
+	var events []string
+	record := func(ev string) {
+		mu.Lock()
+		events = append(events, ev)
+		mu.Unlock()
 	}
-	for i := 0; i < cap(errs); i++ {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+	const callers = 32
+	var asked sync.WaitGroup
+	asked.Add(callers)
+	var first sync.Once
+	fsys := &FS{
+		Fault: func(op Op, _ string) error {
+			if op == OpSyncDir {
+				// Hold the first fsync until every caller has asked, so
+				// that the others must share the next one.
+				first.Do(asked.Wait)
+				record("begin")
+			}
+			return nil
+		},
+	}
+	g := &DirSyncer{Dir: t.TempDir(), FS: fsys}
+	var wg sync.WaitGroup
+	for i := 0; i < callers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			record("ask")
+			asked.Done()
+			if err := g.Sync(); err != nil {
+				t.Error(err)
+			}
+			record("answer")
+		}()
+	}
+	wg.Wait()
+	// Walk the events: each answer is owed an fsync that began after its
+	// ask, so answers can never outnumber the asks that a begin followed.
+	fsyncs, waiting, covered := 0, 0, 0
+	for _, ev := range events {
+		switch ev {
+		case "ask":
+			waiting++
+		case "begin":
+			fsyncs++
+			covered += waiting
+			waiting = 0
+		case "answer":
+			if covered == 0 {
+				t.Fatalf("a caller was answered before any fsync began after its request: %v", events)
+			}
+			covered--
 		}
+	}
+	if fsyncs < 1 || fsyncs > 2 {
+		t.Errorf("%d fsyncs for %d concurrent callers, want 2 (the held one, then one for all the others)", fsyncs, callers)
 	}
 	bad := &DirSyncer{Dir: filepath.Join(t.TempDir(), "missing")}
 	if err := bad.Sync(); err == nil {
