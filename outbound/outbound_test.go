@@ -62,7 +62,7 @@ func TestDeliverSimple(t *testing.T) {
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
 	c := e.client(nil)
 
-	wantDelivered(t, deliver(c, "ann@example.test", []string{"bob@remote.test", "Carol@REMOTE.test"}, testBody))
+	wantDelivered(t, deliver(t, c, "ann@example.test", []string{"bob@remote.test", "Carol@REMOTE.test"}, testBody))
 	msgs := s.messages()
 	if len(msgs) != 1 {
 		t.Fatalf("sink got %d messages", len(msgs))
@@ -84,7 +84,7 @@ func TestDeliverSimple(t *testing.T) {
 		t.Errorf("%d connections, want 2", n)
 	}
 	c.Close()
-	wantDelivered(t, deliver(c, "ann@example.test", []string{"bob@remote.test"}, testBody))
+	wantDelivered(t, deliver(t, c, "ann@example.test", []string{"bob@remote.test"}, testBody))
 	if n := s.connections(); n != 3 {
 		t.Errorf("%d connections after a second message, want 3", n)
 	}
@@ -94,7 +94,7 @@ func TestNullSender(t *testing.T) {
 	e := newEnv(t)
 	s := newSink(t, sinkOpts{})
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
-	wantDelivered(t, deliver(e.client(nil), "", []string{"bob@remote.test"}, testBody))
+	wantDelivered(t, deliver(t, e.client(nil), "", []string{"bob@remote.test"}, testBody))
 	if msgs := s.messages(); len(msgs) != 1 || msgs[0].from != "" {
 		t.Fatalf("sink got %+v", msgs)
 	}
@@ -106,7 +106,7 @@ func TestBackupMXTakesOver(t *testing.T) {
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", closedPort(t))
 	e.mx("remote.test", 20, "mx2.remote.test", "192.0.2.2", backup.addr)
 
-	wantDelivered(t, deliver(e.client(nil), "ann@example.test", []string{"bob@remote.test"}, testBody))
+	wantDelivered(t, deliver(t, e.client(nil), "ann@example.test", []string{"bob@remote.test"}, testBody))
 	if n := len(backup.messages()); n != 1 {
 		t.Fatalf("backup got %d messages", n)
 	}
@@ -120,7 +120,7 @@ func TestEveryMXDown(t *testing.T) {
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", closedPort(t))
 	e.mx("remote.test", 20, "mx2.remote.test", "192.0.2.2", closedPort(t))
 	e.dns.addHost("mx2.remote.test", "192.0.2.3") // a second address, not routed at all
-	errs := deliver(e.client(nil), "ann@example.test", []string{"bob@remote.test", "carol@remote.test"}, testBody)
+	errs := deliver(t, e.client(nil), "ann@example.test", []string{"bob@remote.test", "carol@remote.test"}, testBody)
 	for _, err := range errs {
 		wantTemp(t, err)
 	}
@@ -136,7 +136,7 @@ func TestMixedRecipients(t *testing.T) {
 	s.reply("carol@remote.test", 452, smtp.EnhancedCode{4, 2, 2}, "mailbox full, later")
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
 
-	errs := deliver(e.client(nil), "ann@example.test", []string{"alice@remote.test", "bob@remote.test", "carol@remote.test"}, testBody)
+	errs := deliver(t, e.client(nil), "ann@example.test", []string{"alice@remote.test", "bob@remote.test", "carol@remote.test"}, testBody)
 	if errs[0] != nil {
 		t.Errorf("alice: %v", errs[0])
 	}
@@ -164,7 +164,7 @@ func TestRcpt5xxIsFinalBut4xxTriesBackup(t *testing.T) {
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", primary.addr)
 	e.mx("remote.test", 20, "mx2.remote.test", "192.0.2.2", backup.addr)
 
-	errs := deliver(e.client(nil), "ann@example.test", []string{"alice@remote.test", "bob@remote.test", "carol@remote.test"}, testBody)
+	errs := deliver(t, e.client(nil), "ann@example.test", []string{"alice@remote.test", "bob@remote.test", "carol@remote.test"}, testBody)
 	if errs[0] != nil || errs[2] != nil {
 		t.Errorf("alice: %v, carol: %v", errs[0], errs[2])
 	}
@@ -194,7 +194,7 @@ func TestGreeting4xxAndMail4xxTryNextHost(t *testing.T) {
 			backup := newSink(t, sinkOpts{})
 			e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", primary.addr)
 			e.mx("remote.test", 20, "mx2.remote.test", "192.0.2.2", backup.addr)
-			wantDelivered(t, deliver(e.client(nil), "ann@example.test", []string{"bob@remote.test"}, testBody))
+			wantDelivered(t, deliver(t, e.client(nil), "ann@example.test", []string{"bob@remote.test"}, testBody))
 			if len(backup.messages()) != 1 || len(primary.messages()) != 0 {
 				t.Errorf("primary %d, backup %d messages", len(primary.messages()), len(backup.messages()))
 			}
@@ -209,7 +209,7 @@ func TestDropMidwayTriesNextHost(t *testing.T) {
 	backup := newSink(t, sinkOpts{})
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", primary.addr)
 	e.mx("remote.test", 20, "mx2.remote.test", "192.0.2.2", backup.addr)
-	wantDelivered(t, deliver(e.client(nil), "ann@example.test", []string{"bob@remote.test", "carol@remote.test"}, testBody))
+	wantDelivered(t, deliver(t, e.client(nil), "ann@example.test", []string{"bob@remote.test", "carol@remote.test"}, testBody))
 	bm := backup.messages()
 	if len(primary.messages()) != 0 || len(bm) != 1 || len(bm[0].rcpts) != 2 {
 		t.Errorf("primary got %d messages, backup %+v", len(primary.messages()), bm)
@@ -223,7 +223,7 @@ func TestMail5xxAndData5xx(t *testing.T) {
 	c := e.client(nil)
 
 	s.mailErr = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "sender refused"}
-	for _, err := range deliver(c, "ann@example.test", []string{"a@remote.test", "b@remote.test"}, testBody) {
+	for _, err := range deliver(t, c, "ann@example.test", []string{"a@remote.test", "b@remote.test"}, testBody) {
 		wantPerm(t, err, [3]int{5, 7, 1}, "sender refused", "MAIL FROM")
 	}
 
@@ -232,7 +232,7 @@ func TestMail5xxAndData5xx(t *testing.T) {
 	s.dataErr = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "content rejected"}
 	s.mu.Unlock()
 	s.reply("b@remote.test", 550, smtp.EnhancedCode{5, 1, 1}, "unknown")
-	errs := deliver(c, "ann@example.test", []string{"a@remote.test", "b@remote.test"}, testBody)
+	errs := deliver(t, c, "ann@example.test", []string{"a@remote.test", "b@remote.test"}, testBody)
 	wantPerm(t, errs[0], [3]int{5, 6, 0}, "content rejected", "end of DATA")
 	wantPerm(t, errs[1], [3]int{5, 1, 1}, "unknown")
 }
@@ -240,7 +240,7 @@ func TestMail5xxAndData5xx(t *testing.T) {
 func TestNullMX(t *testing.T) {
 	e := newEnv(t)
 	e.dns.mx["nomail.test"] = []*net.MX{{Host: ".", Pref: 0}}
-	for _, err := range deliver(e.client(nil), "ann@example.test", []string{"bob@nomail.test"}, testBody) {
+	for _, err := range deliver(t, e.client(nil), "ann@example.test", []string{"bob@nomail.test"}, testBody) {
 		wantPerm(t, err, [3]int{5, 1, 10}, "null MX")
 	}
 	if len(e.net.dialed()) != 0 {
@@ -253,7 +253,7 @@ func TestImplicitMX(t *testing.T) {
 	s := newSink(t, sinkOpts{})
 	e.dns.addHost("plain.test", "192.0.2.7") // no MX, an A record
 	e.net.route("192.0.2.7", 25, s.addr)
-	wantDelivered(t, deliver(e.client(nil), "ann@example.test", []string{"bob@plain.test"}, testBody))
+	wantDelivered(t, deliver(t, e.client(nil), "ann@example.test", []string{"bob@plain.test"}, testBody))
 	if len(s.messages()) != 1 {
 		t.Fatal("the A record was not used as implicit MX")
 	}
@@ -261,7 +261,7 @@ func TestImplicitMX(t *testing.T) {
 
 func TestNXDomain(t *testing.T) {
 	e := newEnv(t)
-	for _, err := range deliver(e.client(nil), "ann@example.test", []string{"bob@nowhere.test"}, testBody) {
+	for _, err := range deliver(t, e.client(nil), "ann@example.test", []string{"bob@nowhere.test"}, testBody) {
 		wantPerm(t, err, [3]int{5, 1, 2}, "nowhere.test", "does not exist")
 	}
 }
@@ -269,7 +269,7 @@ func TestNXDomain(t *testing.T) {
 func TestDNSTemporaryFailure(t *testing.T) {
 	e := newEnv(t)
 	e.dns.mxErr["flaky.test"] = &net.DNSError{Err: "server misbehaving", Name: "flaky.test", IsTemporary: true}
-	for _, err := range deliver(e.client(nil), "ann@example.test", []string{"bob@flaky.test"}, testBody) {
+	for _, err := range deliver(t, e.client(nil), "ann@example.test", []string{"bob@flaky.test"}, testBody) {
 		wantTemp(t, err, "MX lookup")
 	}
 	// A temporary failure resolving the MX host itself is temporary too,
@@ -277,7 +277,7 @@ func TestDNSTemporaryFailure(t *testing.T) {
 	e.dns.addMX("half.test", 10, "mx1.half.test")
 	e.dns.hostErr["mx1.half.test"] = &net.DNSError{Err: "timeout", Name: "mx1.half.test", IsTimeout: true}
 	e.dns.addMX("half.test", 20, "mx2.half.test") // no address at all: 5.4.4
-	for _, err := range deliver(e.client(nil), "ann@example.test", []string{"bob@half.test"}, testBody) {
+	for _, err := range deliver(t, e.client(nil), "ann@example.test", []string{"bob@half.test"}, testBody) {
 		wantTemp(t, err, "mx1.half.test")
 	}
 }
@@ -287,11 +287,11 @@ func TestMXWithoutAddressIsSkipped(t *testing.T) {
 	s := newSink(t, sinkOpts{})
 	e.dns.addMX("remote.test", 5, "gone.remote.test")
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
-	wantDelivered(t, deliver(e.client(nil), "ann@example.test", []string{"bob@remote.test"}, testBody))
+	wantDelivered(t, deliver(t, e.client(nil), "ann@example.test", []string{"bob@remote.test"}, testBody))
 
 	e2 := newEnv(t)
 	e2.dns.addMX("remote.test", 5, "gone.remote.test")
-	for _, err := range deliver(e2.client(nil), "ann@example.test", []string{"bob@remote.test"}, testBody) {
+	for _, err := range deliver(t, e2.client(nil), "ann@example.test", []string{"bob@remote.test"}, testBody) {
 		wantPerm(t, err, [3]int{5, 4, 4}, "gone.remote.test")
 	}
 }
@@ -318,7 +318,7 @@ func TestEqualPreferenceSpreadsLoad(t *testing.T) {
 	e.mx("remote.test", 10, "mx2.remote.test", "192.0.2.2", s2.addr)
 	for range 30 {
 		c := e.client(nil) // a fresh client each time: no connection reuse
-		wantDelivered(t, deliver(c, "ann@example.test", []string{"bob@remote.test"}, testBody))
+		wantDelivered(t, deliver(t, c, "ann@example.test", []string{"bob@remote.test"}, testBody))
 		c.Close()
 	}
 	n1, n2 := len(s1.messages()), len(s2.messages())
@@ -335,7 +335,7 @@ func TestSkipOurselves(t *testing.T) {
 	s := newSink(t, sinkOpts{})
 	e.mx("remote.test", 5, "us.example.test", "192.0.2.99", s.addr)
 	e.mx("remote.test", 10, "other.remote.test", "192.0.2.1", s.addr)
-	for _, err := range deliver(e.client(func(o *Options) { o.LocalAddrs = local }), "ann@example.test", []string{"bob@remote.test"}, testBody) {
+	for _, err := range deliver(t, e.client(func(o *Options) { o.LocalAddrs = local }), "ann@example.test", []string{"bob@remote.test"}, testBody) {
 		wantPerm(t, err, [3]int{5, 4, 6}, "loops back")
 	}
 
@@ -345,7 +345,7 @@ func TestSkipOurselves(t *testing.T) {
 	e.mx("remote.test", 5, "primary.remote.test", "192.0.2.1", closedPort(t))
 	e.mx("remote.test", 10, "us.example.test", "192.0.2.99", s.addr)
 	e.mx("remote.test", 20, "worse.remote.test", "192.0.2.2", s.addr)
-	for _, err := range deliver(e.client(func(o *Options) { o.LocalAddrs = local }), "ann@example.test", []string{"bob@remote.test"}, testBody) {
+	for _, err := range deliver(t, e.client(func(o *Options) { o.LocalAddrs = local }), "ann@example.test", []string{"bob@remote.test"}, testBody) {
 		wantTemp(t, err)
 	}
 	if d := e.net.dialed(); len(d) != 1 || d[0] != "192.0.2.1:25" {
@@ -361,7 +361,7 @@ func TestStartTLS(t *testing.T) {
 	e := newEnv(t)
 	s := newSink(t, sinkOpts{tls: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
-	wantDelivered(t, deliver(e.client(nil), "ann@example.test", []string{"bob@remote.test"}, testBody))
+	wantDelivered(t, deliver(t, e.client(nil), "ann@example.test", []string{"bob@remote.test"}, testBody))
 	msgs := s.messages()
 	if len(msgs) != 1 || !msgs[0].tls {
 		t.Fatalf("message not received over TLS: %+v", msgs)
@@ -385,7 +385,7 @@ func TestStartTLSHandshakeFailureFallsBackToPlaintext(t *testing.T) {
 	}}
 	s := newSink(t, sinkOpts{tls: broken})
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
-	wantDelivered(t, deliver(e.client(nil), "ann@example.test", []string{"bob@remote.test"}, testBody))
+	wantDelivered(t, deliver(t, e.client(nil), "ann@example.test", []string{"bob@remote.test"}, testBody))
 	msgs := s.messages()
 	if len(msgs) != 1 || msgs[0].tls {
 		t.Fatalf("want one plaintext message, got %+v", msgs)
@@ -405,17 +405,17 @@ func TestSMTPUTF8(t *testing.T) {
 	c := e.client(nil)
 
 	// A non-ASCII recipient fails alone; the others go through.
-	errs := deliver(c, "ann@example.test", []string{"jürgen@remote.test", "bob@remote.test"}, testBody)
+	errs := deliver(t, c, "ann@example.test", []string{"jürgen@remote.test", "bob@remote.test"}, testBody)
 	wantPerm(t, errs[0], [3]int{5, 6, 7}, "SMTPUTF8", "jürgen")
 	if errs[1] != nil {
 		t.Errorf("bob: %v", errs[1])
 	}
 	// A non-ASCII sender or header fails the whole message.
-	for _, err := range deliver(c, "zoë@example.test", []string{"bob@remote.test"}, testBody) {
+	for _, err := range deliver(t, c, "zoë@example.test", []string{"bob@remote.test"}, testBody) {
 		wantPerm(t, err, [3]int{5, 6, 7}, "SMTPUTF8", "zoë")
 	}
 	utf8Header := strings.Replace(testBody, "Subject: hello", "Subject: Grüße", 1)
-	for _, err := range deliver(c, "ann@example.test", []string{"bob@remote.test"}, utf8Header) {
+	for _, err := range deliver(t, c, "ann@example.test", []string{"bob@remote.test"}, utf8Header) {
 		wantPerm(t, err, [3]int{5, 6, 9}, "non-ASCII header")
 	}
 	if n := len(plain.messages()); n != 1 {
@@ -427,7 +427,7 @@ func TestSMTPUTF8(t *testing.T) {
 	intl := newSink(t, sinkOpts{utf8: true})
 	e2.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", intl.addr)
 	c2 := e2.client(nil)
-	wantDelivered(t, deliver(c2, "zoë@example.test", []string{"jürgen@remote.test"}, utf8Header))
+	wantDelivered(t, deliver(t, c2, "zoë@example.test", []string{"jürgen@remote.test"}, utf8Header))
 	msgs := intl.messages()
 	if len(msgs) != 1 || !msgs[0].utf8 || msgs[0].rcpts[0] != "jürgen@remote.test" || msgs[0].data != utf8Header {
 		t.Errorf("SMTPUTF8 server got %+v", msgs)
@@ -438,7 +438,7 @@ func TestSizeLimit(t *testing.T) {
 	e := newEnv(t)
 	s := newSink(t, sinkOpts{maxSize: 64})
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
-	for _, err := range deliver(e.client(nil), "ann@example.test", []string{"bob@remote.test"}, testBody) {
+	for _, err := range deliver(t, e.client(nil), "ann@example.test", []string{"bob@remote.test"}, testBody) {
 		wantPerm(t, err, [3]int{5, 3, 4}, "exceeds the limit of 64 bytes")
 	}
 	if len(s.messages()) != 0 {
@@ -454,7 +454,7 @@ func TestConnectionReuse(t *testing.T) {
 	c := e.client(nil)
 	for i := range 3 {
 		body := strings.Replace(testBody, "hello", "hello "+string(rune('A'+i)), 1)
-		wantDelivered(t, deliver(c, "ann@example.test", []string{"bob@remote.test"}, body))
+		wantDelivered(t, deliver(t, c, "ann@example.test", []string{"bob@remote.test"}, body))
 	}
 	if msgs := s.messages(); len(msgs) != 3 || !msgs[2].tls || !strings.Contains(msgs[2].data, "hello C") {
 		t.Fatalf("sink got %+v", msgs)
@@ -464,7 +464,7 @@ func TestConnectionReuse(t *testing.T) {
 	}
 	// Another domain does not share the connection.
 	e.mx("other.test", 10, "mx1.other.test", "192.0.2.2", s.addr)
-	wantDelivered(t, deliver(c, "ann@example.test", []string{"x@other.test"}, testBody))
+	wantDelivered(t, deliver(t, c, "ann@example.test", []string{"x@other.test"}, testBody))
 	if n := s.connections(); n != 2 {
 		t.Errorf("%d connections, want 2", n)
 	}
@@ -476,9 +476,9 @@ func TestReuseDroppedConnection(t *testing.T) {
 	s := newSink(t, sinkOpts{tls: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
 	c := e.client(nil)
-	wantDelivered(t, deliver(c, "ann@example.test", []string{"bob@remote.test"}, testBody))
+	wantDelivered(t, deliver(t, c, "ann@example.test", []string{"bob@remote.test"}, testBody))
 	s.dropAll() // the server drops the idle connection
-	wantDelivered(t, deliver(c, "ann@example.test", []string{"bob@remote.test"}, testBody))
+	wantDelivered(t, deliver(t, c, "ann@example.test", []string{"bob@remote.test"}, testBody))
 	if n, m := s.connections(), len(s.messages()); n != 2 || m != 2 {
 		t.Errorf("%d connections, %d messages; want 2, 2", n, m)
 	}
@@ -492,7 +492,7 @@ func TestHangingServerTimesOut(t *testing.T) {
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", hangingServer(t))
 	c := e.client(func(o *Options) { o.CommandTimeout = 300 * time.Millisecond })
 	start := time.Now()
-	errs := deliver(c, "ann@example.test", []string{"bob@remote.test"}, testBody)
+	errs := deliver(t, c, "ann@example.test", []string{"bob@remote.test"}, testBody)
 	wantTemp(t, errs[0], "timeout")
 	// One greeting timeout, no second (plaintext) try: well under 3 s.
 	if d := time.Since(start); d > 3*time.Second {
@@ -507,14 +507,14 @@ func TestHangingRcptTimesOutAndContextCancels(t *testing.T) {
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
 
 	c := e.client(func(o *Options) { o.CommandTimeout = 300 * time.Millisecond })
-	errs := deliver(c, "ann@example.test", []string{"slow@remote.test"}, testBody)
+	errs := deliver(t, c, "ann@example.test", []string{"slow@remote.test"}, testBody)
 	wantTemp(t, errs[0], "timeout")
 
 	c2 := e.client(func(o *Options) { o.CommandTimeout = time.Minute })
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	errs = c2.Deliver(ctx, "ann@example.test", []string{"slow@remote.test"}, strings.NewReader(testBody), int64(len(testBody)))
+	errs = deliverCtx(t, ctx, c2, "ann@example.test", []string{"slow@remote.test"}, testBody)
 	wantTemp(t, errs[0], "interrupted")
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("cancellation took %v", d)
@@ -525,7 +525,7 @@ func TestAddressLiteral(t *testing.T) {
 	e := newEnv(t)
 	s := newSink(t, sinkOpts{})
 	e.net.route("192.0.2.9", 25, s.addr)
-	wantDelivered(t, deliver(e.client(nil), "ann@example.test", []string{"bob@[192.0.2.9]"}, testBody))
+	wantDelivered(t, deliver(t, e.client(nil), "ann@example.test", []string{"bob@[192.0.2.9]"}, testBody))
 	if len(s.messages()) != 1 || e.dns.mxLookups != 0 {
 		t.Errorf("messages %d, MX lookups %d", len(s.messages()), e.dns.mxLookups)
 	}
@@ -534,12 +534,12 @@ func TestAddressLiteral(t *testing.T) {
 func TestBadEnvelope(t *testing.T) {
 	e := newEnv(t)
 	c := e.client(nil)
-	if errs := deliver(c, "ann@example.test", nil, testBody); len(errs) != 0 {
+	if errs := deliver(t, c, "ann@example.test", nil, testBody); len(errs) != 0 {
 		t.Errorf("no recipients: %v", errs)
 	}
-	errs := deliver(c, "ann@example.test", []string{"bob@remote.test\r\nRSET"}, testBody)
+	errs := deliver(t, c, "ann@example.test", []string{"bob@remote.test\r\nRSET"}, testBody)
 	wantPerm(t, errs[0], [3]int{5, 1, 3})
-	errs = deliver(c, "ann@example.test", []string{"bob@a.test", "carol@b.test"}, testBody)
+	errs = deliver(t, c, "ann@example.test", []string{"bob@a.test", "carol@b.test"}, testBody)
 	wantTemp(t, errs[0], "different domains")
 }
 
@@ -588,7 +588,7 @@ func TestIDNDomainLookedUpAsALabel(t *testing.T) {
 	e := newEnv(t)
 	s := newSink(t, sinkOpts{utf8: true})
 	e.mx("xn--bcher-kva.test", 10, "mx.xn--bcher-kva.test", "192.0.2.9", s.addr)
-	wantDelivered(t, deliver(e.client(nil), "ann@example.test", []string{"leser@bücher.test"}, testBody))
+	wantDelivered(t, deliver(t, e.client(nil), "ann@example.test", []string{"leser@bücher.test"}, testBody))
 	if msgs := s.messages(); len(msgs) != 1 || msgs[0].rcpts[0] != "leser@bücher.test" {
 		t.Fatalf("sink got %+v", msgs)
 	}

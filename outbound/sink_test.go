@@ -428,6 +428,20 @@ const testBody = "From: Ann <ann@example.test>\r\n" +
 	".a line with a leading dot\r\n" +
 	"Bye.\r\n"
 
-func deliver(c *Client, from string, rcpts []string, body string) []error {
-	return c.Deliver(context.Background(), from, rcpts, strings.NewReader(body), int64(len(body)))
+// deliver makes one delivery attempt and demands exactly one result per
+// recipient, so that no check ranging over the results can pass on an
+// empty slice.
+func deliver(t testing.TB, c *Client, from string, rcpts []string, body string) []error {
+	t.Helper()
+	return deliverCtx(t, context.Background(), c, from, rcpts, body)
+}
+
+// deliverCtx is deliver with a context of the test's choosing.
+func deliverCtx(t testing.TB, ctx context.Context, c *Client, from string, rcpts []string, body string) []error {
+	t.Helper()
+	errs := c.Deliver(ctx, from, rcpts, strings.NewReader(body), int64(len(body)))
+	if len(errs) != len(rcpts) {
+		t.Fatalf("Deliver from %q to %q returned %d results, want one per recipient: %v", from, rcpts, len(errs), errs)
+	}
+	return errs
 }

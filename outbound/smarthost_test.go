@@ -41,8 +41,8 @@ func TestSmarthost(t *testing.T) {
 	for _, mode := range []string{"tls", "starttls"} {
 		t.Run(mode, func(t *testing.T) {
 			e, s, c := smarthostEnv(t, mode, "s3cret")
-			wantDelivered(t, deliver(c, "ann@example.test", []string{"bob@remote.test"}, testBody))
-			wantDelivered(t, deliver(c, "ann@example.test", []string{"x@elsewhere.test"}, testBody))
+			wantDelivered(t, deliver(t, c, "ann@example.test", []string{"bob@remote.test"}, testBody))
+			wantDelivered(t, deliver(t, c, "ann@example.test", []string{"x@elsewhere.test"}, testBody))
 			msgs := s.messages()
 			if len(msgs) != 2 {
 				t.Fatalf("relay got %d messages", len(msgs))
@@ -64,7 +64,7 @@ func TestSmarthost(t *testing.T) {
 
 func TestSmarthostBadPasswordIsTemporary(t *testing.T) {
 	e, s, c := smarthostEnv(t, "starttls", "wrong")
-	errs := deliver(c, "ann@example.test", []string{"bob@remote.test"}, testBody)
+	errs := deliver(t, c, "ann@example.test", []string{"bob@remote.test"}, testBody)
 	wantTemp(t, errs[0], "refused our login", "535")
 	if len(s.messages()) != 0 {
 		t.Error("relayed without login")
@@ -80,7 +80,7 @@ func TestSmarthostRequiresTLS(t *testing.T) {
 	e.dns.addHost("relay.test", "192.0.2.50")
 	e.net.route("192.0.2.50", 587, s.addr)
 	c := e.client(func(o *Options) { o.Smarthost = "relay.test:587" })
-	wantTemp(t, deliver(c, "ann@example.test", []string{"bob@remote.test"}, testBody)[0], "STARTTLS")
+	wantTemp(t, deliver(t, c, "ann@example.test", []string{"bob@remote.test"}, testBody)[0], "STARTTLS")
 	if len(s.messages()) != 0 {
 		t.Error("relayed in plaintext")
 	}
@@ -90,7 +90,7 @@ func TestSmarthostRequiresTLS(t *testing.T) {
 	s2 := newSink(t, sinkOpts{tls: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	e.net.route("192.0.2.50", 587, s2.addr)
 	c2 := e.client(func(o *Options) { o.Smarthost = "relay.test:587" }) // system roots
-	wantTemp(t, deliver(c2, "ann@example.test", []string{"bob@remote.test"}, testBody)[0])
+	wantTemp(t, deliver(t, c2, "ann@example.test", []string{"bob@remote.test"}, testBody)[0])
 	if len(s2.messages()) != 0 {
 		t.Error("relayed to an unverified smarthost")
 	}
@@ -111,7 +111,7 @@ func TestDKIMSigned(t *testing.T) {
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
 	c := e.client(func(o *Options) { o.Signer = signer })
 
-	wantDelivered(t, deliver(c, "bounces@example.test", []string{"bob@remote.test"}, testBody))
+	wantDelivered(t, deliver(t, c, "bounces@example.test", []string{"bob@remote.test"}, testBody))
 	msgs := s.messages()
 	if len(msgs) != 1 {
 		t.Fatal("not delivered")
@@ -139,7 +139,7 @@ func TestDKIMSigned(t *testing.T) {
 
 	// Mail from a domain we hold no key for goes out unsigned.
 	other := strings.ReplaceAll(testBody, "ann@example.test", "zed@other.test")
-	wantDelivered(t, deliver(c, "zed@other.test", []string{"bob@remote.test"}, other))
+	wantDelivered(t, deliver(t, c, "zed@other.test", []string{"bob@remote.test"}, other))
 	if msgs := s.messages(); len(msgs) != 2 || msgs[1].data != other {
 		t.Error("foreign mail was altered")
 	}
@@ -159,7 +159,7 @@ func TestDKIMUnsignableStillSent(t *testing.T) {
 	e.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
 	c := e.client(func(o *Options) { o.Signer = signer })
 	headerOnly := "From: ann@example.test\r\nSubject: no body, no blank line\r\n"
-	wantDelivered(t, deliver(c, "ann@example.test", []string{"bob@remote.test"}, headerOnly))
+	wantDelivered(t, deliver(t, c, "ann@example.test", []string{"bob@remote.test"}, headerOnly))
 	if msgs := s.messages(); len(msgs) != 1 || msgs[0].data != headerOnly {
 		t.Errorf("sink got %+v", msgs)
 	}
@@ -218,7 +218,7 @@ func BenchmarkDeliverReused(b *testing.B) {
 	body := testBody + strings.Repeat(strings.Repeat("x", 76)+"\r\n", 128) // ~10 KB
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if err := deliver(c, "ann@example.test", []string{"bob@remote.test"}, body)[0]; err != nil {
+		if err := deliver(b, c, "ann@example.test", []string{"bob@remote.test"}, body)[0]; err != nil {
 			b.Fatal(err)
 		}
 	}
