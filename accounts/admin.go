@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"postie/envelope"
+	"postie/safeio"
 )
 
 // Errors of the admin commands, wrapped with the address concerned.
@@ -21,8 +22,9 @@ var (
 // 0600), so concurrent commands never lose each other's changes and a
 // running server (which notices within a second) never reads half a file.
 type Admin struct {
-	Path    string   // the accounts file
-	Domains []string // our domains: users and aliases must be in one of them
+	Path    string     // the accounts file
+	Domains []string   // our domains: users and aliases must be in one of them
+	FS      *safeio.FS // writes the file; nil: the real file system
 
 	params hashParams // zero: defaultParams (tests lower the cost)
 }
@@ -244,7 +246,7 @@ func (a *Admin) update(change func(fd *fileData) error) error {
 	if err := change(fd); err != nil {
 		return err
 	}
-	return writeFileAtomic(a.Path, encodeFile(fd))
+	return writeFileAtomic(a.FS, a.Path, encodeFile(fd))
 }
 
 func (a *Admin) updateUser(address string, change func(u *fileUser) error) error {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"postie/safeio"
 )
 
 func TestAdminUserRoundTrip(t *testing.T) {
@@ -273,5 +275,45 @@ func checkFileMode(t *testing.T, path string) {
 		if fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s mode %v, want 0600", p, fi.Mode().Perm())
 		}
+	}
+}
+
+// A failure at any step of writing the accounts file fails the command,
+// leaves the file as it was (the user absent; after a failed directory
+// fsync, old or new and whole) and no temporary file beside it.
+func TestAdminWriteFailsAtEachStep(t *testing.T) {
+	for _, op := range safeio.Steps() {
+		t.Run(string(op), func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "accounts.toml")
+			a := testAdmin(path)
+			if err := a.AddUser("ann@example.test", "pw", 0); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.ReadFile(path)
+			inj := &safeio.Injector{}
+			a.FS = &safeio.FS{Fault: inj.Fault}
+			inj.Arm(op, "")
+			if err := a.AddUser("bob@example.test", "pw", 0); !errors.Is(err, safeio.ErrInjected) {
+				t.Fatalf("AddUser with a failing %s: %v, want the injected error", op, err)
+			}
+			if op != safeio.OpSyncDir {
+				if after, _ := os.ReadFile(path); string(after) != string(before) {
+					t.Errorf("the file changed after a failed %s", op)
+				}
+			}
+			entries, _ := os.ReadDir(dir)
+			for _, e := range entries {
+				if e.Name() != "accounts.toml" && e.Name() != "accounts.toml.lock" {
+					t.Errorf("left behind: %s", e.Name())
+				}
+			}
+			inj.Disarm()
+			// After a failed directory fsync the new file is in place but
+			// not known durable: the retry finds the user, or adds it.
+			if err := a.AddUser("bob@example.test", "pw", 0); err != nil && !(op == safeio.OpSyncDir && errors.Is(err, ErrExists)) {
+				t.Fatalf("retry after the fault: %v", err)
+			}
+		})
 	}
 }

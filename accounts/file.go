@@ -316,8 +316,8 @@ func readFile(path string) ([]byte, fileSig, error) {
 // writeFileAtomic replaces path with data, mode 0600, durably; when root
 // rewrites the server's file, its owner is kept so the server can still
 // read it.
-func writeFileAtomic(path string, data []byte) error {
-	if err := safeio.WriteFile(path, data, 0o600); err != nil {
+func writeFileAtomic(fsys *safeio.FS, path string, data []byte) error {
+	if err := fsys.WriteFile(path, data, 0o600); err != nil {
 		return fmt.Errorf("accounts: write %s: %w", path, err)
 	}
 	return nil

@@ -261,40 +261,14 @@ func readKey(path string) (crypto.Signer, error) {
 	}
 }
 
-// writeNew stores data at path, which must not exist yet: a temporary file
-// in the same directory is written and synced, then hard-linked into place
-// (link fails if path exists, so a concurrent KeyGen cannot overwrite), and
-// the directory is synced.
+// writeNew stores data at path, which must not exist yet, durably and
+// without ever replacing a key a concurrent KeyGen made.
 func writeNew(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".keygen-*")
-	if err != nil {
-		return fmt.Errorf("dkim: write key: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("dkim: write key: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("dkim: write key: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("dkim: write key: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("dkim: write key: %w", err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
+	if err := (*safeio.FS)(nil).CreateNew(path, data, 0o600); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("dkim: key %s: %w", path, ErrKeyExists)
 		}
 		return fmt.Errorf("dkim: write key: %w", err)
-	}
-	if err := safeio.SyncDir(dir); err != nil {
-		return fmt.Errorf("dkim: sync key directory: %w", err)
 	}
 	return nil
 }
