@@ -1,5 +1,6 @@
-// Package testutil holds helpers shared by Postie's tests: test certificates
-// and a goroutine-safe log buffer.
+// Package testutil holds helpers shared by Postie's tests: test certificates,
+// a goroutine-safe log buffer, and ListenerHeldBy, which checks through
+// /proc that a listening port belongs to a given process tree.
 package testutil
 
 import (
