@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -91,6 +92,14 @@ type Options struct {
 	// MaxMessagesPerHour is the submission role's per-user default (450
 	// 4.7.1 at MAIL); a user's own MaxMessagesPerHour overrides it when > 0.
 	MaxMessagesPerHour int
+
+	// Postmaster is the mailbox that RCPT TO:<Postmaster>, which has no
+	// domain (RFC 5321 §4.1.1.3), stands for; "" = postmaster@Hostname.
+	// (Added for issue 9 item 7; used in session.go.)
+	Postmaster string
+	// TrustedNetworks are exempt from MessagesPerMinutePerIP; nil: none.
+	// (Added for issue 9 item 7; used in session.go.)
+	TrustedNetworks []netip.Prefix
 
 	Recipients Recipients // required
 	Delivery   Delivery   // required

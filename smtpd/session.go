@@ -104,7 +104,7 @@ func (s *session) mailMX(from string) (string, *reservation, error) {
 			return "", nil, errBadSender
 		}
 	}
-	if limit := s.srv.opts.MessagesPerMinutePerIP; limit > 0 {
+	if limit := s.srv.opts.MessagesPerMinutePerIP; limit > 0 && !s.trusted() {
 		key, now := limitKey(s.ip), s.srv.opts.Now()
 		if !s.srv.ipRate.take(key, limit, now) {
 			return "", nil, errRateIP
@@ -146,6 +146,10 @@ func (s *session) mailSubmission(from string) (string, *reservation, error) {
 // Rcpt adds a recipient: ours on both roles (postmaster always, RFC 5321
 // §4.5.1), anyone's for an authenticated submission, nobody else's.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if strings.EqualFold(to, "postmaster") {
+		// RFC 5321 §4.1.1.3: <Postmaster> without a domain, in any case.
+		to = s.srv.postmaster()
+	}
 	addr, err := envelope.Normalize(to)
 	if err != nil {
 		s.log.Info("RCPT refused", "to", truncate(to, maxLoggedAddr), "reply", errBadRcpt.Error())
@@ -341,6 +345,24 @@ func (s *session) Reset() {
 func (s *session) Logout() error {
 	s.Reset()
 	return nil
+}
+
+// trusted reports whether the client is in Options.TrustedNetworks.
+func (s *session) trusted() bool {
+	for _, p := range s.srv.opts.TrustedNetworks {
+		if p.Contains(s.ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// postmaster is the address that a bare <Postmaster> stands for.
+func (srv *Server) postmaster() string {
+	if srv.opts.Postmaster != "" {
+		return srv.opts.Postmaster
+	}
+	return "postmaster@" + srv.opts.Hostname
 }
 
 func (s *session) protocol() string {
