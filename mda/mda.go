@@ -1,7 +1,21 @@
-// Package mda is local delivery: it resolves each recipient (user, alias,
-// catch-all, +tag), adds the trace headers, enforces quota, and writes every
-// local copy durably through maildir; recipients that resolve to addresses
-// elsewhere are handed to the outbound queue.
+// Package mda is Postie's router: every message accepted anywhere (the MX,
+// authenticated submission, the `postie deliver` LDA, and the queue's own
+// DSNs) goes through a Router, which decides for each envelope recipient
+// where the mail goes. A local address is resolved (user, alias,
+// catch-all, +tag, postmaster) and each local copy is written durably
+// through maildir, with its trace headers and under quota. An address
+// elsewhere (an alias's remote target, or any recipient of mail that may
+// be relayed: submission and DSNs to remote senders, see Relaying) is
+// handed to the outbound queue, one queued message for all of them
+// (Forwarder). Deliver returns one result per envelope recipient; nil
+// means the message is durable for that recipient, in a Maildir or in the
+// queue, and anything else is an *envelope.Error whose class the SMTP
+// reply or the LDA exit code follows.
+//
+// The router and the queue use each other: the router forwards into the
+// queue and the queue bounces through the router. They are built in that
+// order: queue.Open, then New with the queue as Forwarder, then queue.Run
+// with Relaying() as its Bouncer.
 package mda
 
 import (
@@ -18,7 +32,7 @@ import (
 	"postie/maildir"
 )
 
-// Directory is what the MDA needs of the accounts database.
+// Directory is what the router needs of the accounts database.
 type Directory interface {
 	IsLocalDomain(domain string) bool
 	Resolve(addr string) (accounts.Resolution, error)
@@ -35,7 +49,7 @@ type Forwarder interface {
 	EnqueueFailed(ctx context.Context, env *envelope.Envelope, body io.Reader, failed []error) (string, error)
 }
 
-// Options configures an MDA.
+// Options configures a Router.
 type Options struct {
 	Hostname   string
 	Directory  Directory
@@ -46,20 +60,22 @@ type Options struct {
 	Logger     *slog.Logger
 }
 
-// MDA delivers messages to local mailboxes.
-type MDA struct {
+// Router routes each recipient of a message to its local mailboxes or to
+// the outbound queue, and delivers it there. Its methods are safe for
+// concurrent use.
+type Router struct {
 	opts Options
 	log  *slog.Logger
 	bufs sync.Pool // of *[]byte scratch for spool, so a message costs no fresh 96 KiB
 }
 
-// New returns an MDA.
-func New(opts Options) *MDA {
+// New returns a Router.
+func New(opts Options) *Router {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	m := &MDA{opts: opts, log: log}
+	m := &Router{opts: opts, log: log}
 	m.bufs.New = func() any { b := make([]byte, spoolScratch); return &b }
 	return m
 }
@@ -77,7 +93,7 @@ type destination struct {
 // route resolves rcpt to its destination. It is shared by CheckRecipient and
 // Deliver so that what RCPT accepted is what DATA delivers. A recipient at
 // another domain is queued when relay is allowed, refused otherwise.
-func (m *MDA) route(rcpt string, relay bool) (destination, error) {
+func (m *Router) route(rcpt string, relay bool) (destination, error) {
 	if _, domain := envelope.Split(rcpt); relay && !m.opts.Directory.IsLocalDomain(domain) {
 		if err := envelope.ValidateSender(rcpt); err != nil {
 			return destination{}, envelope.Errorf(553, 5, 1, 3, "bad recipient address")
@@ -103,7 +119,7 @@ func (m *MDA) route(rcpt string, relay bool) (destination, error) {
 // postmaster finds who receives postmaster@domain (RFC 5321 §4.5.1 requires
 // that it exists): the configured address, else the first user of the
 // domain, else the first user at all.
-func (m *MDA) postmaster(domain string) *accounts.User {
+func (m *Router) postmaster(domain string) *accounts.User {
 	if m.opts.Postmaster != "" {
 		if res, err := m.opts.Directory.Resolve(m.opts.Postmaster); err == nil && len(res.Users) > 0 {
 			return res.Users[0]
@@ -122,12 +138,12 @@ func (m *MDA) postmaster(domain string) *accounts.User {
 }
 
 // IsLocalDomain reports whether domain is one of ours.
-func (m *MDA) IsLocalDomain(domain string) bool { return m.opts.Directory.IsLocalDomain(domain) }
+func (m *Router) IsLocalDomain(domain string) bool { return m.opts.Directory.IsLocalDomain(domain) }
 
 // CheckRecipient tells whether mail for rcpt would be taken, as RCPT TO asks:
 // nil, envelope.ErrUnknownUser, envelope.ErrRelayDenied, or
 // envelope.ErrQuotaExceeded when the recipient's only mailbox is full.
-func (m *MDA) CheckRecipient(ctx context.Context, rcpt string) error {
+func (m *Router) CheckRecipient(ctx context.Context, rcpt string) error {
 	dest, err := m.route(rcpt, false)
 	if err != nil {
 		return envelope.AsError(err)
@@ -143,7 +159,7 @@ func (m *MDA) CheckRecipient(ctx context.Context, rcpt string) error {
 	return nil
 }
 
-func (m *MDA) checkQuota(u *accounts.User, size int64) error {
+func (m *Router) checkQuota(u *accounts.User, size int64) error {
 	if u.Quota <= 0 {
 		return nil
 	}
@@ -166,24 +182,24 @@ func (m *MDA) checkQuota(u *accounts.User, size int64) error {
 // is an *envelope.Error. The body is read once. Recipients at other
 // domains are refused: that is the MX role's and the LDA's rule; see
 // Relaying for the roles that may send out.
-func (m *MDA) Deliver(ctx context.Context, env *envelope.Envelope, body io.Reader) []error {
+func (m *Router) Deliver(ctx context.Context, env *envelope.Envelope, body io.Reader) []error {
 	return m.deliver(ctx, env, body, false)
 }
 
 // Relaying returns a Delivery that also takes recipients at other domains,
 // queuing them for outbound delivery: for authenticated submission and for
 // the bounces the queue sends back to remote senders.
-func (m *MDA) Relaying() *Relay { return &Relay{m} }
+func (m *Router) Relaying() *Relay { return &Relay{m} }
 
-// Relay is an MDA that may queue mail for other domains.
-type Relay struct{ m *MDA }
+// Relay is a Router that may queue mail for other domains.
+type Relay struct{ m *Router }
 
-// Deliver is MDA.Deliver with relaying allowed.
+// Deliver is Router.Deliver with relaying allowed.
 func (r *Relay) Deliver(ctx context.Context, env *envelope.Envelope, body io.Reader) []error {
 	return r.m.deliver(ctx, env, body, true)
 }
 
-func (m *MDA) deliver(ctx context.Context, env *envelope.Envelope, body io.Reader, relay bool) []error {
+func (m *Router) deliver(ctx context.Context, env *envelope.Envelope, body io.Reader, relay bool) []error {
 	errs := make([]error, len(env.To))
 	dests := make([]destination, len(env.To))
 	for i, rcpt := range env.To {
@@ -236,7 +252,7 @@ func (m *MDA) deliver(ctx context.Context, env *envelope.Envelope, body io.Reade
 // would make the sender resend the copies already stored; so the failures
 // are recorded in the queue, which bounces them to the sender, and count
 // as handled. All-or-nothing outcomes are left to the caller's reply.
-func (m *MDA) bounceLate(ctx context.Context, env *envelope.Envelope, errs []error, msg *spooled) {
+func (m *Router) bounceLate(ctx context.Context, env *envelope.Envelope, errs []error, msg *spooled) {
 	var failedTo []string
 	var failed []error
 	for i, err := range errs {
@@ -266,7 +282,7 @@ func (m *MDA) bounceLate(ctx context.Context, env *envelope.Envelope, errs []err
 
 // deliverLocal writes one copy per distinct local user, in parallel (their
 // fsyncs overlap), and returns each user's outcome.
-func (m *MDA) deliverLocal(ctx context.Context, env *envelope.Envelope, dests []destination, errs []error, msg *spooled) map[string]error {
+func (m *Router) deliverLocal(ctx context.Context, env *envelope.Envelope, dests []destination, errs []error, msg *spooled) map[string]error {
 	type job struct {
 		user *accounts.User
 		rcpt string
@@ -308,7 +324,7 @@ func (m *MDA) deliverLocal(ctx context.Context, env *envelope.Envelope, dests []
 	return results
 }
 
-func (m *MDA) deliverCopy(ctx context.Context, env *envelope.Envelope, u *accounts.User, rcpt string, only bool, msg *spooled) error {
+func (m *Router) deliverCopy(ctx context.Context, env *envelope.Envelope, u *accounts.User, rcpt string, only bool, msg *spooled) error {
 	if err := ctx.Err(); err != nil {
 		return envelope.Temp(err)
 	}
@@ -340,7 +356,7 @@ func (m *MDA) deliverCopy(ctx context.Context, env *envelope.Envelope, u *accoun
 
 // forward queues one copy for all remote targets of the recipients still
 // without an error.
-func (m *MDA) forward(ctx context.Context, env *envelope.Envelope, dests []destination, errs []error, msg *spooled) {
+func (m *Router) forward(ctx context.Context, env *envelope.Envelope, dests []destination, errs []error, msg *spooled) {
 	var remote []string
 	var owners []int
 	seen := map[string]bool{}
@@ -379,7 +395,7 @@ func (m *MDA) forward(ctx context.Context, env *envelope.Envelope, dests []desti
 	}
 }
 
-func (m *MDA) logOutcome(env *envelope.Envelope, size int64, errs []error) {
+func (m *Router) logOutcome(env *envelope.Envelope, size int64, errs []error) {
 	outcome := make([]string, len(errs))
 	for i, err := range errs {
 		if err == nil {

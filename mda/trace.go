@@ -7,7 +7,7 @@ import (
 	"postie/envelope"
 )
 
-// traceHeaders builds the fields the MDA prepends to each copy: Return-Path
+// traceHeaders builds the fields the router prepends to each copy: Return-Path
 // and Delivered-To (RFC 9228) for a local mailbox (deliveredTo != ""), and
 // always a Received: field (RFC 5321 §4.4).
 func traceHeaders(env *envelope.Envelope, hostname, deliveredTo, forRcpt string) string {

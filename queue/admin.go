@@ -161,10 +161,7 @@ func editState(dir, id string, edit func(*state)) error {
 		return err
 	}
 	edit(st)
-	if err := writeState(dir, st); err != nil {
-		return err
-	}
-	return safeio.SyncDir(dir)
+	return safeio.WriteFile(filepath.Join(dir, id+stateExt), encodeState(st), 0o600)
 }
 
 // adminDo runs direct while holding the owner lock, or, if a server owns

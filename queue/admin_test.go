@@ -134,7 +134,7 @@ func TestAdminWithoutServer(t *testing.T) {
 
 	// The next server sends the bounce and tries c at once.
 	d2 := newDeliverer(nil)
-	q, err := Open(testOptions(t, h.dir, h.clock, d2, h.b))
+	q, err := Open(testOptions(t, h.dir, h.clock, d2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestEnqueueFromAnotherProcess(t *testing.T) {
 	h := newHarness(t, d, nil)
 	h.q.pollEvery = 50 * time.Millisecond
 	h.run()
-	guest, err := Open(testOptions(t, h.dir, h.clock, nil, nil))
+	guest, err := Open(testOptions(t, h.dir, h.clock, nil))
 	if err != nil {
 		t.Fatal(err)
 	}

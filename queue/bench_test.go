@@ -19,7 +19,7 @@ var body4k = bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcd
 func BenchmarkEnqueue(b *testing.B) {
 	for _, workers := range []int{1, 10} {
 		b.Run(fmt.Sprintf("goroutines=%d", workers), func(b *testing.B) {
-			q, err := Open(testOptions(b, b.TempDir(), newClock(), nil, nil))
+			q, err := Open(testOptions(b, b.TempDir(), newClock(), nil))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -60,7 +60,7 @@ func (instantDeliverer) Deliver(_ context.Context, _ string, rcpts []string, _ i
 // files removed and the directory fsynced).
 func BenchmarkDrain(b *testing.B) {
 	clock := newClock()
-	opts := testOptions(b, b.TempDir(), clock, instantDeliverer{}, &fakeBouncer{})
+	opts := testOptions(b, b.TempDir(), clock, instantDeliverer{})
 	opts.MaxConcurrency = 20
 	q, err := Open(opts)
 	if err != nil {
@@ -77,7 +77,7 @@ func BenchmarkDrain(b *testing.B) {
 	done := make(chan error, 1)
 	b.ResetTimer()
 	start := time.Now()
-	go func() { done <- q.Run(ctx) }()
+	go func() { done <- q.Run(ctx, &fakeBouncer{}) }()
 	for {
 		q.mu.Lock()
 		n := len(q.items)

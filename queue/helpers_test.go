@@ -195,12 +195,12 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func testOptions(t testing.TB, dir string, clock *fakeClock, d Deliverer, b Bouncer) Options {
+func testOptions(t testing.TB, dir string, clock *fakeClock, d Deliverer) Options {
 	return Options{
 		Dir: dir, Hostname: "mail.example.test",
 		MinRetry: time.Minute, MaxRetry: 4 * time.Minute, Lifetime: time.Hour,
 		MaxConcurrency: 10, MaxPerDomain: 4,
-		Deliverer: d, Bouncer: b, Logger: testLogger(t), Now: clock.Now,
+		Deliverer: d, Logger: testLogger(t), Now: clock.Now,
 	}
 }
 
@@ -208,7 +208,7 @@ func testOptions(t testing.TB, dir string, clock *fakeClock, d Deliverer, b Boun
 func newHarness(t *testing.T, d *fakeDeliverer, edit func(*Options)) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir(), clock: newClock(), d: d, b: &fakeBouncer{}}
-	opts := testOptions(t, h.dir, h.clock, d, h.b)
+	opts := testOptions(t, h.dir, h.clock, d)
 	if edit != nil {
 		edit(&opts)
 	}
@@ -231,7 +231,7 @@ func (h *harness) run() {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.q.Run(ctx) }()
+	go func() { done <- h.q.Run(ctx, h.b) }()
 	h.stop = func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -3,7 +3,6 @@ package queue
 import (
 	"container/heap"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"postie/envelope"
 	"sync"
@@ -228,7 +227,11 @@ func (q *Queue) snapshotLocked(it *item) ([]byte, uint64) {
 }
 
 // persist writes a snapshot to the state file, unless a newer one is
-// already there or the item was removed.
+// already there or the item was removed. If the write fails, the memory
+// stays right and the disk behind: the item is marked unsaved, and the
+// scheduler writes it again every pollEvery until it succeeds (see
+// saveUnsaved). Nothing is lost meanwhile; only a restart before then
+// repeats the work done since the last save.
 func (q *Queue) persist(it *item, data []byte, version uint64) {
 	it.fileMu.Lock()
 	defer it.fileMu.Unlock()
@@ -238,17 +241,66 @@ func (q *Queue) persist(it *item, data []byte, version uint64) {
 	if deleted || it.written >= version {
 		return
 	}
-	err := writeFileSynced(filepath.Join(q.dir, it.st.ID+stateExt), data)
+	err := q.fs.Replace(filepath.Join(q.dir, it.st.ID+stateExt), data, 0o600)
 	if err == nil {
 		err = q.dirSync.Sync()
 	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	if err != nil {
-		// The memory is right and the disk is behind: after a crash some
-		// work may be done twice, never lost.
-		q.log.Error("queue: saving state", "id", it.st.ID, "err", err)
+		if !q.unsaved[it] {
+			q.log.Error("queue: saving state failed; retrying", "id", it.st.ID,
+				"unsaved_deliveries", q.unsavedDeliveriesLocked(it), "err", err)
+		}
+		q.unsaved[it] = true
 		return
 	}
 	it.written = version
+	if q.unsaved[it] {
+		delete(q.unsaved, it)
+		q.log.Info("queue: state saved after an earlier failure", "id", it.st.ID)
+	}
+}
+
+// unsavedDeliveriesLocked lists the recipients the memory has delivered:
+// those a restart before the next successful save would deliver again.
+func (q *Queue) unsavedDeliveriesLocked(it *item) []string {
+	var out []string
+	for _, r := range it.st.Rcpts {
+		if r.Status == StatusDelivered {
+			out = append(out, r.Addr)
+		}
+	}
+	return out
+}
+
+// saveUnsaved writes again the state of every item whose last write
+// failed. With final (the scheduler is stopping), what still fails is
+// logged with the recipients the next start will deliver again.
+func (q *Queue) saveUnsaved(final bool) {
+	q.mu.Lock()
+	items := make([]*item, 0, len(q.unsaved))
+	for it := range q.unsaved {
+		items = append(items, it)
+	}
+	q.mu.Unlock()
+	for _, it := range items {
+		q.mu.Lock()
+		if it.deleted {
+			delete(q.unsaved, it)
+			q.mu.Unlock()
+			continue
+		}
+		data, v := q.snapshotLocked(it)
+		q.mu.Unlock()
+		q.persist(it, data, v)
+		q.mu.Lock()
+		if final && q.unsaved[it] {
+			q.log.Error("queue: stopping with a state file behind; the next start delivers these again",
+				"id", it.st.ID, "rcpts", q.unsavedDeliveriesLocked(it))
+		}
+		q.mu.Unlock()
+	}
 }
 
 // remove takes the item out of memory and off the disk.
@@ -261,18 +313,19 @@ func (q *Queue) remove(it *item) {
 		return
 	}
 	it.deleted = true
+	delete(q.unsaved, it)
 	if q.items[it.st.ID] == it {
 		delete(q.items, it.st.ID)
 	}
 	// The state file goes first and under mu, so rescan never sees a
 	// message that is half removed.
-	err := os.Remove(filepath.Join(q.dir, it.st.ID+stateExt))
+	err := q.fs.Remove(filepath.Join(q.dir, it.st.ID+stateExt))
 	q.mu.Unlock()
 	it.fileMu.Unlock()
-	if err == nil || os.IsNotExist(err) {
-		err = os.Remove(filepath.Join(q.dir, it.st.ID+msgExt))
+	if err == nil {
+		err = q.fs.Remove(filepath.Join(q.dir, it.st.ID+msgExt))
 	}
-	if err == nil || os.IsNotExist(err) {
+	if err == nil {
 		err = q.dirSync.Sync()
 	}
 	if err != nil {

@@ -28,7 +28,7 @@ func (q *Queue) recoverAndLoad() error {
 	var loaded []*state
 	changed := false
 	drop := func(name, msg string) {
-		if err := os.Remove(filepath.Join(q.dir, name)); err != nil {
+		if err := q.fs.Remove(filepath.Join(q.dir, name)); err != nil {
 			q.log.Error("queue: recovery", "file", name, "err", err)
 			return
 		}
@@ -38,7 +38,7 @@ func (q *Queue) recoverAndLoad() error {
 	for _, e := range entries {
 		name := e.Name()
 		switch id, ext := splitName(name); {
-		case strings.HasSuffix(name, tmpExt):
+		case isTemp(name):
 			drop(name, "queue: recovery: removed a temporary file")
 		case !validID(id):
 			// not ours: leave it
@@ -57,7 +57,7 @@ func (q *Queue) recoverAndLoad() error {
 	}
 	q.cleanAdminDir(0)
 	if changed {
-		if err := safeio.SyncDir(q.dir); err != nil {
+		if err := q.fs.SyncDir(q.dir); err != nil {
 			return err
 		}
 	}

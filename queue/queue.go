@@ -37,7 +37,8 @@ type Deliverer interface {
 }
 
 // Bouncer takes a DSN (or a delay notice) from the null sender and delivers it: to a local sender's INBOX at once,
-// or back into this queue for a remote one. It is the MDA, wired by the lead.
+// or back into this queue for a remote one. It is the router (package mda), which itself queues through this
+// Queue: so it is handed to Run, not to Open, and the two are built in order (Open, the router, Run).
 type Bouncer interface {
 	Deliver(ctx context.Context, env *envelope.Envelope, body io.Reader) []error
 }
@@ -54,9 +55,13 @@ type Options struct {
 	MaxConcurrency int           // attempts (and DSN hand-overs) at once (20)
 	MaxPerDomain   int           // attempts at once to one recipient domain (4)
 	Deliverer      Deliverer     // required by Run
-	Bouncer        Bouncer       // required by Run
 	Logger         *slog.Logger  // nil: slog.Default()
 	Now            func() time.Time
+
+	// FS makes every durable write of the spool (message files, state
+	// files, directory fsyncs). nil: the real file system; tests set its
+	// Fault to fail each step.
+	FS *safeio.FS
 }
 
 const (
@@ -87,8 +92,10 @@ type Queue struct {
 	dir       string
 	log       *slog.Logger
 	now       func() time.Time
+	fs        *safeio.FS
 	dirSync   *safeio.DirSyncer
 	pollEvery time.Duration // pollInterval; tests shorten it
+	bouncer   Bouncer       // set by Run before it starts any task
 
 	lockMu    sync.Mutex
 	ownerLock *os.File // nil while another process owns the spool
@@ -103,6 +110,7 @@ type Queue struct {
 	waiting   map[string][]unit // due units held back by MaxPerDomain
 	inflight  int
 	perDomain map[string]int
+	unsaved   map[*item]bool // items whose last state write failed: retried every pollEvery
 
 	wakeCh chan struct{}
 	tasks  sync.WaitGroup
@@ -136,9 +144,11 @@ func Open(opts Options) (*Queue, error) {
 		items:     make(map[string]*item),
 		waiting:   make(map[string][]unit),
 		perDomain: make(map[string]int),
+		unsaved:   make(map[*item]bool),
 		wakeCh:    make(chan struct{}, 1),
+		fs:        opts.FS,
 	}
-	q.dirSync = &safeio.DirSyncer{Dir: q.dir}
+	q.dirSync = &safeio.DirSyncer{Dir: q.dir, FS: q.fs}
 	if err := os.MkdirAll(filepath.Join(q.dir, adminDirName), 0o700); err != nil {
 		return nil, fmt.Errorf("queue: open: %w", err)
 	}
@@ -216,6 +226,7 @@ func (q *Queue) Close() error {
 	q.items = make(map[string]*item)
 	q.units = nil
 	q.waiting = make(map[string][]unit)
+	q.unsaved = make(map[*item]bool)
 	q.mu.Unlock()
 	if q.ownerLock == nil {
 		return nil
@@ -225,11 +236,14 @@ func (q *Queue) Close() error {
 	return err
 }
 
-// Enqueue writes the message and its envelope durably (message file
-// written and fsynced, state file written and fsynced through a temporary
-// file and a rename, directory fsynced) before it returns; only then may
+// Enqueue writes the message and its envelope durably before it returns
+// (message file written and fsynced, state file written and fsynced
+// through a temporary file and a rename, directory fsynced); only then may
 // the caller answer 250. The body is streamed to disk. On any error
-// nothing of the message is left in the spool. It returns the queue ID.
+// nothing of the message is left in the spool, nothing is scheduled, and
+// the error is not an *envelope.Error (envelope.AsError makes it a
+// temporary 451) unless the envelope itself is bad. It returns the queue
+// ID.
 func (q *Queue) Enqueue(ctx context.Context, env *envelope.Envelope, body io.Reader) (string, error) {
 	return q.enqueue(ctx, env, body, nil)
 }
@@ -239,7 +253,8 @@ func (q *Queue) Enqueue(ctx context.Context, env *envelope.Envelope, body io.Rea
 // permanent or temporary error, with its SMTP reply. The queue sends the
 // sender one bounce for them and then forgets the message. It is how a
 // failure found after RCPT was accepted (a mailbox that filled up during
-// DATA) reaches the sender instead of being lost behind a 250.
+// DATA) reaches the sender instead of being lost behind a 250. A repeated
+// recipient is reported once, with its first error.
 func (q *Queue) EnqueueFailed(ctx context.Context, env *envelope.Envelope, body io.Reader, failed []error) (string, error) {
 	if len(failed) != len(env.To) {
 		return "", fmt.Errorf("queue: enqueue failed: %d errors for %d recipients", len(failed), len(env.To))
@@ -248,7 +263,9 @@ func (q *Queue) EnqueueFailed(ctx context.Context, env *envelope.Envelope, body 
 }
 
 func (q *Queue) enqueue(ctx context.Context, env *envelope.Envelope, body io.Reader, failed []error) (string, error) {
-	rcpts, err := cleanRcpts(env.To)
+	// Everything that can refuse the envelope is checked before a byte is
+	// written: an error after that must take the files back.
+	rcpts, failed, err := cleanRcpts(env.To, failed)
 	if err != nil {
 		return "", fmt.Errorf("queue: enqueue: %w", err)
 	}
@@ -274,27 +291,8 @@ func (q *Queue) enqueue(ctx context.Context, env *envelope.Envelope, body io.Rea
 	if err != nil {
 		return "", fmt.Errorf("queue: enqueue: %w", err)
 	}
-	st := &state{
-		Version: stateVersion, ID: id, EnvID: env.ID, From: env.From, Created: now, Size: size,
-		RemoteAddr: env.RemoteAddr, AuthUser: env.AuthUser,
-	}
-	for _, r := range rcpts {
-		st.Rcpts = append(st.Rcpts, RcptState{Addr: r, Status: StatusPending})
-	}
-	if failed != nil {
-		if len(rcpts) != len(failed) {
-			return "", errors.New("queue: enqueue failed: duplicate recipients")
-		}
-		for i, err := range failed {
-			st.markFailed(i, envelope.AsError(err), now)
-		}
-	}
-	if err := writeState(q.dir, st); err == nil {
-		err = q.dirSync.Sync()
-	}
-	if err != nil {
-		os.Remove(filepath.Join(q.dir, id+stateExt))
-		os.Remove(filepath.Join(q.dir, id+msgExt))
+	st := newState(id, env, rcpts, failed, size, now)
+	if err := q.commit(st); err != nil {
 		return "", fmt.Errorf("queue: enqueue %s: %w", id, err)
 	}
 
@@ -312,12 +310,30 @@ func (q *Queue) enqueue(ctx context.Context, env *envelope.Envelope, body io.Rea
 	return id, nil
 }
 
-// writeMsg streams body into a new message file and fsyncs it.
+// newState is the state of a message just written: every recipient
+// pending, or failed as failed (parallel to rcpts) says.
+func newState(id string, env *envelope.Envelope, rcpts []string, failed []error, size int64, now time.Time) *state {
+	st := &state{
+		Version: stateVersion, ID: id, EnvID: env.ID, From: env.From, Created: now, Size: size,
+		RemoteAddr: env.RemoteAddr, AuthUser: env.AuthUser,
+	}
+	for _, r := range rcpts {
+		st.Rcpts = append(st.Rcpts, RcptState{Addr: r, Status: StatusPending})
+	}
+	for i, err := range failed {
+		st.markFailed(i, envelope.AsError(err), now)
+	}
+	return st
+}
+
+// writeMsg streams body into a new message file and fsyncs it. On error
+// the file is gone. Its name becomes durable with the directory fsync of
+// commit.
 func (q *Queue) writeMsg(ctx context.Context, now time.Time, body io.Reader) (id string, size int64, err error) {
-	var f *os.File
+	var f *safeio.File
 	for range 5 {
 		id = newID(now)
-		f, err = os.OpenFile(filepath.Join(q.dir, id+msgExt), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err = q.fs.Create(filepath.Join(q.dir, id+msgExt), 0o600)
 		if !errors.Is(err, os.ErrExist) {
 			break
 		}
@@ -325,18 +341,36 @@ func (q *Queue) writeMsg(ctx context.Context, now time.Time, body io.Reader) (id
 	if err != nil {
 		return "", 0, err
 	}
-	size, err = io.CopyBuffer(f, ctxReader{ctx, body}, make([]byte, 32<<10))
+	size, err = f.Copy(ctxReader{ctx, body}, make([]byte, 32<<10))
 	if err == nil {
 		err = f.Sync()
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
-		os.Remove(f.Name())
+		f.Abort()
 		return "", 0, err
 	}
 	return id, size, nil
+}
+
+// commit makes a message whose file writeMsg wrote part of the spool: its
+// state file is written (the commit point) and the directory fsynced, which
+// makes both names durable. On error both files are removed. A crash just
+// after a failed directory fsync may still bring them back: a message the
+// client was told to send again, delivered twice, never one lost.
+func (q *Queue) commit(st *state) error {
+	err := q.writeState(st)
+	if err == nil {
+		err = q.dirSync.Sync()
+	}
+	if err == nil {
+		return nil
+	}
+	for _, name := range []string{st.ID + stateExt, st.ID + msgExt} { // the commit point first
+		if rerr := q.fs.Remove(filepath.Join(q.dir, name)); rerr != nil {
+			q.log.Error("queue: taking back a failed enqueue", "id", st.ID, "file", name, "err", rerr)
+		}
+	}
+	return err
 }
 
 // ctxReader stops a copy when its context is done.
@@ -353,24 +387,28 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 // cleanRcpts validates the recipients and drops repeats (compared as
-// envelope.Key does).
-func cleanRcpts(to []string) ([]string, error) {
+// envelope.Key does), with their entries in failed when it is not nil.
+func cleanRcpts(to []string, failed []error) ([]string, []error, error) {
 	if len(to) == 0 {
-		return nil, errors.New("no recipients")
+		return nil, nil, errors.New("no recipients")
 	}
 	seen := make(map[string]bool, len(to))
 	out := make([]string, 0, len(to))
-	for _, r := range to {
+	var outFailed []error
+	for i, r := range to {
 		// A bounce goes back to whatever sender the MX accepted.
 		if err := envelope.ValidateSender(r); err != nil {
-			return nil, fmt.Errorf("recipient: %w", err)
+			return nil, nil, fmt.Errorf("recipient: %w", err)
 		}
 		if k := envelope.Key(r); !seen[k] {
 			seen[k] = true
 			out = append(out, r)
+			if failed != nil {
+				outFailed = append(outFailed, failed[i])
+			}
 		}
 	}
-	return out, nil
+	return out, outFailed, nil
 }
 
 // rcptDomain is the key recipients are grouped and limited by.

@@ -405,7 +405,7 @@ func TestRestartResumes(t *testing.T) {
 	}
 
 	d2 := newDeliverer(nil)
-	q2, err := Open(testOptions(t, h.dir, h.clock, d2, h.b))
+	q2, err := Open(testOptions(t, h.dir, h.clock, d2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +432,7 @@ func TestRestartResumes(t *testing.T) {
 func TestOpenRecovers(t *testing.T) {
 	dir := t.TempDir()
 	clock := newClock()
-	q, err := Open(testOptions(t, dir, clock, newDeliverer(nil), &fakeBouncer{}))
+	q, err := Open(testOptions(t, dir, clock, newDeliverer(nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,7 +457,7 @@ func TestOpenRecovers(t *testing.T) {
 	write("README", "not ours")
 	write(adminDirName+"/x.req.tmp", "")
 
-	q, err = Open(testOptions(t, dir, clock, newDeliverer(nil), &fakeBouncer{}))
+	q, err = Open(testOptions(t, dir, clock, newDeliverer(nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

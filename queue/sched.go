@@ -18,12 +18,14 @@ import (
 // Run is the scheduler: one goroutine that sleeps on a timer until the
 // next unit of work is due (or a new message, a finished attempt, Flush or
 // an admin request wakes it), then starts what is due within the
-// concurrency limits. If another process owns the spool, Run first waits
-// up to ownerWait for it. Run returns nil when ctx is done, once the
-// attempts in flight (whose context is ctx) have ended.
-func (q *Queue) Run(ctx context.Context) error {
-	if q.opts.Deliverer == nil || q.opts.Bouncer == nil {
-		return errors.New("queue: run: Deliverer and Bouncer are required")
+// concurrency limits. DSNs and delay notices go to bouncer (the router,
+// which may queue through this Queue: hence it comes here and not through
+// Options). If another process owns the spool, Run first waits up to
+// ownerWait for it. Run returns nil when ctx is done, once the attempts in
+// flight (whose context is ctx) have ended.
+func (q *Queue) Run(ctx context.Context, bouncer Bouncer) error {
+	if q.opts.Deliverer == nil || bouncer == nil {
+		return errors.New("queue: run: a Deliverer and a Bouncer are required")
 	}
 	q.mu.Lock()
 	if q.running {
@@ -31,6 +33,7 @@ func (q *Queue) Run(ctx context.Context) error {
 		return errors.New("queue: run: already running")
 	}
 	q.running = true
+	q.bouncer = bouncer
 	q.mu.Unlock()
 	defer func() {
 		q.mu.Lock()
@@ -56,10 +59,12 @@ func (q *Queue) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			q.tasks.Wait()
+			q.saveUnsaved(true)
 			return nil
 		case <-q.wakeCh:
 		case <-timer.C:
 		case <-poll.C:
+			q.saveUnsaved(false)
 			q.pollAdmin()
 			if time.Since(lastRescan) >= rescanInterval {
 				q.rescan()
@@ -436,7 +441,7 @@ func (q *Queue) sendNotice(ctx context.Context, it *item, job *noticeJob) (dsnID
 		return dsnID, fmt.Errorf("building the DSN: %w", err)
 	}
 	env := &envelope.Envelope{ID: dsnID, From: "", To: []string{it.st.From}, Protocol: "LOCAL", Received: now}
-	errs := q.opts.Bouncer.Deliver(ctx, env, &buf)
+	errs := q.bouncer.Deliver(ctx, env, &buf)
 	if len(errs) != 1 {
 		return dsnID, fmt.Errorf("internal error: bouncer gave %d results for 1 recipient", len(errs))
 	}

@@ -16,9 +16,9 @@ import (
 
 // The spool directory holds, per message, "<id>.msg" (the message as
 // received) and "<id>.json" (its envelope and delivery state). The state
-// file is the commit point: it is written last, through "<id>.json.tmp"
-// and a rename, so a message file without a state file is an Enqueue that
-// never finished. Besides those:
+// file is the commit point: it is written last, through a temporary
+// ".tmp-<id>.json-*" (safeio.FS.Replace) and a rename, so a message file
+// without a state file is an Enqueue that never finished. Besides those:
 //
 //	owner.lock   flock(LOCK_EX) held by the process that runs the scheduler; holds its PID
 //	write.lock   flock(LOCK_SH) held by other processes while they enqueue; the owner
@@ -32,7 +32,17 @@ const (
 	writeLockName = "write.lock"
 	adminDirName  = "admin"
 	stateVersion  = 1
+
+	// tmpPrefix starts the temporary names of safeio.FS.Replace; tmpExt
+	// ends those of publish (and of state files written by older versions).
+	tmpPrefix = ".tmp-"
 )
+
+// isTemp reports whether a spool file name is a temporary one, which only
+// a write in progress (or cut short by a crash) has.
+func isTemp(name string) bool {
+	return strings.HasPrefix(name, tmpPrefix) || strings.HasSuffix(name, tmpExt)
+}
 
 // Recipient statuses, as kept in RcptState.Status.
 const (
@@ -108,33 +118,10 @@ func readState(path string) (*state, error) {
 	return st, nil
 }
 
-// writeFileSynced writes data to path through path+".tmp": write, fsync,
-// rename. The caller fsyncs the directory.
-func writeFileSynced(path string, data []byte) error {
-	tmp := path + tmpExt
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
-}
-
-// writeState writes st durably, except for the directory fsync.
-func writeState(dir string, st *state) error {
-	return writeFileSynced(filepath.Join(dir, st.ID+stateExt), encodeState(st))
+// writeState replaces the state file with st: a temporary file written,
+// fsynced and renamed over it. The caller fsyncs the directory (dirSync).
+func (q *Queue) writeState(st *state) error {
+	return q.fs.Replace(filepath.Join(q.dir, st.ID+stateExt), encodeState(st), 0o600)
 }
 
 // encodeState is the state file's form: indented JSON, for the admin who

@@ -8,9 +8,9 @@ import (
 	"postie/queue"
 )
 
-// queueForwarder gives the MDA the queue, as the queue comes: serve builds
-// the MDA before the queue (the queue bounces through the MDA), and the
-// LDA opens the queue only when a message needs it.
+// queueForwarder gives the router (mda) a queue opened only when a message
+// needs it: the LDA's, as most of its calls deliver locally. serve opens
+// its queue first and hands it to the router as it is.
 type queueForwarder func() (*queue.Queue, error)
 
 func (f queueForwarder) Enqueue(ctx context.Context, env *envelope.Envelope, body io.Reader) (string, error) {

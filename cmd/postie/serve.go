@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -86,7 +85,7 @@ type server struct {
 	store    *maildir.Store
 	queue    *queue.Queue
 	outbound *outbound.Client
-	mda      *mda.MDA
+	mda      *mda.Router
 
 	mx, submission *smtpd.Server
 	imap           *imapd.Server
@@ -119,30 +118,22 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server, error) {
 	if s.outbound, err = newOutbound(cfg, log); err != nil {
 		return nil, err
 	}
-	// The queue bounces through the MDA, and the MDA forwards through the
-	// queue: the MDA is built first with a forwarder that reaches the queue
-	// once it exists.
-	var opened atomic.Pointer[queue.Queue]
-	fwd := queueForwarder(func() (*queue.Queue, error) {
-		if q := opened.Load(); q != nil {
-			return q, nil
-		}
-		return nil, errors.New("queue not open yet")
-	})
-	s.mda = mda.New(mda.Options{
-		Hostname: cfg.Hostname, Directory: s.accounts, Store: s.store, Forwarder: fwd,
-		Postmaster: cfg.Postmaster, TmpDir: cfg.SpoolTmpDir(), Logger: log,
-	})
+	// The router forwards into the queue and the queue bounces through the
+	// router: the queue is opened first, the router built on it, and the
+	// router handed to the queue's Run.
 	s.queue, err = queue.Open(queue.Options{
 		Dir: cfg.QueueDir(), Hostname: cfg.Hostname,
 		MinRetry: cfg.Queue.MinRetry, MaxRetry: cfg.Queue.MaxRetry, Lifetime: cfg.Queue.Lifetime, DelayWarning: cfg.Queue.DelayWarning,
 		MaxConcurrency: cfg.Queue.MaxConcurrency, MaxPerDomain: cfg.Queue.MaxPerDomain,
-		Deliverer: s.outbound, Bouncer: s.mda.Relaying(), Logger: log,
+		Deliverer: s.outbound, Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	opened.Store(s.queue)
+	s.mda = mda.New(mda.Options{
+		Hostname: cfg.Hostname, Directory: s.accounts, Store: s.store, Forwarder: s.queue,
+		Postmaster: cfg.Postmaster, TmpDir: cfg.SpoolTmpDir(), Logger: log,
+	})
 	s.buildFrontEnds()
 	return s, nil
 }
@@ -262,7 +253,7 @@ func (s *server) run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := s.queue.Run(qctx); err != nil && !errors.Is(err, context.Canceled) {
+		if err := s.queue.Run(qctx, s.mda.Relaying()); err != nil && !errors.Is(err, context.Canceled) {
 			s.log.Error("queue stopped", "err", err)
 		}
 	}()
