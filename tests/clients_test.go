@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"postie/config"
 )
 
 func needPython(t *testing.T) {
@@ -20,20 +22,49 @@ func needPython(t *testing.T) {
 	}
 }
 
-// exampleInstance runs the server on config.toml.example exactly as it
-// ships, copied into a temporary directory so its ./data lands there.
+// exampleListeners are the loopback addresses the README promises the
+// shipped config.toml.example listens on, by role.
+var exampleListeners = map[string]string{
+	"smtp": "127.0.0.1:2525", "submission": "127.0.0.1:2587", "submissions": "127.0.0.1:2465",
+	"imap": "127.0.0.1:2143", "imaps": "127.0.0.1:2993", "pop3": "127.0.0.1:2110", "pop3s": "127.0.0.1:2995",
+}
+
+// exampleInstance runs the server on config.toml.example as it ships,
+// copied into a temporary directory so its ./data lands there, with one
+// change: each of its fixed loopback ports becomes a kernel-picked one, so
+// that a quick-start server running beside the tests is neither disturbed
+// nor mistaken for ours.
 func exampleInstance(t *testing.T) *instance {
 	t.Helper()
-	b, err := os.ReadFile("../config.toml.example")
+	const shipped = "../config.toml.example"
+	cfg, err := config.Load(shipped)
+	if err != nil {
+		t.Fatalf("the shipped example does not load: %v", err)
+	}
+	got := map[string][]string{
+		"smtp": cfg.SMTP.Listen, "submission": cfg.Submission.Listen, "submissions": cfg.Submission.TLSListen,
+		"imap": cfg.IMAP.Listen, "imaps": cfg.IMAP.TLSListen, "pop3": cfg.POP3.Listen, "pop3s": cfg.POP3.TLSListen,
+	}
+	for role, want := range exampleListeners {
+		if len(got[role]) != 1 || got[role][0] != want {
+			t.Fatalf("config.toml.example: %s listens on %v, the README promises %s", role, got[role], want)
+		}
+	}
+	b, err := os.ReadFile(shipped)
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := &instance{t: t, dir: t.TempDir(), ports: map[string]string{
-		"smtp": "127.0.0.1:2525", "submission": "127.0.0.1:2587", "submissions": "127.0.0.1:2465",
-		"imap": "127.0.0.1:2143", "imaps": "127.0.0.1:2993", "pop3": "127.0.0.1:2110", "pop3s": "127.0.0.1:2995",
-	}}
+	text := string(b)
+	for role, addr := range exampleListeners {
+		quoted := fmt.Sprintf("%q", addr)
+		if n := strings.Count(text, quoted); n != 1 {
+			t.Fatalf("config.toml.example names %s (%s) %d times, want once", quoted, role, n)
+		}
+		text = strings.Replace(text, quoted, `"127.0.0.1:0"`, 1)
+	}
+	in := &instance{t: t, dir: t.TempDir()}
 	in.config = filepath.Join(in.dir, "config.toml")
-	if err := os.WriteFile(in.config, b, 0o600); err != nil {
+	if err := os.WriteFile(in.config, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return in
@@ -80,6 +111,10 @@ func TestThunderbirdLikeSession(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil || !done {
 		t.Fatalf("the imaplib session failed: %v\n%s\n%s", err, stderr.String(), in.log())
+	}
+	// The example's data_dir "./data" is the copy's own, beside it.
+	if _, err := os.Stat(filepath.Join(in.dir, "data", "tls", "cert.pem")); err != nil {
+		t.Errorf("the example config did not keep its data beside itself: %v", err)
 	}
 }
 

@@ -7,15 +7,18 @@ package tests
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"postie/internal/testutil"
 )
 
 // postieBin is the binary built once for all tests.
@@ -45,7 +48,8 @@ type instance struct {
 	t       testing.TB
 	dir     string
 	config  string
-	ports   map[string]string // role → "127.0.0.1:port"
+	ports   map[string]string // role → "127.0.0.1:port", as bound by the running server
+	wrap    []string          // argv before the binary's, e.g. strace and its flags
 	cmd     *exec.Cmd
 	logPath string
 	exited  chan error
@@ -54,26 +58,15 @@ type instance struct {
 // roles are the listeners every test instance gets.
 var roles = []string{"smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s"}
 
-// newInstance writes a config with free loopback ports. extra is appended
-// verbatim to the file (more tables or keys).
+// newInstance writes a config whose listeners all take a port the kernel
+// picks ("127.0.0.1:0"); start learns which from the server's log and
+// checks that its own child holds them. extra is appended verbatim to the
+// file (more tables or keys).
 func newInstance(t testing.TB, extra string) *instance {
 	t.Helper()
-	in := &instance{t: t, dir: t.TempDir(), ports: map[string]string{}}
-	// Hold every port until all are chosen, so no two roles get the same.
-	var held []net.Listener
-	for _, r := range roles {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, ln)
-		in.ports[r] = ln.Addr().String()
-	}
-	for _, ln := range held {
-		ln.Close()
-	}
+	in := &instance{t: t, dir: t.TempDir()}
 	in.config = filepath.Join(in.dir, "config.toml")
-	cfg := fmt.Sprintf(`hostname = "mx.example.test"
+	cfg := `hostname = "mx.example.test"
 data_dir = "data"
 domains = ["example.test", "other.test"]
 
@@ -81,29 +74,29 @@ domains = ["example.test", "other.test"]
 level = "debug"
 
 [smtp]
-listen = [%q]
+listen = ["127.0.0.1:0"]
 max_recipients = 20
 max_message_size = "1MB"
 messages_per_minute_per_ip = 0
 max_connections_per_ip = 100
 
 [submission]
-listen = [%q]
-tls_listen = [%q]
+listen = ["127.0.0.1:0"]
+tls_listen = ["127.0.0.1:0"]
 max_messages_per_hour = 0
 
 [imap]
-listen = [%q]
-tls_listen = [%q]
+listen = ["127.0.0.1:0"]
+tls_listen = ["127.0.0.1:0"]
 
 [pop3]
-listen = [%q]
-tls_listen = [%q]
+listen = ["127.0.0.1:0"]
+tls_listen = ["127.0.0.1:0"]
 
 [queue]
 min_retry = "1s"
 max_retry = "2s"
-`, in.ports["smtp"], in.ports["submission"], in.ports["submissions"], in.ports["imap"], in.ports["imaps"], in.ports["pop3"], in.ports["pop3s"])
+`
 	if err := os.WriteFile(in.config, []byte(cfg+extra), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +132,10 @@ func (in *instance) addUser(addr string, quota ...string) {
 
 func password(addr string) string { return "secret-" + addr }
 
-// start runs `postie serve` and waits until every listener accepts.
+// start runs `postie serve`, learns from its log the address each role
+// bound, and checks that every one is held by this child (or its
+// descendants, under a wrapper such as strace): nothing else can answer
+// there, so the test never talks to a stranger.
 func (in *instance) start() {
 	in.t.Helper()
 	in.logPath = filepath.Join(in.dir, fmt.Sprintf("serve-%d.log", time.Now().UnixNano()))
@@ -147,7 +143,8 @@ func (in *instance) start() {
 	if err != nil {
 		in.t.Fatal(err)
 	}
-	in.cmd = exec.Command(postieBin, "serve", "-config", in.config)
+	argv := append(append(append([]string{}, in.wrap...), postieBin), "serve", "-config", in.config)
+	in.cmd = exec.Command(argv[0], argv[1:]...)
 	in.cmd.Stdout, in.cmd.Stderr = logf, logf
 	if err := in.cmd.Start(); err != nil {
 		in.t.Fatal(err)
@@ -157,24 +154,48 @@ func (in *instance) start() {
 	cmd := in.cmd
 	go func() { in.exited <- cmd.Wait() }()
 	in.t.Cleanup(func() { in.kill() })
-	deadline := time.Now().Add(20 * time.Second)
-	for _, r := range roles {
-		for {
-			c, err := net.DialTimeout("tcp", in.ports[r], time.Second)
-			if err == nil {
-				c.Close()
-				break
+	in.ports = in.waitListening(20 * time.Second)
+	for role, addr := range in.ports {
+		err := testutil.ListenerHeldBy(cmd.Process.Pid, addr)
+		if errors.Is(err, errors.ErrUnsupported) {
+			break // no /proc: the kernel-picked ports are the only guard
+		}
+		if err != nil {
+			in.t.Fatalf("%s on %s is not our server's: %v", role, addr, err)
+		}
+	}
+}
+
+// listeningRE matches the line `postie serve` logs for each bound listener.
+var listeningRE = regexp.MustCompile(`(?m)msg=listening role=(\S+) addr=(\S+)$`)
+
+// waitListening waits until the log names a bound address for every role
+// and returns them.
+func (in *instance) waitListening(timeout time.Duration) map[string]string {
+	in.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ports := map[string]string{}
+		b, _ := os.ReadFile(in.logPath)
+		for _, m := range listeningRE.FindAllStringSubmatch(string(b), -1) {
+			ports[m[1]] = m[2]
+		}
+		if len(ports) == len(roles) {
+			for _, r := range roles {
+				if ports[r] == "" {
+					in.t.Fatalf("no %s listener in the log, got %v", r, ports)
+				}
 			}
-			select {
-			case err := <-in.exited:
-				in.exited <- err
-				in.t.Fatalf("postie serve exited early (%v):\n%s", err, in.log())
-			default:
-			}
-			if time.Now().After(deadline) {
-				in.t.Fatalf("%s listener %s not up: %v\n%s", r, in.ports[r], err, in.log())
-			}
-			time.Sleep(20 * time.Millisecond)
+			return ports
+		}
+		select {
+		case err := <-in.exited:
+			in.exited <- err
+			in.t.Fatalf("postie serve exited early (%v):\n%s", err, in.log())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			in.t.Fatalf("listeners not up after %v (have %v):\n%s", timeout, ports, in.log())
 		}
 	}
 }
