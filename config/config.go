@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -48,6 +49,22 @@ type SMTP struct {
 	MaxConnectionsPerIP    int           `toml:"max_connections_per_ip"`
 	IdleTimeout            time.Duration `toml:"idle_timeout"`
 	MessagesPerMinutePerIP int           `toml:"messages_per_minute_per_ip"` // 0: no limit
+	// TrustedNetworks are client networks ("192.0.2.0/24", "::1/128", or
+	// a single address) exempt from MessagesPerMinutePerIP. Load writes
+	// them in canonical form; TrustedPrefixes parses them.
+	TrustedNetworks []string `toml:"trusted_networks"`
+}
+
+// TrustedPrefixes returns TrustedNetworks parsed (after Load they are all
+// valid; anything unparsable is left out).
+func (s *SMTP) TrustedPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(s.TrustedNetworks))
+	for _, n := range s.TrustedNetworks {
+		if p, err := parseNetwork(n); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Submission is the role our users send through (RFC 6409, RFC 8314).
@@ -132,6 +149,7 @@ func defaults() *Config {
 			MaxConnectionsPerIP:    20,
 			IdleTimeout:            5 * time.Minute,
 			MessagesPerMinutePerIP: 120,
+			TrustedNetworks:        []string{"127.0.0.1/32", "::1/128"},
 		},
 		Submission: Submission{
 			MaxMessageSize:      25 * MB,

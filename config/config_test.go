@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -50,6 +51,7 @@ func TestDefaults(t *testing.T) {
 		{"smtp.max_message_size", c.SMTP.MaxMessageSize, Size(25_000_000)},
 		{"smtp.max_recipients", c.SMTP.MaxRecipients, 100},
 		{"smtp.messages_per_minute_per_ip", c.SMTP.MessagesPerMinutePerIP, 120},
+		{"smtp.trusted_networks", strings.Join(c.SMTP.TrustedNetworks, " "), "127.0.0.1/32 ::1/128"},
 		{"submission.max_messages_per_hour", c.Submission.MaxMessagesPerHour, 200},
 		{"imap.append_limit", c.IMAP.AppendLimit, Size(64_000_000)},
 		{"imap.idle_timeout", c.IMAP.IdleTimeout, 30 * time.Minute},
@@ -290,6 +292,14 @@ func TestErrors(t *testing.T) {
 			[]string{`config.toml:4: log.level: "loud": want "debug", "info", "warn" or "error"`}},
 		{"tls half", minimal + "[tls]\ncert_file = \"c.pem\"\n",
 			[]string{`config.toml:3: tls.key_file: required when tls.cert_file is set`}},
+		{"trusted network", minimal + "[smtp]\ntrusted_networks = [\n  \"10.0.0.0/8\",\n  \"localhost\",\n  \"10.1.2.3/8\",\n  \"::ffff:10.0.0.0/104\",\n  \"fe80::1%eth0\",\n  \"10.0.0.0/33\",\n]\n",
+			[]string{
+				`config.toml:6: smtp.trusted_networks[1]: "localhost": want a network like "192.0.2.0/24" or "2001:db8::/32", or one address`,
+				`config.toml:7: smtp.trusted_networks[2]: "10.1.2.3/8" has address bits set past the prefix length: did you mean "10.0.0.0/8"?`,
+				`config.toml:8: smtp.trusted_networks[3]: "::ffff:10.0.0.0/104": write IPv4 networks in IPv4 form, like "192.0.2.0/24"`,
+				`config.toml:9: smtp.trusted_networks[4]: "fe80::1%eth0": want a network like "192.0.2.0/24" or "2001:db8::/32", or one address`,
+				`config.toml:10: smtp.trusted_networks[5]: "10.0.0.0/33": want a network like "192.0.2.0/24" or "2001:db8::/32", or one address`,
+			}},
 		{"postmaster elsewhere", minimal + "postmaster = \"pm@other.test\"\n",
 			[]string{`config.toml:3: postmaster: "pm@other.test" is not at one of our domains`}},
 		{"postmaster invalid", minimal + "postmaster = \"pm\"\n",
@@ -535,5 +545,35 @@ func BenchmarkLoadExample(b *testing.B) {
 		if _, err := Load("../config.toml.example"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestTrustedNetworks: single addresses become networks, the canonical
+// form is kept, [] trusts nobody, and TrustedPrefixes matches Load.
+func TestTrustedNetworks(t *testing.T) {
+	c, err := load(t, minimal+"[smtp]\ntrusted_networks = [\"192.0.2.7\", \"2001:DB8::/32\", \"::1\"]\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"192.0.2.7/32", "2001:db8::/32", "::1/128"}
+	if !slices.Equal(c.SMTP.TrustedNetworks, want) {
+		t.Errorf("trusted_networks = %q, want %q", c.SMTP.TrustedNetworks, want)
+	}
+	var got []string
+	for _, p := range c.SMTP.TrustedPrefixes() {
+		got = append(got, p.String())
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("TrustedPrefixes() = %q, want %q", got, want)
+	}
+	c, err = load(t, minimal+"[smtp]\ntrusted_networks = []\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.SMTP.TrustedPrefixes()) != 0 {
+		t.Errorf("[] trusts %v", c.SMTP.TrustedPrefixes())
+	}
+	if got := Default().SMTP.TrustedPrefixes(); len(got) != 2 || !got[0].Contains(netip.MustParseAddr("127.0.0.1")) || got[0].Contains(netip.MustParseAddr("127.0.0.2")) {
+		t.Errorf("Default() trusts %v, want 127.0.0.1/32 and ::1/128", got)
 	}
 }

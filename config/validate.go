@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -162,6 +163,14 @@ func (d *decoder) validateLimits(c *Config) {
 	d.positive("smtp.max_connections_per_ip", s.MaxConnectionsPerIP)
 	d.positiveDuration("smtp.idle_timeout", s.IdleTimeout)
 	d.notNegative("smtp.messages_per_minute_per_ip", s.MessagesPerMinutePerIP)
+	for i, n := range s.TrustedNetworks {
+		p, err := parseNetwork(n)
+		if err != nil {
+			d.errf(fmt.Sprintf("smtp.trusted_networks[%d]", i), "%v", err)
+			continue
+		}
+		s.TrustedNetworks[i] = p.String()
+	}
 
 	d.positiveSize("submission.max_message_size", sub.MaxMessageSize)
 	d.positive("submission.max_recipients", sub.MaxRecipients)
@@ -288,4 +297,30 @@ func fmtDuration(t time.Duration) string {
 		s = s[:len(s)-2]
 	}
 	return s
+}
+
+// parseNetwork reads a network in CIDR form ("192.0.2.0/24",
+// "2001:db8::/32") or a single address, which is its own network.
+func parseNetwork(s string) (netip.Prefix, error) {
+	want := fmt.Errorf("%q: want a network like \"192.0.2.0/24\" or \"2001:db8::/32\", or one address", s)
+	var p netip.Prefix
+	if strings.Contains(s, "/") {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return netip.Prefix{}, want
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, want
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	switch {
+	case p.Addr().Is4In6():
+		return netip.Prefix{}, fmt.Errorf("%q: write IPv4 networks in IPv4 form, like \"192.0.2.0/24\"", s)
+	case p.Masked() != p:
+		return netip.Prefix{}, fmt.Errorf("%q has address bits set past the prefix length: did you mean %q?", s, p.Masked().String())
+	}
+	return p, nil
 }

@@ -163,11 +163,19 @@ func newOutbound(cfg *config.Config, log *slog.Logger) (*outbound.Client, error)
 func (s *server) buildFrontEnds() {
 	cfg, tlsCfg := s.cfg, s.tls.Config()
 	auth := &authAdapter{Authenticator: &accounts.Authenticator{DB: s.accounts, Throttle: accounts.NewThrottle(), Logger: s.log}, db: s.accounts}
+	// RCPT TO:<Postmaster> (no domain) goes to postmaster@ the first
+	// domain, which the MDA resolves like any postmaster@ address. (Load
+	// requires a domain; "" would mean postmaster@hostname.)
+	postmaster := ""
+	if len(cfg.Domains) > 0 {
+		postmaster = "postmaster@" + cfg.Domains[0]
+	}
 	s.mx = smtpd.NewServer(smtpd.Options{
 		Role: smtpd.RoleMX, Hostname: cfg.Hostname, TLSConfig: tlsCfg,
 		MaxMessageBytes: int64(cfg.SMTP.MaxMessageSize), MaxRecipients: cfg.SMTP.MaxRecipients,
 		MaxConnections: cfg.SMTP.MaxConnections, MaxConnectionsPerIP: cfg.SMTP.MaxConnectionsPerIP,
 		IdleTimeout: cfg.SMTP.IdleTimeout, MessagesPerMinutePerIP: cfg.SMTP.MessagesPerMinutePerIP,
+		TrustedNetworks: cfg.SMTP.TrustedPrefixes(), Postmaster: postmaster,
 		Recipients: s.mda, Delivery: s.mda, Logger: s.log,
 	})
 	s.submission = smtpd.NewServer(smtpd.Options{
@@ -175,6 +183,7 @@ func (s *server) buildFrontEnds() {
 		MaxMessageBytes: int64(cfg.Submission.MaxMessageSize), MaxRecipients: cfg.Submission.MaxRecipients,
 		MaxConnections: cfg.Submission.MaxConnections, MaxConnectionsPerIP: cfg.Submission.MaxConnectionsPerIP,
 		IdleTimeout: cfg.Submission.IdleTimeout, MaxMessagesPerHour: cfg.Submission.MaxMessagesPerHour,
+		Postmaster: postmaster,
 		Recipients: s.mda, Delivery: s.mda.Relaying(), Auth: auth, Logger: s.log,
 	})
 	s.imap = imapd.New(imapd.Options{
