@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"postie/netconn"
@@ -106,6 +107,10 @@ type trackedConn struct {
 	busy     bool // between MAIL and the end of the transaction
 	draining bool // Shutdown: end the connection when not busy
 	dead     error
+
+	// refusalLogs counts the refusals logged for this connection, which
+	// session.logRefusal bounds. (Added for issue 9 item 7.)
+	refusalLogs atomic.Int32
 }
 
 func (c *trackedConn) Read(b []byte) (int, error) {
