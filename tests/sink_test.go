@@ -1,10 +1,8 @@
 package tests
 
 import (
-	"errors"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 
@@ -87,8 +85,3 @@ func (ss *sinkSession) Data(r io.Reader) error {
 }
 
 var errRejected = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such mailbox here"}
-
-func isRefused(err error) bool {
-	var ne *net.OpError
-	return errors.As(err, &ne) || strings.Contains(err.Error(), "refused")
-}
