@@ -146,8 +146,7 @@ func (m *Mailbox) placePendingLocked(found []foundFile) error {
 		cands = append(cands, c)
 	}
 	slices.SortFunc(cands, func(a, b candidate) int { return int64cmp(int64(a.uid), int64(b.uid)) })
-	m.admitLocked(cands)
-	return nil
+	return m.admitLocked(cands)
 }
 
 // addFilesLocked gives UIDs to files we did not know, moves those in new/
@@ -189,13 +188,17 @@ func (m *Mailbox) addFilesLocked(found []foundFile) error {
 	if err := m.appendUIDListLocked(lines); err != nil {
 		return fmt.Errorf("maildir: %s: %w", m.name, err)
 	}
-	m.admitLocked(cands)
+	if err := m.admitLocked(cands); err != nil {
+		return fmt.Errorf("maildir: %s: %w", m.name, err)
+	}
 	return nil
 }
 
 // admitLocked adds candidates whose UIDs are set (ascending, greater than
-// every UID we show); files in new/ move to cur/ first.
-func (m *Mailbox) admitLocked(cands []candidate) {
+// every UID we show); files in new/ move to cur/ first. A move that fails
+// (other than for a file gone) stops it: that candidate and the rest are not
+// added.
+func (m *Mailbox) admitLocked(cands []candidate) (failed error) {
 	curPath, newPath := filepath.Join(m.dir, "cur"), filepath.Join(m.dir, "new")
 	moved, lost := false, false
 	var used Flags
@@ -206,10 +209,17 @@ func (m *Mailbox) admitLocked(cands []candidate) {
 		o := oddName{unknown: c.unknown}
 		if c.inNew {
 			if mv == nil {
-				mv = openDirMover(newPath, curPath, len(cands)-i > 4)
+				mv = openDirMover(m.u.s.fs, newPath, curPath, len(cands)-i > 4)
 				defer mv.close()
 			}
 			err := mv.rename(c.name, canonicalFileName(c.key, c.flags, c.unknown))
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				// It stays in new/; these UIDs are dead, the next
+				// scan numbers it again.
+				m.dead += len(cands) - i
+				failed = err
+				break
+			}
 			if err != nil {
 				// Another process moved (or removed) it first; our next
 				// scan of cur/ finds it where it went.
@@ -231,5 +241,9 @@ func (m *Mailbox) admitLocked(cands []candidate) {
 		m.cur.valid = false
 		m.sawOthers()
 	}
+	if failed != nil {
+		m.new.valid = false
+	}
 	m.checkKeywordsLocked(used)
+	return failed
 }

@@ -66,20 +66,20 @@ func (u *User) Deliver(r io.Reader, opts DeliverOptions) (Delivered, error) {
 		return Delivered{}, fmt.Errorf("maildir: deliver: %w", err)
 	}
 	if opts.Quota > 0 && used+size > opts.Quota {
-		os.Remove(tmp)
+		u.s.fs.Remove(tmp)
 		return Delivered{}, &quotaError{used: used, size: size, quota: opts.Quota}
 	}
 	key := u.s.newKey(time.Now(), size)
 	newDir := filepath.Join(dir, "new")
 	dst := filepath.Join(newDir, key)
 	err = u.quotaTx(func() (int64, int64, error) {
-		if err := os.Rename(tmp, dst); err != nil {
+		if err := u.s.fs.Rename(tmp, dst); err != nil {
 			return 0, 0, err
 		}
 		return size, 1, nil
 	})
 	if err != nil {
-		os.Remove(tmp)
+		u.s.fs.Remove(tmp)
 		return Delivered{}, fmt.Errorf("maildir: deliver: %w", err)
 	}
 	if err := u.syncDirGrouped(newDir); err != nil {
@@ -129,31 +129,28 @@ func (s *Store) appendUnique(b []byte, now time.Time) []byte {
 }
 
 // writeTmp writes r into a new file in root/tmp/, sets its mtime (unless
-// zero), fsyncs and closes it. On error nothing is left behind.
+// zero), fsyncs and closes it, through the store's FS. On error nothing is
+// left behind.
 func (s *Store) writeTmp(root string, r io.Reader, mtime time.Time) (path string, size int64, err error) {
 	name := string(s.appendUnique(make([]byte, 0, 100), time.Now()))
-	path = filepath.Join(root, "tmp", name)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := s.fs.Create(filepath.Join(root, "tmp", name), 0o600)
 	if err != nil {
 		return "", 0, err
 	}
 	bp := s.bufs.Get().(*[]byte)
-	size, err = io.CopyBuffer(writerOnly{f}, r, *bp)
+	size, err = f.Copy(r, *bp)
 	s.bufs.Put(bp)
 	if err == nil && !mtime.IsZero() {
-		err = os.Chtimes(path, mtime, mtime)
+		err = os.Chtimes(f.Name(), mtime, mtime)
 	}
 	if err == nil {
 		err = f.Sync()
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
-		os.Remove(path)
+		f.Abort()
 		return "", 0, err
 	}
-	return path, size, nil
+	return f.Name(), size, nil
 }
 
 // unplace takes back a message file renamed into place whose directory
@@ -161,7 +158,7 @@ func (s *Store) writeTmp(root string, r io.Reader, mtime time.Time) (path string
 // (a retry would store it twice), and the quota accounting follows.
 func (u *User) unplace(path string, size int64) {
 	_ = u.quotaTx(func() (int64, int64, error) {
-		if os.Remove(path) != nil {
+		if u.s.fs.Remove(path) != nil {
 			return 0, 0, nil
 		}
 		return -size, -1, nil

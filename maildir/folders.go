@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"postie/safeio"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,9 +43,107 @@ func canonicalSpecialUse(s string) (string, bool) {
 
 func (u *User) folderPath(name string) string { return filepath.Join(u.dir, folderDir(name)) }
 
+// existsLocked reports whether the folder exists, completing it first if
+// its directory is there but half-made (see repairFolder).
 func (u *User) existsLocked(name string) bool {
-	fi, err := os.Stat(filepath.Join(u.folderPath(name), "cur"))
-	return err == nil && fi.IsDir()
+	dir := u.folderPath(name)
+	fi, err := os.Stat(filepath.Join(dir, "cur"))
+	if err == nil {
+		return fi.IsDir()
+	}
+	if name == "INBOX" || !errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	ok, err := u.repairFolder(dir)
+	if err != nil {
+		u.log().Warn("maildir: repair folder", "mailbox", name, "err", err)
+	}
+	return ok
+}
+
+// repairFolder completes a folder directory that lacks some of cur/, new/,
+// tmp/ or its maildirfolder marker, so that a folder left half-made (by a
+// crashed process, an older Postie whose cleanup removed another process's
+// folder under construction, or by hand) heals instead of being listed but
+// unusable. Its UID list, if missing, is made when it is loaded. It reports
+// whether dir is now a complete folder; false, with no error, when dir is
+// not a directory at all. Folders only appear at their name complete (they
+// are built in tmp/ and renamed), so an incomplete one is never one being
+// made by us.
+func (u *User) repairFolder(dir string) (bool, error) {
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() {
+		return false, nil
+	}
+	fixed := false
+	for _, d := range []string{"cur", "new", "tmp"} {
+		err := os.Mkdir(filepath.Join(dir, d), 0o700)
+		switch {
+		case err == nil:
+			fixed = true
+		case !errors.Is(err, os.ErrExist):
+			return false, err
+		}
+	}
+	marker := filepath.Join(dir, folderMarker)
+	if _, err := os.Lstat(marker); errors.Is(err, os.ErrNotExist) {
+		if err := u.s.writeMarker(marker); err != nil && !errors.Is(err, os.ErrExist) {
+			return false, err
+		}
+		fixed = true
+	}
+	if fixed {
+		if err := u.s.fs.SyncDir(dir); err != nil {
+			return false, err
+		}
+		u.log().Warn("maildir: completed a half-made folder", "path", dir)
+	}
+	return true, nil
+}
+
+// writeMarker creates the empty maildirfolder file.
+func (s *Store) writeMarker(path string) error {
+	f, err := s.fs.Create(path, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Abort()
+		return err
+	}
+	return nil
+}
+
+// repairFoldersLocked completes every half-made folder of the user (see
+// repairFolder), when the user is opened.
+func (u *User) repairFoldersLocked() error {
+	ents, err := os.ReadDir(u.dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if n, ok := nameFromDir(e.Name()); !ok || n == "INBOX" {
+			continue
+		}
+		dir := filepath.Join(u.dir, e.Name())
+		complete := true
+		for _, d := range []string{"cur", "new", "tmp"} {
+			if fi, err := os.Stat(filepath.Join(dir, d)); err != nil || !fi.IsDir() {
+				complete = false
+				break
+			}
+		}
+		if complete {
+			continue
+		}
+		if _, err := u.repairFolder(dir); err != nil {
+			return fmt.Errorf("maildir: repair %s: %w", e.Name(), err)
+		}
+	}
+	return nil
 }
 
 // folderNamesLocked lists the folders on disk: INBOX, then the others in
@@ -135,85 +232,116 @@ func (u *User) CreateMailbox(name, specialUse string) error {
 	if u.existsLocked(canon) {
 		return fmt.Errorf("%w: %s", ErrMailboxExists, canon)
 	}
-	if err := u.createParentsLocked(canon); err != nil {
+	names := append(u.missingParentsLocked(canon), canon)
+	made, err := u.createFoldersLocked(names)
+	if err != nil {
 		return err
 	}
-	if err := u.createFolderLocked(canon); err != nil {
-		return err
+	if !slices.Contains(made, canon) { // another process was quicker
+		return fmt.Errorf("maildir: create %s: %w", canon, ErrMailboxExists)
 	}
 	if use != "" {
 		rec := u.readSpecialUse()
 		rec[canon] = use
-		return u.writeSpecialUse(rec)
-	}
-	return nil
-}
-
-func (u *User) createParentsLocked(name string) error {
-	parts := strings.Split(name, "/")
-	for i := 1; i < len(parts); i++ {
-		p := strings.Join(parts[:i], "/")
-		if p == "INBOX" || u.existsLocked(p) {
-			continue
-		}
-		if err := u.createFolderLocked(p); err != nil {
+		if err := u.writeSpecialUse(rec); err != nil {
+			u.takeBackFolders(made)
 			return err
 		}
 	}
 	return nil
 }
 
-// createFolderLocked makes one folder (see createFoldersLocked).
+// missingParentsLocked lists the parents of name that do not exist,
+// outermost first.
+func (u *User) missingParentsLocked(name string) []string {
+	var out []string
+	parts := strings.Split(name, "/")
+	for i := 1; i < len(parts); i++ {
+		p := strings.Join(parts[:i], "/")
+		if p != "INBOX" && !u.existsLocked(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (u *User) createParentsLocked(name string) error {
+	if parents := u.missingParentsLocked(name); len(parents) > 0 {
+		_, err := u.createFoldersLocked(parents)
+		return err
+	}
+	return nil
+}
+
+// createFolderLocked makes one folder (see createFoldersLocked);
+// ErrMailboxExists if another process made it first.
 func (u *User) createFolderLocked(name string) error {
-	return u.createFoldersLocked([]string{name})
+	made, err := u.createFoldersLocked([]string{name})
+	if err == nil && len(made) == 0 {
+		err = fmt.Errorf("maildir: create %s: %w", name, ErrMailboxExists)
+	}
+	return err
 }
 
 // createFoldersLocked makes each folder complete in tmp/ (cur/ new/ tmp/,
-// maildirfolder, a UID list with a new UIDVALIDITY) and renames it into
-// place, so it appears whole or not at all.
-func (u *User) createFoldersLocked(names []string) error {
+// maildirfolder, a UID list with a new UIDVALIDITY), renames it into place,
+// so it appears whole or not at all, then fsyncs the root once. It returns
+// the folders it made; one another process made meanwhile is skipped. On
+// error, the ones it made are taken back: nothing is left.
+func (u *User) createFoldersLocked(names []string) (made []string, err error) {
 	v, err := u.nextUIDValidity(len(names))
 	if err != nil {
-		return fmt.Errorf("maildir: create %s: %w", names[0], err)
+		return nil, fmt.Errorf("maildir: create %s: %w", names[0], err)
 	}
-	// A folder another process made meanwhile is no reason to skip the
-	// rest (ensureDefaults relies on that); it is reported at the end.
-	var exists error
 	for i, name := range names {
 		err := u.makeFolder(name, v+uint32(i))
 		switch {
 		case errors.Is(err, ErrMailboxExists):
-			if exists == nil {
-				exists = fmt.Errorf("maildir: create %s: %w", name, err)
-			}
 		case err != nil:
-			return fmt.Errorf("maildir: create %s: %w", name, err)
+			u.takeBackFolders(made)
+			return nil, fmt.Errorf("maildir: create %s: %w", name, err)
+		default:
+			made = append(made, name)
 		}
 	}
-	if err := safeio.SyncDir(u.dir); err != nil {
-		return err
+	if len(made) > 0 {
+		if err := u.s.fs.SyncDir(u.dir); err != nil {
+			u.takeBackFolders(made)
+			return nil, fmt.Errorf("maildir: create %s: %w", names[0], err)
+		}
 	}
-	return exists
+	return made, nil
 }
 
+// makeFolder builds the folder in a scratch directory of tmp/, flocked
+// while it is built (so no other process's cleanTmp takes it for
+// abandoned), and renames it into place: ErrMailboxExists if the name is
+// taken.
 func (u *User) makeFolder(name string, uidValidity uint32) error {
-	scratch, err := os.MkdirTemp(filepath.Join(u.dir, "tmp"), "postie-create-")
+	scratch, err := os.MkdirTemp(filepath.Join(u.dir, "tmp"), scratchCreate)
 	if err != nil {
 		return err
 	}
+	lock, err := lockDir(scratch, false)
+	if err != nil {
+		os.Remove(scratch)
+		return err
+	}
+	defer lock.Close() // after the rename, or the RemoveAll
 	err = func() error {
 		for _, d := range []string{"cur", "new", "tmp"} {
 			if err := os.Mkdir(filepath.Join(scratch, d), 0o700); err != nil {
 				return err
 			}
 		}
-		if err := os.WriteFile(filepath.Join(scratch, folderMarker), nil, 0o600); err != nil {
+		if err := u.s.writeMarker(filepath.Join(scratch, folderMarker)); err != nil {
 			return err
 		}
-		return safeio.WriteFile(filepath.Join(scratch, uidlistFile), appendHeader(nil, ulHeader{uidValidity: uidValidity, next: 1}), 0o600)
+		// Fsyncs scratch too, so its entries are durable before the rename.
+		return u.s.fs.WriteFile(filepath.Join(scratch, uidlistFile), appendHeader(nil, ulHeader{uidValidity: uidValidity, next: 1}), 0o600)
 	}()
 	if err == nil {
-		err = os.Rename(scratch, u.folderPath(name))
+		err = u.s.fs.Rename(scratch, u.folderPath(name))
 		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, os.ErrExist) {
 			err = ErrMailboxExists
 		}
@@ -222,6 +350,21 @@ func (u *User) makeFolder(name string, uidValidity uint32) error {
 		os.RemoveAll(scratch)
 	}
 	return err
+}
+
+// takeBackFolders removes folders just made whose creation failed later
+// (they are renamed into tmp/ first, so they vanish at once).
+func (u *User) takeBackFolders(names []string) {
+	for _, n := range slices.Backward(names) {
+		trash := filepath.Join(u.dir, "tmp", scratchDeleted+strconv.FormatUint(rand.Uint64(), 36))
+		if err := os.Rename(u.folderPath(n), trash); err != nil {
+			u.log().Error("maildir: take back a new folder", "mailbox", n, "err", err)
+			continue
+		}
+		if err := os.RemoveAll(trash); err != nil {
+			u.log().Warn("maildir: take back a new folder", "path", trash, "err", err)
+		}
+	}
 }
 
 // DeleteMailbox deletes a folder and its messages. INBOX cannot be deleted
@@ -249,26 +392,53 @@ func (u *User) DeleteMailbox(name string) error {
 			return fmt.Errorf("%w: %s", ErrHasChildren, canon)
 		}
 	}
-	if m := u.boxes[canon]; m != nil {
-		m.mu.Lock()
-		m.goneLocked()
-		m.mu.Unlock()
+	loaded := u.boxes[canon]
+	if loaded != nil {
+		loaded.mu.Lock()
+		loaded.goneLocked()
+		loaded.mu.Unlock()
 		delete(u.boxes, canon)
 	}
 	dir := u.folderPath(canon)
-	trash := filepath.Join(u.dir, "tmp", "postie-deleted-"+strconv.FormatUint(rand.Uint64(), 36))
-	err = u.quotaTx(func() (int64, int64, error) {
-		b1, c1, _ := u.s.sumDir(filepath.Join(dir, "cur"))
-		b2, c2, _ := u.s.sumDir(filepath.Join(dir, "new"))
-		if err := os.Rename(dir, trash); err != nil {
-			return 0, 0, err
-		}
-		return -(b1 + b2), -(c1 + c2), nil
-	})
+	// Locked while it moves into tmp/ and is removed there, so that no
+	// other process's cleanTmp races with our removal.
+	lock, err := lockDir(dir, false)
 	if err != nil {
 		return fmt.Errorf("maildir: delete %s: %w", canon, err)
 	}
-	if err := safeio.SyncDir(u.dir); err != nil {
+	defer lock.Close()
+	trash := filepath.Join(u.dir, "tmp", scratchDeleted+strconv.FormatUint(rand.Uint64(), 36))
+	var bytes, count int64
+	err = u.quotaTx(func() (int64, int64, error) {
+		b1, c1, _ := u.s.sumDir(filepath.Join(dir, "cur"))
+		b2, c2, _ := u.s.sumDir(filepath.Join(dir, "new"))
+		if err := u.s.fs.Rename(dir, trash); err != nil {
+			return 0, 0, err
+		}
+		bytes, count = b1+b2, c1+c2
+		return -bytes, -count, nil
+	})
+	if err == nil {
+		if err = u.s.fs.SyncDir(u.dir); err != nil { // not durable: take it back
+			_ = u.quotaTx(func() (int64, int64, error) {
+				if rerr := os.Rename(trash, dir); rerr != nil {
+					u.log().Error("maildir: take back a deletion", "mailbox", canon, "err", rerr)
+					return 0, 0, nil
+				}
+				return bytes, count, nil
+			})
+		}
+	}
+	if err != nil {
+		if loaded != nil {
+			loaded.mu.Lock()
+			loaded.deleted = false
+			loaded.mu.Unlock()
+			u.boxes[canon] = loaded
+		}
+		if errors.Is(err, os.ErrNotExist) { // another process deleted it first
+			return fmt.Errorf("%w: %s", ErrNoSuchMailbox, canon)
+		}
 		return fmt.Errorf("maildir: delete %s: %w", canon, err)
 	}
 	if err := os.RemoveAll(trash); err != nil {
@@ -364,11 +534,11 @@ func (u *User) renameDirs(renames map[string]string) error {
 	}
 	slices.Sort(olds)
 	for _, o := range olds {
-		if err := os.Rename(u.folderPath(o), u.folderPath(renames[o])); err != nil {
+		if err := u.s.fs.Rename(u.folderPath(o), u.folderPath(renames[o])); err != nil {
 			return err
 		}
 	}
-	return safeio.SyncDir(u.dir)
+	return u.s.fs.SyncDir(u.dir)
 }
 
 // renameMetadataLocked carries subscriptions and special uses over to the
@@ -487,7 +657,7 @@ func (u *User) writeSubscriptions(subs []string) error {
 		b.WriteString(s)
 		b.WriteByte('\n')
 	}
-	if err := safeio.WriteFile(filepath.Join(u.dir, subsFile), []byte(b.String()), 0o600); err != nil {
+	if err := u.s.fs.WriteFile(filepath.Join(u.dir, subsFile), []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("maildir: subscriptions: %w", err)
 	}
 	return nil
@@ -520,7 +690,7 @@ func (u *User) writeSpecialUse(rec map[string]string) error {
 	for _, n := range names {
 		b.WriteString(rec[n] + " " + n + "\n")
 	}
-	if err := safeio.WriteFile(filepath.Join(u.dir, specialUseFile), []byte(b.String()), 0o600); err != nil {
+	if err := u.s.fs.WriteFile(filepath.Join(u.dir, specialUseFile), []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("maildir: special-use: %w", err)
 	}
 	return nil
@@ -542,7 +712,7 @@ func (u *User) ensureDefaults(fresh bool) error {
 		}
 	}
 	if len(missing) > 0 {
-		if err := u.createFoldersLocked(missing); err != nil && !errors.Is(err, ErrMailboxExists) {
+		if _, err := u.createFoldersLocked(missing); err != nil {
 			return err
 		}
 	}

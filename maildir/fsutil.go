@@ -104,9 +104,28 @@ func (u *User) syncDirGrouped(dir string) error {
 	u.syncMu.Lock()
 	g := u.syncers[dir]
 	if g == nil {
-		g = &safeio.DirSyncer{Dir: dir}
+		g = &safeio.DirSyncer{Dir: dir, FS: u.s.fs}
 		u.syncers[dir] = g
 	}
 	u.syncMu.Unlock()
 	return g.Sync()
+}
+
+// faultRename asks fs's Fault hook about a rename to newPath, as
+// safeio.FS.Rename does, for the renames dirMover makes itself.
+func faultRename(fs *safeio.FS, newPath string) error {
+	if fs == nil || fs.Fault == nil {
+		return nil
+	}
+	if err := fs.Fault(safeio.OpRename, newPath); err != nil {
+		return &os.PathError{Op: string(safeio.OpRename), Path: newPath, Err: err}
+	}
+	return nil
+}
+
+// traceRename reports a rename dirMover made to fs's Trace hook.
+func traceRename(fs *safeio.FS, newPath string) {
+	if fs != nil && fs.Trace != nil {
+		fs.Trace(safeio.OpRename, newPath)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"postie/safeio"
 	"strconv"
 	"strings"
 )
@@ -144,6 +143,7 @@ func (m *Mailbox) defineKeywordsLocked(kws []string) (Flags, error) {
 	}
 	defer unlock()
 	grew := m.loadKeywordsLocked()
+	oldKw, oldDefined := m.kw, m.kwDefined // to take back a definition not persisted
 	var f Flags
 	added := false
 	var errOut error
@@ -173,7 +173,11 @@ func (m *Mailbox) defineKeywordsLocked(kws []string) (Flags, error) {
 				fmt.Fprintf(&b, "%d %s\n", i, k)
 			}
 		}
-		if err := safeio.WriteFile(m.keywordsPath(), []byte(b.String()), 0o600); err != nil {
+		if err := m.u.s.fs.WriteFile(m.keywordsPath(), []byte(b.String()), 0o600); err != nil {
+			m.kw, m.kwDefined = oldKw, oldDefined
+			if grew {
+				m.emit(Change{Kind: KeywordsChanged})
+			}
 			return 0, fmt.Errorf("maildir: keywords: %w", err)
 		}
 		if fi, err := os.Stat(m.keywordsPath()); err == nil {

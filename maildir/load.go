@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"postie/safeio"
 	"slices"
 	"strings"
 	"time"
@@ -212,7 +211,7 @@ func (m *Mailbox) moveNumberedLocked(moves map[uint32]string) error {
 	}
 	defer unlock()
 	var gone []int
-	mv := openDirMover(filepath.Join(m.dir, "new"), filepath.Join(m.dir, "cur"), len(moves) > 4)
+	mv := openDirMover(m.u.s.fs, filepath.Join(m.dir, "new"), filepath.Join(m.dir, "cur"), len(moves) > 4)
 	defer mv.close()
 	for uid, name := range moves {
 		i, _ := m.indexLocked(uid)
@@ -383,7 +382,7 @@ func (m *Mailbox) resetUIDList() (ulFile, error) {
 	if statErr == nil {
 		m.u.log().Warn("maildir: damaged uidlist; UIDs reassigned", "mailbox", m.name, "uidvalidity", v)
 	}
-	if err := safeio.WriteFile(path, appendHeader(nil, ulHeader{uidValidity: v, next: 1}), 0o600); err != nil {
+	if err := m.u.s.fs.WriteFile(path, appendHeader(nil, ulHeader{uidValidity: v, next: 1}), 0o600); err != nil {
 		return uf, fmt.Errorf("maildir: uidlist: %w", err)
 	}
 	return readUIDList(path)

@@ -33,7 +33,6 @@ package maildir
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -41,7 +40,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 	"unicode/utf8"
 )
 
@@ -74,14 +72,15 @@ const (
 	folderMarker   = "maildirfolder"
 )
 
-// tmpMaxAge is how old a file in tmp/ must be before it is taken for the
-// leftover of a crashed writer and removed (the Maildir convention: 36 hours).
-const tmpMaxAge = 36 * time.Hour
-
 // StoreOptions configures a Store.
 type StoreOptions struct {
 	Hostname string       // goes into message base names; os.Hostname() when empty
 	Logger   *slog.Logger // nil: slog.Default()
+
+	// FS performs every durable write of the store (message files, UID
+	// lists, folder creation, quota accounting, metadata files), so that
+	// tests can fail each step. nil: the real file system.
+	FS *safeio.FS
 }
 
 // Store is the root of every user's mail (data_dir/mail). It is safe for
@@ -91,6 +90,7 @@ type Store struct {
 	host string // sanitised for base names
 	pid  int
 	log  *slog.Logger
+	fs   *safeio.FS // nil: the real file system
 
 	counter atomic.Uint64 // the Q part of base names
 	boxIDs  atomic.Uint64
@@ -116,6 +116,7 @@ func NewStore(root string, opts StoreOptions) *Store {
 		host:  sanitizeHost(host),
 		pid:   os.Getpid(),
 		log:   log,
+		fs:    opts.FS,
 		users: make(map[string]*User),
 	}
 	s.bufs.New = func() any { b := make([]byte, 64<<10); return &b }
@@ -203,42 +204,15 @@ func (u *User) init() error {
 		}
 	}
 	if fresh {
-		if err := safeio.SyncDir(filepath.Dir(u.dir)); err != nil {
+		if err := u.s.fs.SyncDir(filepath.Dir(u.dir)); err != nil {
 			return err
 		}
 	}
 	u.cleanTmp(filepath.Join(u.dir, "tmp"))
+	if !fresh {
+		if err := u.repairFoldersLocked(); err != nil {
+			return err
+		}
+	}
 	return u.ensureDefaults(fresh)
 }
-
-// cleanTmp removes what crashed writers left in a tmp/ directory: files
-// older than 36 hours, and our own folder-creation and deletion scratch
-// directories.
-func (u *User) cleanTmp(dir string) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	cutoff := time.Now().Add(-tmpMaxAge)
-	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
-		if e.IsDir() {
-			if strings.HasPrefix(e.Name(), "postie-") {
-				if err := os.RemoveAll(p); err != nil {
-					u.log().Warn("maildir: clean tmp", "path", p, "err", err)
-				}
-			}
-			continue
-		}
-		info, err := e.Info()
-		if err != nil || !info.ModTime().Before(cutoff) {
-			continue
-		}
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			u.log().Warn("maildir: clean tmp", "path", p, "err", err)
-		}
-	}
-}
-
-// writerOnly hides os.File's ReadFrom so io.CopyBuffer uses our buffer.
-type writerOnly struct{ io.Writer }

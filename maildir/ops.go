@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"postie/safeio"
 	"time"
 )
 
@@ -15,7 +14,8 @@ import (
 // the file is written and fsynced in tmp/, its UID line fsynced, then it is
 // renamed into cur/ and cur/ fsynced. The bytes are stored as given (IMAP
 // clients send CRLF), so the size is the literal's size. With a quota set
-// (SetQuota) an APPEND over it fails with ErrQuotaExceeded.
+// (SetQuota) an APPEND over it fails with ErrQuotaExceeded. On any error
+// nothing is left: no file, no UID shown, the quota accounting unchanged.
 func (m *Mailbox) Append(r io.Reader, flags Flags, date time.Time, origin any) (uint32, error) {
 	if date.IsZero() {
 		date = time.Now()
@@ -27,8 +27,8 @@ func (m *Mailbox) Append(r io.Reader, flags Flags, date time.Time, origin any) (
 	if err != nil {
 		return 0, fmt.Errorf("maildir: append: %w", err)
 	}
+	defer u.s.fs.Remove(tmp) // gone once placed; else taken back
 	if err := u.checkQuota(size); err != nil {
-		os.Remove(tmp)
 		return 0, err
 	}
 	key := u.s.newKey(time.Now(), size)
@@ -36,44 +36,50 @@ func (m *Mailbox) Append(r io.Reader, flags Flags, date time.Time, origin any) (
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.refreshLocked(); err != nil {
-		os.Remove(tmp)
 		return 0, err
 	}
-	name := canonicalFileName(key, flags, "")
-	placed := filepath.Join(m.dir, "cur", name)
-	uids, err := m.reserveUIDsLocked([]ulLine{{t: date.Unix(), key: key}}, func(lines []ulLine) ([]bool, error) {
-		err := u.quotaTx(func() (int64, int64, error) {
-			if err := os.Rename(tmp, placed); err != nil {
-				return 0, 0, err
-			}
-			return size, 1, nil
-		})
-		return []bool{err == nil}, err
+	placed := filepath.Join(m.dir, "cur", canonicalFileName(key, flags, ""))
+	uids, err := m.reserveUIDsLocked([]ulLine{{t: date.Unix(), key: key}}, placement{
+		place: func() ([]bool, error) {
+			err := u.quotaTx(func() (int64, int64, error) {
+				if err := u.s.fs.Rename(tmp, placed); err != nil {
+					return 0, 0, err
+				}
+				return size, 1, nil
+			})
+			return []bool{err == nil}, err
+		},
+		// Placed but not durably: taken back, so that the client's retry
+		// after our NO cannot store the message twice. Its UID line stays
+		// dead; the UID is never reused.
+		undo: func([]bool) { u.unplace(placed, size) },
 	})
-	switch {
-	case err != nil && len(uids) == 1 && uids[0] != 0:
-		// Placed but not durably (the directory fsync failed): take it
-		// back, so that the client's retry after our NO cannot store the
-		// message twice. Its UID line stays dead; the UID is never reused.
-		u.unplace(placed, size)
-	case err == nil:
-		m.addMessageLocked(Message{UID: uids[0], Size: size, Date: date, Flags: flags}, key, oddName{}, origin)
-		m.cur.ownChange(filepath.Join(m.dir, "cur"))
-	default:
-		os.Remove(tmp)
-	}
 	if err != nil {
 		return 0, fmt.Errorf("maildir: append to %s: %w", m.name, err)
 	}
+	m.addMessageLocked(Message{UID: uids[0], Size: size, Date: date, Flags: flags}, key, oddName{}, origin)
+	m.cur.ownChange(filepath.Join(m.dir, "cur"))
 	return uids[0], nil
 }
 
-// reserveUIDsLocked gives UIDs to lines (keys and dates set), persists them,
-// then runs place to put the files into cur/ and fsyncs cur/, all under the
-// folder's flock. place reports which files it placed. The UIDs of placed
-// files are returned (0 for the others, whose lines are dead), also with an
-// error: those files are in cur/, though perhaps not durably.
-func (m *Mailbox) reserveUIDsLocked(lines []ulLine, place func([]ulLine) ([]bool, error)) ([]uint32, error) {
+// placement is how reserveUIDsLocked puts files into the folder's cur/.
+type placement struct {
+	// place puts the files in and reports which it placed (a file that
+	// vanished meanwhile is skipped); an error stops it.
+	place func() ([]bool, error)
+	// after, if set, runs once the placed files are durable (a move
+	// fsyncs its source directory there).
+	after func() error
+	// undo takes the placed files back when a later step failed.
+	undo func(placed []bool)
+}
+
+// reserveUIDsLocked gives UIDs to lines (keys and dates set) and persists
+// them, then places the files into cur/ and fsyncs cur/ (then p.after), all
+// under the folder's flock. It returns the UIDs of the placed files (0 for
+// the others, whose lines are dead). On error nothing stays placed (p.undo
+// took it back) and every line is dead: no UID is shown.
+func (m *Mailbox) reserveUIDsLocked(lines []ulLine, p placement) ([]uint32, error) {
 	unlock, err := m.lockSyncedLocked(nil)
 	if err != nil {
 		return nil, err
@@ -86,23 +92,34 @@ func (m *Mailbox) reserveUIDsLocked(lines []ulLine, place func([]ulLine) ([]bool
 	if err := m.appendUIDListLocked(lines); err != nil {
 		return nil, err
 	}
-	placed, err := place(lines)
+	placed, err := p.place()
 	uids := make([]uint32, len(lines))
 	some := false
 	for i, ok := range placed {
 		if ok {
 			uids[i] = lines[i].uid
 			some = true
-		} else {
+		}
+	}
+	if some && err == nil {
+		err = m.u.s.fs.SyncDir(filepath.Join(m.dir, "cur"))
+	}
+	if err == nil && p.after != nil {
+		err = p.after()
+	}
+	if err != nil {
+		if some {
+			p.undo(placed)
+		}
+		m.dead += len(lines)
+		return nil, err
+	}
+	for _, id := range uids {
+		if id == 0 {
 			m.dead++
 		}
 	}
-	if some {
-		if serr := safeio.SyncDir(filepath.Join(m.dir, "cur")); err == nil {
-			err = serr
-		}
-	}
-	return uids, err
+	return uids, nil
 }
 
 // SetFlags changes the flags of the messages with the given UIDs (renaming
@@ -116,7 +133,7 @@ func (m *Mailbox) SetFlags(uids []uint32, op FlagOp, flags Flags, origin any) ([
 		return nil, err
 	}
 	curPath := filepath.Join(m.dir, "cur")
-	mv := openDirMover(curPath, curPath, len(uids) > 4)
+	mv := openDirMover(m.u.s.fs, curPath, curPath, len(uids) > 4)
 	defer mv.close()
 	var out []Message
 	for pass := 0; pass < 2 && len(uids) > 0; pass++ {
@@ -203,7 +220,7 @@ func (m *Mailbox) Expunge(uids []uint32, origin any) ([]uint32, error) {
 			err = opErr
 		}
 		if len(removed) > 0 {
-			if serr := safeio.SyncDir(curPath); err == nil {
+			if serr := m.u.s.fs.SyncDir(curPath); err == nil {
 				err = serr
 			}
 			for _, i := range removed {
@@ -259,14 +276,10 @@ func lockPair(a, b *Mailbox) (unlock func()) {
 	}
 }
 
-// moving is one message of a copy or move.
-type moving struct {
-	srcIdx int
-	msg    Message // with dst's keyword indexes
-	from   string  // current file name in src cur/
-	to     string  // new file name in dst cur/
-}
-
+// transfer is CopyTo (move false) and MoveTo: the messages are planned
+// (new keys, flags in dst's keyword indexes), their UIDs in dst reserved,
+// their files placed and made durable (or all taken back), then the two
+// folders' states follow.
 func (m *Mailbox) transfer(dst *Mailbox, uids []uint32, origin any, move bool) (srcUIDs, dstUIDs []uint32, err error) {
 	op := "copy"
 	if move {
@@ -282,105 +295,185 @@ func (m *Mailbox) transfer(dst *Mailbox, uids []uint32, origin any, move bool) (
 			return nil, nil, err
 		}
 	}
-	idx := m.indicesLocked(uids)
-	if len(idx) == 0 {
+	t := m.planTransfer(dst, uids, move)
+	if len(t.items) == 0 {
 		return nil, nil, nil
 	}
-	items := make([]moving, len(idx))
-	lines := make([]ulLine, len(idx))
-	now := time.Now()
-	var total int64
-	for k, i := range idx {
-		msg := m.msgs[i]
-		msg.Flags = dst.translateFlagsLocked(m, msg.Flags)
-		key := m.u.s.newKey(now, msg.Size)
-		var unknown string
-		if len(m.odd) > 0 {
-			unknown = m.odd[msg.UID].unknown
-		}
-		items[k] = moving{srcIdx: i, msg: msg, from: m.fileNameLocked(i), to: canonicalFileName(key, msg.Flags, unknown)}
-		lines[k] = ulLine{t: msg.Date.Unix(), key: key}
-		total += msg.Size
-	}
-	crossUser := dst.u != m.u
-	if !move || crossUser {
-		if err := dst.u.checkQuota(total); err != nil {
+	if !move || t.crossUser {
+		if err := dst.u.checkQuota(t.total); err != nil {
 			return nil, nil, err
 		}
 	}
-	srcCur, dstCur := filepath.Join(m.dir, "cur"), filepath.Join(dst.dir, "cur")
-	var placed []bool
-	newUIDs, err := dst.reserveUIDsLocked(lines, func([]ulLine) ([]bool, error) {
-		var err error
-		place := func() (int64, int64, error) {
-			placed, err = m.placeAll(items, srcCur, dstCur, move)
-			var b, c int64
-			for k, ok := range placed {
-				if ok {
-					b += items[k].msg.Size
-					c++
-				}
-			}
-			return b, c, nil
-		}
-		if move && !crossUser {
-			place()
-			return placed, err
-		}
-		if qerr := dst.u.quotaTx(place); err == nil {
-			err = qerr
-		}
-		return placed, err
-	})
+	newUIDs, err := dst.reserveUIDsLocked(t.lines, t.placement())
 	if err != nil {
-		err = fmt.Errorf("maildir: %s %s → %s: %w", op, m.name, dst.name, err)
+		dst.cur.valid, m.cur.valid = false, false // read again what the take-back left
+		return nil, nil, fmt.Errorf("maildir: %s %s → %s: %w", op, m.name, dst.name, err)
 	}
-	var moved []int
-	var freed int64
-	for k, it := range items {
-		if k >= len(newUIDs) || newUIDs[k] == 0 {
-			continue
-		}
-		it.msg.UID = newUIDs[k]
-		srcUIDs = append(srcUIDs, m.msgs[it.srcIdx].UID)
-		dstUIDs = append(dstUIDs, newUIDs[k])
-		moved = append(moved, it.srcIdx)
-		freed += it.msg.Size
-		var unknown string
-		if len(m.odd) > 0 {
-			unknown = m.odd[m.msgs[it.srcIdx].UID].unknown
-		}
-		dst.addMessageLocked(it.msg, lines[k].key, oddName{unknown: unknown}, origin)
-	}
-	dst.cur.ownChange(dstCur)
-	if move && len(moved) > 0 {
-		if err := safeio.SyncDir(srcCur); err != nil {
-			m.u.log().Warn("maildir: move", "mailbox", m.name, "err", err)
-		}
-		m.removeLocked(moved, origin)
-		m.cur.ownChange(srcCur)
-		if crossUser {
-			_ = m.u.quotaTx(func() (int64, int64, error) { return -freed, -int64(len(moved)), nil })
-		}
-		m.maybeCompactLocked()
-	}
-	if len(moved) < len(items) && err == nil { // some files had vanished: learn what happened
+	srcUIDs, dstUIDs = t.commit(newUIDs, origin)
+	if len(srcUIDs) < len(t.items) { // some files had vanished: learn what happened
 		m.cur.valid = false
 		err = m.refreshLocked()
 	}
 	return srcUIDs, dstUIDs, err
 }
 
+// moving is one message of a copy or move.
+type moving struct {
+	srcIdx int
+	msg    Message // with dst's keyword indexes
+	from   string  // current file name in src cur/
+	to     string  // new file name in dst cur/
+}
+
+// transferPlan is a copy or move on its way, both folders locked.
+type transferPlan struct {
+	src, dst       *Mailbox
+	move           bool
+	crossUser      bool
+	items          []moving
+	lines          []ulLine // dst's UID lines, parallel to items
+	total          int64    // bytes
+	srcCur, dstCur string
+}
+
+// planTransfer gives each message present among uids a new base name in
+// dst and its flags in dst's keyword indexes.
+func (m *Mailbox) planTransfer(dst *Mailbox, uids []uint32, move bool) *transferPlan {
+	t := &transferPlan{
+		src: m, dst: dst, move: move, crossUser: dst.u != m.u,
+		srcCur: filepath.Join(m.dir, "cur"), dstCur: filepath.Join(dst.dir, "cur"),
+	}
+	idx := m.indicesLocked(uids)
+	t.items = make([]moving, len(idx))
+	t.lines = make([]ulLine, len(idx))
+	now := time.Now()
+	for k, i := range idx {
+		msg := m.msgs[i]
+		msg.Flags = dst.translateFlagsLocked(m, msg.Flags)
+		key := m.u.s.newKey(now, msg.Size)
+		t.items[k] = moving{srcIdx: i, msg: msg, from: m.fileNameLocked(i), to: canonicalFileName(key, msg.Flags, m.unknownLocked(msg.UID))}
+		t.lines[k] = ulLine{t: msg.Date.Unix(), key: key}
+		t.total += msg.Size
+	}
+	return t
+}
+
+// unknownLocked is the unknown info letters kept in uid's file name.
+func (m *Mailbox) unknownLocked(uid uint32) string {
+	if len(m.odd) == 0 {
+		return ""
+	}
+	return m.odd[uid].unknown
+}
+
+// placement places the files into dst's cur/ (accounted in dst's quota
+// unless they move within one user), fsyncs the source directory of a
+// move once they are durable, and takes them back on failure.
+func (t *transferPlan) placement() placement {
+	fs := t.src.u.s.fs
+	accounted := !t.move || t.crossUser
+	sizeOf := func(placed []bool) (b, c int64) {
+		for k, ok := range placed {
+			if ok {
+				b += t.items[k].msg.Size
+				c++
+			}
+		}
+		return b, c
+	}
+	p := placement{
+		place: func() ([]bool, error) {
+			var placed []bool
+			var err error
+			place := func() (int64, int64, error) {
+				placed, err = t.src.placeAll(t.items, t.srcCur, t.dstCur, t.move)
+				b, c := sizeOf(placed)
+				return b, c, nil
+			}
+			if !accounted {
+				place()
+				return placed, err
+			}
+			if qerr := t.dst.u.quotaTx(place); err == nil {
+				err = qerr
+			}
+			return placed, err
+		},
+		undo: func(placed []bool) {
+			takeBack := func() (int64, int64, error) {
+				for k, ok := range placed {
+					if !ok {
+						continue
+					}
+					to := filepath.Join(t.dstCur, t.items[k].to)
+					var err error
+					if t.move {
+						err = fs.Rename(to, filepath.Join(t.srcCur, t.items[k].from))
+					} else {
+						err = fs.Remove(to)
+					}
+					if err != nil {
+						t.src.u.log().Error("maildir: take back", "mailbox", t.dst.name, "path", to, "err", err)
+						placed[k] = false // stays: not accounted as gone
+					}
+				}
+				b, c := sizeOf(placed)
+				return -b, -c, nil
+			}
+			if accounted {
+				_ = t.dst.u.quotaTx(takeBack)
+			} else {
+				takeBack()
+			}
+		},
+	}
+	if t.move {
+		p.after = func() error { return fs.SyncDir(t.srcCur) }
+	}
+	return p
+}
+
+// commit adds the placed messages to dst and, for a move, removes them from
+// the source. It returns the source UIDs and their new UIDs, pairwise.
+func (t *transferPlan) commit(newUIDs []uint32, origin any) (srcUIDs, dstUIDs []uint32) {
+	m, dst := t.src, t.dst
+	var moved []int
+	var freed int64
+	for k, it := range t.items {
+		if newUIDs[k] == 0 {
+			continue
+		}
+		srcUID := m.msgs[it.srcIdx].UID
+		it.msg.UID = newUIDs[k]
+		srcUIDs = append(srcUIDs, srcUID)
+		dstUIDs = append(dstUIDs, newUIDs[k])
+		moved = append(moved, it.srcIdx)
+		freed += it.msg.Size
+		dst.addMessageLocked(it.msg, t.lines[k].key, oddName{unknown: m.unknownLocked(srcUID)}, origin)
+	}
+	dst.cur.ownChange(t.dstCur)
+	if t.move && len(moved) > 0 {
+		m.removeLocked(moved, origin)
+		m.cur.ownChange(t.srcCur)
+		if t.crossUser {
+			_ = m.u.quotaTx(func() (int64, int64, error) { return -freed, -int64(len(moved)), nil })
+		}
+		m.maybeCompactLocked()
+	}
+	return srcUIDs, dstUIDs
+}
+
 // placeAll links, copies or renames each item's file from srcCur into
 // dstCur. A file that vanished is skipped; another failure stops.
 func (m *Mailbox) placeAll(items []moving, srcCur, dstCur string, move bool) ([]bool, error) {
+	fs := m.u.s.fs
 	placed := make([]bool, len(items))
 	for k, it := range items {
 		from, to := filepath.Join(srcCur, it.from), filepath.Join(dstCur, it.to)
 		var err error
 		if move {
-			err = os.Rename(from, to)
-		} else if err = os.Link(from, to); err != nil && !errors.Is(err, os.ErrNotExist) {
+			err = fs.Rename(from, to)
+		} else if err = fs.Link(from, to); err != nil && !errors.Is(err, os.ErrNotExist) {
 			err = m.copyFile(from, to, it.msg.Date)
 		}
 		if errors.Is(err, os.ErrNotExist) {
@@ -406,8 +499,8 @@ func (m *Mailbox) copyFile(from, to string, date time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, to); err != nil {
-		os.Remove(tmp)
+	if err := m.u.s.fs.Rename(tmp, to); err != nil {
+		m.u.s.fs.Remove(tmp)
 		return err
 	}
 	return nil

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"postie/safeio"
 	"strconv"
 	"strings"
 )
@@ -93,7 +92,7 @@ func (u *User) recomputeUsage() (bytes, count int64, err error) {
 		}
 	}
 	data := fmt.Sprintf("%dS\n%d %d\n", u.quota.Load(), bytes, count)
-	if err := safeio.WriteFile(u.maildirsizePath(), []byte(data), 0o600); err != nil {
+	if err := u.s.fs.WriteFile(u.maildirsizePath(), []byte(data), 0o600); err != nil {
 		return 0, 0, fmt.Errorf("maildir: quota: %w", err)
 	}
 	return bytes, count, nil
@@ -139,25 +138,33 @@ func (u *User) quotaTx(fn func() (bytes, count int64, err error)) error {
 	return err
 }
 
-// appendUsage appends one line; it reports whether the file is now due for
-// recomputation. A missing file is left missing: the next read recomputes
-// it, counting what fn did.
+// appendUsage appends one line (fsynced); it reports whether the file is
+// now due for recomputation. A missing file is left missing: the next read
+// recomputes it, counting what fn did. A failed append may leave part of
+// the line, and leaves the sum unknown: the file is removed, so that the
+// next read recomputes it from the folders (the operation it accounts for
+// stands; maildirsize is a cache of what is on disk).
 func (u *User) appendUsage(bytes, count int64) (recompute bool) {
-	f, err := os.OpenFile(u.maildirsizePath(), os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
+	path := u.maildirsizePath()
+	if _, err := os.Lstat(path); err != nil {
 		return false
 	}
-	defer f.Close()
 	line := strconv.AppendInt(nil, bytes, 10)
 	line = append(line, ' ')
 	line = strconv.AppendInt(line, count, 10)
 	line = append(line, '\n')
-	if _, err := f.Write(line); err != nil {
-		u.log().Warn("maildir: maildirsize", "err", err)
+	size, err := u.s.fs.Append(path, line)
+	if errors.Is(err, os.ErrNotExist) {
 		return false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Size() > maildirsizeMax
+	if err != nil {
+		u.log().Warn("maildir: maildirsize append failed; it will be recomputed", "user", u.local+"@"+u.domain, "err", err)
+		if rerr := u.s.fs.Remove(path); rerr != nil {
+			u.log().Error("maildir: maildirsize left wrong", "user", u.local+"@"+u.domain, "err", rerr)
+		}
+		return false
+	}
+	return size > maildirsizeMax
 }
 
 // checkQuota fails with a quota error when adding size bytes would pass the

@@ -3,6 +3,7 @@ package maildir
 import (
 	"os"
 	"path/filepath"
+	"postie/safeio"
 	"syscall"
 )
 
@@ -11,7 +12,11 @@ import (
 // one name per rename instead of walking the whole path, and there is no
 // lstat first (os.Rename checks that the target is not a directory; these
 // are message files). The first load of a folder moves every file of new/.
+//
+// It is the store's FS rename (safeio.FS.Rename) batched by directory: each
+// rename passes through the FS's Fault and Trace hooks as that one does.
 type dirMover struct {
+	fs               *safeio.FS
 	from, to         int // -1: use the paths
 	fromPath, toPath string
 }
@@ -19,8 +24,8 @@ type dirMover struct {
 // openDirMover prepares renames from the directory from into to. For a few
 // renames (many false) opening the directories costs more than it saves:
 // the paths are used.
-func openDirMover(from, to string, many bool) *dirMover {
-	d := &dirMover{from: -1, to: -1, fromPath: from, toPath: to}
+func openDirMover(fs *safeio.FS, from, to string, many bool) *dirMover {
+	d := &dirMover{fs: fs, from: -1, to: -1, fromPath: from, toPath: to}
 	if !many {
 		return d
 	}
@@ -48,6 +53,9 @@ func openDir(path string) (int, error) {
 }
 
 func (d *dirMover) rename(oldName, newName string) error {
+	if err := faultRename(d.fs, filepath.Join(d.toPath, newName)); err != nil {
+		return err
+	}
 	var err error
 	for {
 		if d.from >= 0 && d.to >= 0 {
@@ -62,6 +70,7 @@ func (d *dirMover) rename(oldName, newName string) error {
 	if err != nil {
 		return &os.LinkError{Op: "rename", Old: filepath.Join(d.fromPath, oldName), New: filepath.Join(d.toPath, newName), Err: err}
 	}
+	traceRename(d.fs, filepath.Join(d.toPath, newName))
 	return nil
 }
 

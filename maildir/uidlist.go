@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"postie/safeio"
 	"strconv"
 	"strings"
 	"syscall"
@@ -295,25 +294,14 @@ func (m *Mailbox) appendUIDListLocked(lines []ulLine) error {
 	for _, l := range lines {
 		b = appendLine(b, l)
 	}
-	f, err := os.OpenFile(m.uidlistPath(), os.O_WRONLY|os.O_APPEND, 0o600)
+	size, err := m.u.s.fs.Append(m.uidlistPath(), b)
 	if err != nil {
+		// Part of b may be on disk: whole lines name files that will
+		// not appear (dead lines), a torn one is ended by the next
+		// append (syncUIDListLocked sees the size).
 		return fmt.Errorf("maildir: uidlist: %w", err)
 	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	var fi os.FileInfo
-	if err == nil {
-		fi, err = f.Stat()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("maildir: uidlist: %w", err)
-	}
-	m.ul.size = fi.Size()
+	m.ul.size = size
 	m.ul.consumed = m.ul.size
 	return nil
 }
@@ -331,7 +319,7 @@ func (m *Mailbox) rewriteUIDListLocked() error {
 		b = appendLine(b, l)
 	}
 	path := m.uidlistPath()
-	if err := safeio.WriteFile(path, b, 0o600); err != nil {
+	if err := m.u.s.fs.WriteFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("maildir: uidlist: %w", err)
 	}
 	var st syscall.Stat_t
@@ -397,7 +385,7 @@ func (u *User) nextUIDValidity(n int) (first uint32, err error) {
 	if end > 1<<32-1 {
 		return 0, fmt.Errorf("maildir: UIDVALIDITY exhausted")
 	}
-	if err := safeio.WriteFile(path, []byte(strconv.FormatUint(end, 10)+"\n"), 0o600); err != nil {
+	if err := u.s.fs.WriteFile(path, []byte(strconv.FormatUint(end, 10)+"\n"), 0o600); err != nil {
 		return 0, fmt.Errorf("maildir: uidvalidity: %w", err)
 	}
 	return uint32(v), nil
