@@ -35,4 +35,26 @@ func TestEnqueueFailedBounces(t *testing.T) {
 	if _, err := h.q.EnqueueFailed(context.Background(), env, strings.NewReader("x"), nil); err == nil {
 		t.Error("a mismatched error list was accepted")
 	}
+	if files := spoolFiles(t, h.dir); len(files) != 0 {
+		t.Errorf("a refused EnqueueFailed left %v", files)
+	}
+}
+
+// A recipient repeated (in another case) is bounced once, with its first
+// error; it used to fail the call after the message file was written,
+// leaving that file behind.
+func TestEnqueueFailedRepeatedRecipient(t *testing.T) {
+	h := newHarness(t, newDeliverer(nil), nil)
+	h.run()
+	env := &envelope.Envelope{ID: "late", From: "alice@example.test", To: []string{"full@example.test", "FULL@example.test"}}
+	if _, err := h.q.EnqueueFailed(context.Background(), env, strings.NewReader("Subject: s\r\n\r\n"),
+		[]error{envelope.ErrQuotaExceeded, envelope.Temp(nil)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the bounce", func() bool { return len(h.b.got()) == 1 })
+	h.waitEmpty()
+	p := parseDSN(t, h.b.got()[0].body)
+	if len(p.rcpts) != 1 || p.rcpts[0].Get("Status") != "5.2.2" {
+		t.Errorf("DSN recipients: %+v, want full@example.test once with its first error", p.rcpts)
+	}
 }

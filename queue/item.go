@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"postie/envelope"
+	"slices"
 	"sync"
 	"time"
 )
@@ -18,9 +19,10 @@ type item struct {
 	running int               // tasks in flight
 	deleted bool              // removed from the spool; tasks in flight just end
 
-	version uint64     // bumped at each snapshot, under Queue.mu
-	fileMu  sync.Mutex // serialises state file writes and the removal
-	written uint64     // the version on disk, under fileMu
+	version        uint64     // bumped at each snapshot, under Queue.mu
+	fileMu         sync.Mutex // serialises state file writes and the removal
+	written        uint64     // the version on disk, under fileMu
+	savedDelivered []string   // the recipients delivered in that version, under fileMu and Queue.mu
 }
 
 // sched is the schedule of one unit of work: a domain's attempt or a DSN.
@@ -122,6 +124,7 @@ func (st *state) cancel(busy func(dom string) bool) {
 // addLocked puts a loaded or new message into memory and schedules it.
 func (q *Queue) addLocked(st *state) *item {
 	it := &item{st: *st, groups: make(map[string]*sched)}
+	it.savedDelivered = it.delivered()
 	if it.st.Cancelled {
 		it.st.cancel(func(string) bool { return false })
 	}
@@ -220,51 +223,21 @@ func (q *Queue) backoff(n int) time.Duration {
 	return d
 }
 
+// snapshot is an item's state as of one version, for persist.
+type snapshot struct {
+	data      []byte
+	version   uint64
+	delivered []string // the recipients delivered in it
+}
+
 // snapshotLocked encodes the item's state for persist.
-func (q *Queue) snapshotLocked(it *item) ([]byte, uint64) {
+func (q *Queue) snapshotLocked(it *item) snapshot {
 	it.version++
-	return encodeState(&it.st), it.version
+	return snapshot{encodeState(&it.st), it.version, it.delivered()}
 }
 
-// persist writes a snapshot to the state file, unless a newer one is
-// already there or the item was removed. If the write fails, the memory
-// stays right and the disk behind: the item is marked unsaved, and the
-// scheduler writes it again every pollEvery until it succeeds (see
-// saveUnsaved). Nothing is lost meanwhile; only a restart before then
-// repeats the work done since the last save.
-func (q *Queue) persist(it *item, data []byte, version uint64) {
-	it.fileMu.Lock()
-	defer it.fileMu.Unlock()
-	q.mu.Lock()
-	deleted := it.deleted
-	q.mu.Unlock()
-	if deleted || it.written >= version {
-		return
-	}
-	err := q.fs.Replace(filepath.Join(q.dir, it.st.ID+stateExt), data, 0o600)
-	if err == nil {
-		err = q.dirSync.Sync()
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if err != nil {
-		if !q.unsaved[it] {
-			q.log.Error("queue: saving state failed; retrying", "id", it.st.ID,
-				"unsaved_deliveries", q.unsavedDeliveriesLocked(it), "err", err)
-		}
-		q.unsaved[it] = true
-		return
-	}
-	it.written = version
-	if q.unsaved[it] {
-		delete(q.unsaved, it)
-		q.log.Info("queue: state saved after an earlier failure", "id", it.st.ID)
-	}
-}
-
-// unsavedDeliveriesLocked lists the recipients the memory has delivered:
-// those a restart before the next successful save would deliver again.
-func (q *Queue) unsavedDeliveriesLocked(it *item) []string {
+// delivered lists the recipients with status delivered.
+func (it *item) delivered() []string {
 	var out []string
 	for _, r := range it.st.Rcpts {
 		if r.Status == StatusDelivered {
@@ -272,6 +245,45 @@ func (q *Queue) unsavedDeliveriesLocked(it *item) []string {
 		}
 	}
 	return out
+}
+
+// persist writes a snapshot to the state file, unless a newer one is
+// already there or the item was removed. If the write fails, the memory
+// stays right and the disk behind: the item is marked unsaved, and the
+// scheduler writes it again every pollEvery until it succeeds (see
+// saveUnsaved). Nothing is lost meanwhile; only a restart before then
+// repeats the work done since the last save: the error comes with atRisk,
+// the recipients delivered since, whom that restart would deliver again.
+func (q *Queue) persist(it *item, snap snapshot) (atRisk []string, err error) {
+	it.fileMu.Lock()
+	defer it.fileMu.Unlock()
+	q.mu.Lock()
+	deleted := it.deleted
+	q.mu.Unlock()
+	if deleted || it.written >= snap.version {
+		return nil, nil
+	}
+	err = q.fs.Replace(filepath.Join(q.dir, it.st.ID+stateExt), snap.data, 0o600)
+	if err == nil {
+		err = q.dirSync.Sync()
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err != nil {
+		q.unsaved[it] = true
+		for _, r := range snap.delivered {
+			if !slices.Contains(it.savedDelivered, r) {
+				atRisk = append(atRisk, r)
+			}
+		}
+		return atRisk, err
+	}
+	it.written, it.savedDelivered = snap.version, snap.delivered
+	if q.unsaved[it] {
+		delete(q.unsaved, it)
+		q.log.Info("queue: state saved after an earlier failure", "id", it.st.ID)
+	}
+	return nil, nil
 }
 
 // saveUnsaved writes again the state of every item whose last write
@@ -291,15 +303,13 @@ func (q *Queue) saveUnsaved(final bool) {
 			q.mu.Unlock()
 			continue
 		}
-		data, v := q.snapshotLocked(it)
+		snap := q.snapshotLocked(it)
 		q.mu.Unlock()
-		q.persist(it, data, v)
-		q.mu.Lock()
-		if final && q.unsaved[it] {
+		// Retried quietly: settle logged the failure.
+		if atRisk, err := q.persist(it, snap); final && err != nil {
 			q.log.Error("queue: stopping with a state file behind; the next start delivers these again",
-				"id", it.st.ID, "rcpts", q.unsavedDeliveriesLocked(it))
+				"id", it.st.ID, "rcpts", atRisk, "err", err)
 		}
-		q.mu.Unlock()
 	}
 }
 

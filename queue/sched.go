@@ -309,9 +309,11 @@ func (q *Queue) settle(it *item) {
 		q.log.Info("queue: done", "id", it.st.ID)
 		return
 	}
-	data, v := q.snapshotLocked(it)
+	snap := q.snapshotLocked(it)
 	q.mu.Unlock()
-	q.persist(it, data, v)
+	if atRisk, err := q.persist(it, snap); err != nil {
+		q.log.Error("queue: saving state failed; retrying", "id", it.st.ID, "unsaved_deliveries", atRisk, "err", err)
+	}
 }
 
 // recordLocked applies the result of an attempt to recipient i.
