@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
@@ -67,6 +68,10 @@ func (s *session) fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	}
 	return f.result
 }
+
+// errConnLost ends a command whose answer could not be written: the client is gone, so nothing more
+// is read for it, and nothing is logged (one line per failed message once flooded the log).
+var errConnLost = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Connection lost"}
 
 // onlyCachedFields reports whether a FETCH needs nothing from the files but cached header fields.
 func onlyCachedFields(o *imap.FetchOptions) bool {
@@ -145,7 +150,9 @@ func (f *fetcher) one(m *message) error {
 	if err != nil {
 		return f.s.mailError("fetch", err)
 	}
-	f.write(m, p)
+	if f.write(m, p) != nil {
+		return errConnLost
+	}
 	return nil
 }
 
@@ -208,7 +215,7 @@ func (f *fetcher) bodyLiteral(m *message, sec *imap.FetchItemBodySection) (liter
 			}
 			if size != m.size && !f.sizeWarn {
 				f.sizeWarn = true
-				f.s.srv.log.Warn("imap: message size differs from the store's", "uid", m.uid, "file", size, "store", m.size)
+				f.s.logf(slog.LevelWarn, "imap: message size differs from the store's", "uid", m.uid, "file", size, "store", m.size)
 			}
 			sp = fileSpan(0, size)
 		case sec.Specifier == imap.PartSpecifierHeader && len(sec.HeaderFields) > 0 && allCached(sec.HeaderFields):
@@ -326,11 +333,15 @@ func (f *fetcher) flags(m *message) []imap.Flag {
 }
 
 // write sends one FETCH response; it cannot fail half-way (a short read is padded, so the literal
-// keeps its announced size, and logged).
-func (f *fetcher) write(m *message, p *prepared) {
+// keeps its announced size, and logged). An error means the connection failed.
+func (f *fetcher) write(m *message, p *prepared) (err error) {
 	o := f.opts
 	rw := f.w.CreateMessage(m.seq)
-	defer rw.Close()
+	defer func() {
+		if cerr := rw.Close(); err == nil {
+			err = cerr
+		}
+	}()
 	if o.UID {
 		rw.WriteUID(imap.UID(m.uid))
 	}
@@ -351,46 +362,70 @@ func (f *fetcher) write(m *message, p *prepared) {
 	}
 	for i, sec := range o.BodySection {
 		l := p.sections[i]
-		f.copyLiteral(m, rw.WriteBodySection(sec, l.n), l)
+		if err := f.copyLiteral(m, rw.WriteBodySection(sec, l.n), l); err != nil {
+			return err
+		}
 	}
 	for i, sec := range o.BinarySection {
 		if p.binOK[i] {
 			l := p.binaries[i]
-			f.copyLiteral(m, rw.WriteBinarySection(sec, l.n), l)
+			if err := f.copyLiteral(m, rw.WriteBinarySection(sec, l.n), l); err != nil {
+				return err
+			}
 		}
 	}
 	for i, sec := range o.BinarySectionSize {
 		rw.WriteBinarySectionSize(sec, p.sizes[i])
 	}
+	return nil
 }
 
 // copyLiteral sends a literal's n bytes: in one write when they are in memory, else through one
-// buffer for the whole command.
-func (f *fetcher) copyLiteral(m *message, w io.WriteCloser, l literal) {
-	var n int64
-	var err error
+// buffer for the whole command. A file that gives fewer bytes than announced is padded (and logged);
+// an error returned is the connection's.
+func (f *fetcher) copyLiteral(m *message, w io.WriteCloser, l literal) error {
+	cw := &countWriter{w: w}
+	var rerr error
 	if l.data != nil || l.r == nil {
-		var k int
-		k, err = w.Write(l.data[:min(int64(len(l.data)), l.n)])
-		n = int64(k)
+		cw.Write(l.data[:min(int64(len(l.data)), l.n)])
 	} else {
 		if f.buf == nil {
 			f.buf = copyBufs.Get().(*[]byte)
 		}
-		n, err = io.CopyBuffer(w, io.LimitReader(l.r, l.n), *f.buf)
+		_, rerr = io.CopyBuffer(cw, io.LimitReader(l.r, l.n), *f.buf)
 	}
-	if n < l.n {
-		pad := bytes.Repeat([]byte{' '}, int(min(l.n-n, 32<<10)))
-		for left := l.n - n; left > 0; {
-			k := min(left, int64(len(pad)))
-			if _, werr := w.Write(pad[:k]); werr != nil {
-				break
-			}
-			left -= k
+	if cw.err != nil {
+		return cw.err
+	}
+	if got := cw.n; got < l.n {
+		pad := bytes.Repeat([]byte{' '}, int(min(l.n-got, 32<<10)))
+		for cw.n < l.n && cw.err == nil {
+			cw.Write(pad[:min(l.n-cw.n, int64(len(pad)))])
 		}
-		f.s.srv.log.Error("imap fetch: short read", "uid", m.uid, "want", l.n, "got", n, "err", fmt.Sprint(err))
+		if cw.err != nil {
+			return cw.err
+		}
+		f.s.logf(slog.LevelError, "imap fetch: short read", "uid", m.uid, "want", l.n, "got", got, "err", fmt.Sprint(rerr))
 	}
-	w.Close()
+	return w.Close()
+}
+
+// countWriter counts what was written and keeps the first write error: it tells a failed connection
+// (a write error) from a short file (a read error) in io.Copy.
+type countWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	c.err = err
+	return n, err
 }
 
 // copyBufs lends the buffer a FETCH streams big literals through (not kept by idle sessions).

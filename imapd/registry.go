@@ -264,11 +264,17 @@ func (e *mailboxEntry) startIdle() {
 	go func() {
 		t := time.NewTicker(idleRefresh)
 		defer t.Stop()
+		lastErr := "" // a failure is logged when it starts, not every second while it lasts
 		for {
 			select {
 			case <-t.C:
-				if err := e.refresh(idleRefresh / 2); err != nil {
-					e.reg.srv.log.Warn("imap: refresh", "err", err)
+				err := e.refresh(idleRefresh / 2)
+				if err != nil && err.Error() != lastErr {
+					e.reg.srv.log.Warn("imap: refresh", "mailbox", e.name, "err", err)
+				}
+				lastErr = ""
+				if err != nil {
+					lastErr = err.Error()
 					if errors.Is(err, maildir.ErrNoSuchMailbox) {
 						return
 					}

@@ -3,8 +3,10 @@ package imapd
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math"
 	"sync"
+	"sync/atomic"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -28,6 +30,8 @@ type session struct {
 	idleMu sync.Mutex
 	idling sync.WaitGroup
 	closed bool
+
+	logged atomic.Int64 // lines this connection has logged at warning level and above (logf)
 }
 
 // selection is the selected mailbox of a session.
@@ -82,12 +86,12 @@ func (s *session) Login(username, password string) error {
 		if errors.Is(err, accounts.ErrAuthFailed) {
 			return imapserver.ErrAuthFailed
 		}
-		s.srv.log.Warn("imap login", "remote_ip", s.ip, "err", err)
+		s.logf(slog.LevelWarn, "imap login", "remote_ip", s.ip, "err", err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Authentication unavailable, try again later"}
 	}
 	mu, err := s.srv.opts.Store.User(u.Domain, u.Local)
 	if err != nil {
-		s.srv.log.Error("imap login: open mail store", "user", u.Address, "err", err)
+		s.logf(slog.LevelError, "imap login: open mail store", "user", u.Address, "err", err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Mail store unavailable"}
 	}
 	mu.SetQuota(u.Quota)
@@ -124,7 +128,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 func (s *session) poll(sel *selection, w *imapserver.UpdateWriter, allowExpunge bool) error {
 	e := sel.entry
 	if err := e.refresh(pollRefreshGap); err != nil && !errors.Is(err, maildir.ErrNoSuchMailbox) {
-		s.srv.log.Warn("imap: refresh", "mailbox", e.name, "err", err)
+		s.logf(slog.LevelWarn, "imap: refresh", "mailbox", e.name, "err", err)
 	}
 	e.sync()
 	return sel.st.Poll(w, allowExpunge)
@@ -153,6 +157,21 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		return err
 	}
 	return sel.st.Idle(w, stop)
+}
+
+// maxLogLines bounds what one connection writes to the log at warning level and above: a client
+// whose every command fails (a broken store, a message file gone short) must not be able to fill the
+// disk. After the bound one line says that the rest is left out.
+const maxLogLines = 20
+
+// logf logs for this connection within maxLogLines.
+func (s *session) logf(level slog.Level, msg string, args ...any) {
+	switch n := s.logged.Add(1); {
+	case n <= maxLogLines:
+		s.srv.log.Log(context.Background(), level, msg, args...)
+	case n == maxLogLines+1:
+		s.srv.log.Warn("imap: further log lines of this connection left out", "remote_ip", s.ip, "limit", maxLogLines)
+	}
 }
 
 // busy marks a command that changes mail, which Shutdown lets finish.
@@ -200,7 +219,7 @@ func (s *session) mailError(op string, err error) error {
 		if s.user != nil {
 			user = s.user.Address
 		}
-		s.srv.log.Error("imap "+op, "user", user, "err", err)
+		s.logf(slog.LevelError, "imap "+op, "user", user, "err", err)
 		return errServerBug
 	}
 	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: code, Text: text}
