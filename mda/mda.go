@@ -30,6 +30,7 @@ import (
 	"postie/accounts"
 	"postie/envelope"
 	"postie/maildir"
+	"postie/safeio"
 )
 
 // Directory is what the router needs of the accounts database.
@@ -58,6 +59,11 @@ type Options struct {
 	Postmaster string    // receives postmaster@<our domain> when no user or alias has it; "" = first user of that domain
 	TmpDir     string    // where bodies for several copies are spooled; "" = os.TempDir()
 	Logger     *slog.Logger
+
+	// FS makes the temporary spool file of a large message. nil: the real
+	// file system; tests set its Fault. (Each copy is made durable by
+	// maildir or the queue, each through its own FS.)
+	FS *safeio.FS
 }
 
 // Router routes each recipient of a message to its local mailboxes or to
@@ -214,7 +220,7 @@ func (m *Router) deliver(ctx context.Context, env *envelope.Envelope, body io.Re
 	}
 
 	buf := m.bufs.Get().(*[]byte)
-	msg, err := spool(body, m.opts.TmpDir, *buf)
+	msg, err := spool(m.opts.FS, body, m.opts.TmpDir, *buf)
 	m.bufs.Put(buf)
 	if err != nil {
 		return fill(errs, envelope.Temp(fmt.Errorf("mda: spool message: %w", err)))

@@ -75,7 +75,7 @@ func TestDeliverAliasWithLocalAndRemoteTargets(t *testing.T) {
 	fwd := &fakeForwarder{}
 	m, root := newTestMDA(t, fwd)
 	env := &envelope.Envelope{ID: "t", From: "x@remote.test", To: []string{"sales@example.test", "bob+tag@example.test"}}
-	errs := m.Deliver(context.Background(), env, strings.NewReader("Subject: s\n\nbody\n"))
+	errs := deliver(t, m, env, "Subject: s\n\nbody\n")
 	if errs[0] != nil || errs[1] != nil {
 		t.Fatalf("Deliver = %v", errs)
 	}
@@ -97,7 +97,7 @@ func TestDeliverQueueFailureStoresNothingForThatRecipient(t *testing.T) {
 	fwd := &fakeForwarder{err: errors.New("disk full")}
 	m, root := newTestMDA(t, fwd)
 	env := &envelope.Envelope{ID: "t", From: "x@remote.test", To: []string{"sales@example.test", "bob@example.test"}}
-	errs := m.Deliver(context.Background(), env, strings.NewReader("Subject: s\r\n\r\nbody\r\n"))
+	errs := deliver(t, m, env, "Subject: s\r\n\r\nbody\r\n")
 	if e := envelope.AsError(errs[0]); e == nil || !e.Temporary() {
 		t.Fatalf("alias with a failed forward: %v, want a temporary error", errs[0])
 	}
@@ -141,17 +141,17 @@ func TestDeliverBouncesLateFailures(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	env := &envelope.Envelope{ID: "t", From: "x@remote.test", To: []string{"ann@example.test", "bob@example.test"}}
-	errs := m.Deliver(context.Background(), env, strings.NewReader("Subject: s\r\n\r\nbody\r\n"))
+	errs := deliver(t, m, env, "Subject: s\r\n\r\nbody\r\n")
 	if errs[0] != nil || errs[1] != nil {
 		t.Fatalf("Deliver = %v, want both handled", errs)
 	}
 	if countMail(t, root, "ann") != 1 || countMail(t, root, "bob") != 0 {
 		t.Fatalf("ann has %d, bob %d messages; want 1 and 0", countMail(t, root, "ann"), countMail(t, root, "bob"))
 	}
-	if len(fwd.failed) != 1 || strings.Join(fwd.envs[0].To, ",") != "bob@example.test" || !errors.Is(fwd.failed[0][0], envelope.ErrQuotaExceeded) {
+	if len(fwd.failed) != 1 || strings.Join(fwd.envs[0].To, ",") != "bob@example.test" || len(fwd.failed[0]) != 1 || !errors.Is(fwd.failed[0][0], envelope.ErrQuotaExceeded) {
 		t.Fatalf("bounce recorded: envs %+v, failed %v", fwd.envs, fwd.failed)
 	}
-	errs = m.Deliver(context.Background(), &envelope.Envelope{ID: "t2", From: "x@remote.test", To: []string{"bob@example.test"}}, strings.NewReader("x\r\n"))
+	errs = deliver(t, m, &envelope.Envelope{ID: "t2", From: "x@remote.test", To: []string{"bob@example.test"}}, "x\r\n")
 	if !errors.Is(errs[0], envelope.ErrQuotaExceeded) || len(fwd.failed) != 1 {
 		t.Fatalf("all-failed: %v, bounces %d; want the error itself and no bounce", errs, len(fwd.failed))
 	}

@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"postie/safeio"
 )
 
 // memLimit is how much of a message is kept in memory; larger ones are
-// spooled to a temporary file (not fsynced: it only lives for one delivery).
+// spooled to a temporary file, unlinked as soon as it is created (so a
+// crash leaves nothing to clean up) and never fsynced: it only lives for
+// one delivery, and what is acknowledged is each copy made from it.
 const memLimit = 1 << 20
 
 // spooled is a message body, normalised to CRLF, readable as many times as
@@ -30,8 +34,11 @@ const (
 
 // spool reads body, turning bare LF and bare CR into CRLF so every stored
 // byte is what IMAP BODY[] and POP3 RETR serve, and counts Received: fields.
-// scratch (spoolScratch bytes) is only used during the call.
-func spool(body io.Reader, tmpDir string, scratch []byte) (*spooled, error) {
+// scratch (spoolScratch bytes) is only used during the call. The
+// temporary file, if one is needed, is made through fsys (nil: the real
+// file system). On error nothing is left in tmpDir; the caller answers
+// with a temporary error.
+func spool(fsys *safeio.FS, body io.Reader, tmpDir string, scratch []byte) (*spooled, error) {
 	s := &spooled{}
 	var buf bytes.Buffer
 	var w io.Writer = &buf
@@ -42,12 +49,11 @@ func spool(body io.Reader, tmpDir string, scratch []byte) (*spooled, error) {
 		if k > 0 {
 			out = n.append(out[:0], chunk[:k])
 			if s.file == nil && buf.Len()+len(out) > memLimit {
-				f, ferr := os.CreateTemp(tmpDir, "postie-mda-*")
+				f, ferr := spoolFile(fsys, tmpDir)
 				if ferr != nil {
-					return nil, fmt.Errorf("create spool file: %w", ferr)
+					return nil, ferr
 				}
-				_ = os.Remove(f.Name()) // unlinked at once: nothing to clean up after a crash
-				s.file = f
+				s.file = f.OS()
 				if _, ferr := f.Write(buf.Bytes()); ferr != nil {
 					s.Close()
 					return nil, fmt.Errorf("write spool file: %w", ferr)
@@ -81,6 +87,20 @@ func spool(body io.Reader, tmpDir string, scratch []byte) (*spooled, error) {
 		s.mem = buf.Bytes()
 	}
 	return s, nil
+}
+
+// spoolFile makes the temporary file for a large message and unlinks it
+// at once: nothing to clean up after a crash.
+func spoolFile(fsys *safeio.FS, tmpDir string) (*safeio.File, error) {
+	f, err := fsys.CreateTemp(tmpDir, "postie-mda-*", 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create spool file: %w", err)
+	}
+	if err := fsys.Remove(f.Name()); err != nil {
+		f.Abort()
+		return nil, fmt.Errorf("unlink spool file: %w", err)
+	}
+	return f, nil
 }
 
 // reader returns a fresh reader over the whole body.

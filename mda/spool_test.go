@@ -14,7 +14,7 @@ func spoolString(t *testing.T, in string, chunk int) (string, *spooled) {
 	if chunk > 0 {
 		r = iotest.OneByteReader(r)
 	}
-	s, err := spool(r, t.TempDir(), make([]byte, spoolScratch))
+	s, err := spool(nil, r, t.TempDir(), make([]byte, spoolScratch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func FuzzSpool(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		s, err := spool(strings.NewReader(in), t.TempDir(), make([]byte, spoolScratch))
+		s, err := spool(nil, strings.NewReader(in), t.TempDir(), make([]byte, spoolScratch))
 		if err != nil {
 			t.Fatal(err)
 		}
