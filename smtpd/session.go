@@ -1,13 +1,17 @@
 package smtpd
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 
@@ -30,6 +34,8 @@ type session struct {
 	tlsDesc  string // "TLS1.3 TLS_AES_128_GCM_SHA256"; "" in plaintext
 
 	mu           sync.Mutex
+	greeting     string         // the EHLO/HELO argument, checked by validHelo
+	hungUp       bool           // hangUp closed the connection
 	user         *accounts.User // submission: set by a successful AUTH
 	authFailures int
 	inTx         bool // between MAIL and the end of the transaction
@@ -56,6 +62,13 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 		id = tc.id
 	}
 	sess.log = s.log.With("conn", id, "remote", ip.String())
+	// go-smtp asks for a session at the first EHLO/HELO (and the first
+	// after STARTTLS) and would echo its argument in the reply.
+	if h := c.Hostname(); !validHelo(h) {
+		sess.logRefusal("EHLO refused", "helo", logSafe(h, maxLoggedAddr), "reply", errBadHelo.Error())
+		return nil, errBadHelo
+	}
+	sess.greeting = c.Hostname()
 	if s.opts.Role == RoleSubmission {
 		return &authSession{sess}, nil
 	}
@@ -72,7 +85,10 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inTx {
+	switch {
+	case s.hungUp:
+		return errClosing
+	case s.inTx:
 		return errNestedMail
 	}
 	var (
@@ -86,10 +102,10 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 		addr, resv, err = s.mailMX(from)
 	}
 	if err != nil {
-		s.log.Info("MAIL refused", "from", truncate(from, maxLoggedAddr), "user", s.userName(), "reply", err.Error())
+		s.logRefusal("MAIL refused", "from", logSafe(from, maxLoggedAddr), "user", s.userName(), "reply", err.Error())
 		return err
 	}
-	s.inTx, s.from, s.helo, s.to, s.seen, s.resv = true, addr, s.conn.Hostname(), nil, nil, resv
+	s.inTx, s.from, s.helo, s.to, s.seen, s.resv = true, addr, s.greeting, nil, nil, resv
 	if s.tc != nil {
 		s.tc.setBusy(true)
 	}
@@ -151,8 +167,10 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		to = s.srv.postmaster()
 	}
 	addr, err := envelope.Normalize(to)
-	if err != nil {
-		s.log.Info("RCPT refused", "to", truncate(to, maxLoggedAddr), "reply", errBadRcpt.Error())
+	// go-smtp echoes an accepted address; envelope lets C1 controls (and
+	// any control inside an address literal) by.
+	if err != nil || hasControl(addr) {
+		s.logRefusal("RCPT refused", "to", logSafe(to, maxLoggedAddr), "reply", errBadRcpt.Error())
 		return errBadRcpt
 	}
 	key := envelope.Key(addr)
@@ -166,7 +184,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return nil // one copy each: go-smtp still counts it toward MaxRecipients
 	}
 	if reply := s.checkRcpt(addr, user); reply != nil {
-		s.log.Info("RCPT refused", "from", from, "to", addr, "user", userName(user), "reply", reply.Error())
+		s.logRefusal("RCPT refused", "from", from, "to", addr, "user", userName(user), "reply", reply.Error())
 		return reply
 	}
 	s.mu.Lock()
@@ -290,7 +308,7 @@ func (s *session) verdict(env *envelope.Envelope, in, out *trackReader, errs []e
 		reply = firstTemp
 	}
 	for i, err := range errs {
-		s.log.Info("recipient refused at DATA", "id", env.ID, "to", env.To[i], "err", err)
+		s.logRefusal("recipient refused at DATA", "id", env.ID, "to", env.To[i], "err", err)
 	}
 	s.logMessage(env, in.n, "refused", reply)
 	return reply, false
@@ -313,7 +331,8 @@ func (s *session) fitResults(env *envelope.Envelope, errs []error) []error {
 	return fixed
 }
 
-// logMessage writes the one line per message accepted or refused.
+// logMessage writes the one line per message accepted or refused
+// (refusals within the connection's bound).
 func (s *session) logMessage(env *envelope.Envelope, size int64, outcome string, reply *smtp.SMTPError, extra ...any) {
 	args := []any{
 		"id", env.ID, "role", s.srv.opts.Role.String(), "from", env.From, "to", env.To,
@@ -325,12 +344,39 @@ func (s *session) logMessage(env *envelope.Envelope, size int64, outcome string,
 	if env.TLS != "" {
 		args = append(args, "tls", env.TLS)
 	}
+	if outcome == "refused" {
+		s.logRefusal("message", append(args, extra...)...)
+		return
+	}
 	s.log.Info("message", append(args, extra...)...)
 }
 
 // Reset ends the transaction (after DATA, RSET, a repeated EHLO). A
 // rate-limit slot taken at MAIL is given back unless a message went out.
+//
+// go-smtp calls it for a repeated EHLO/HELO after taking the new argument
+// and before echoing it in its reply; an invalid one is answered here
+// instead, and the connection closed so that the echo never goes out.
 func (s *session) Reset() {
+	h := s.conn.Hostname()
+	s.mu.Lock()
+	changed := h != s.greeting && !s.hungUp
+	s.mu.Unlock()
+	if changed {
+		if !validHelo(h) {
+			s.logRefusal("EHLO refused", "helo", logSafe(h, maxLoggedAddr), "reply", errBadHeloClosing.Error())
+			s.hangUp(errBadHeloClosing)
+		} else {
+			s.mu.Lock()
+			s.greeting = h
+			s.mu.Unlock()
+		}
+	}
+	s.endTx()
+}
+
+// endTx ends the transaction without looking at the greeting.
+func (s *session) endTx() {
 	s.mu.Lock()
 	resv, wasTx := s.resv, s.inTx
 	s.inTx, s.from, s.to, s.seen, s.resv = false, "", nil, nil, nil
@@ -343,8 +389,67 @@ func (s *session) Reset() {
 
 // Logout is called when the connection closes or switches to TLS.
 func (s *session) Logout() error {
-	s.Reset()
+	s.endTx()
 	return nil
+}
+
+// hangUp writes reply past go-smtp and closes the connection: for a
+// command that go-smtp has already taken and would answer with the
+// client's input echoed. go-smtp's own reply then fails on the closed
+// connection; commands it still holds buffered are refused (hungUp).
+// go-smtp flushes every reply, so nothing of its own is pending here.
+func (s *session) hangUp(reply *smtp.SMTPError) {
+	s.mu.Lock()
+	s.hungUp = true
+	s.mu.Unlock()
+	nc := s.conn.Conn()
+	e := reply.EnhancedCode
+	fmt.Fprintf(nc, "%d %d.%d.%d %s\r\n", reply.Code, e[0], e[1], e[2], clean(reply.Message))
+	nc.Close()
+}
+
+// maxRefusalLogs bounds the refusals one connection writes to the log
+// (refused EHLO, MAIL, RCPT, AUTH and messages): a client can send them
+// without end, and each would cost a line.
+const maxRefusalLogs = 20
+
+// logRefusal logs a refusal at level Info, within the connection's bound.
+func (s *session) logRefusal(msg string, args ...any) { s.logBounded(slog.LevelInfo, msg, args...) }
+
+// logBounded logs at most maxRefusalLogs lines per connection, then one
+// line saying the rest are not logged.
+func (s *session) logBounded(level slog.Level, msg string, args ...any) {
+	if s.tc == nil { // a connection we did not accept (tests)
+		s.log.Log(context.Background(), level, msg, args...)
+		return
+	}
+	switch n := s.tc.refusalLogs.Add(1); {
+	case n <= maxRefusalLogs:
+		s.log.Log(context.Background(), level, msg, args...)
+	case n == maxRefusalLogs+1:
+		s.log.Info("further refusals on this connection are not logged", "logged", maxRefusalLogs)
+	}
+}
+
+// maxHeloLen is the longest EHLO/HELO argument taken: a domain has at
+// most 255 octets (RFC 5321 §4.5.3.1.2); an address literal is shorter.
+const maxHeloLen = 255
+
+// validHelo accepts an EHLO/HELO argument that may be echoed and logged:
+// not empty, not too long, UTF-8 (RFC 6531 allows U-labels) and free of
+// control characters. It is deliberately not a full domain check: real
+// clients send names with underscores, bare words and the like, which
+// cost nothing.
+func validHelo(h string) bool {
+	if h == "" || len(h) > maxHeloLen || !utf8.ValidString(h) {
+		return false
+	}
+	return !hasControl(h)
+}
+
+// hasControl reports whether s holds a C0 or C1 control character or DEL.
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, unicode.IsControl)
 }
 
 // trusted reports whether the client is in Options.TrustedNetworks.
@@ -416,7 +521,7 @@ const maxLoggedAddr = 256
 // applies the same rule, so what we accept we can also bounce to), and
 // returns it with its domain in canonical form.
 func checkSender(addr string) (string, bool) {
-	if envelope.ValidateSender(addr) != nil {
+	if envelope.ValidateSender(addr) != nil || hasControl(addr) { // C1 controls pass ValidateSender
 		return "", false
 	}
 	local, domain := envelope.Split(addr)

@@ -6,9 +6,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"log/slog"
 	"mime"
 	"net/mail"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-sasl"
@@ -49,9 +52,12 @@ func (a *authSession) Auth(mech string) (sasl.Server, error) {
 		return nil, errTLSRequired
 	}
 	a.mu.Lock()
-	inTx := a.inTx
+	inTx, hungUp := a.inTx, a.hungUp
 	a.mu.Unlock()
-	if inTx {
+	switch {
+	case hungUp:
+		return nil, errClosing
+	case inTx:
 		return nil, errAuthInTx
 	}
 	switch mech {
@@ -80,7 +86,7 @@ func (a *authSession) login(username, password string) error {
 		a.log.Info("authenticated", "user", u.Address, "tls", a.tlsDesc)
 		return nil
 	case err == nil || !errors.Is(err, accounts.ErrAuthFailed):
-		a.log.Warn("authentication error", "username", truncate(username, 128), "err", err)
+		a.logBounded(slog.LevelWarn, "authentication error", "username", logSafe(username, 128), "err", err)
 		return errAuthTemp
 	}
 	return a.failed(username)
@@ -90,7 +96,7 @@ func (a *authSession) login(username, password string) error {
 // connection.
 func (a *authSession) failed(username string) error {
 	a.authFailures++
-	a.log.Info("authentication failed", "username", truncate(username, 128), "failures", a.authFailures)
+	a.logRefusal("authentication failed", "username", logSafe(username, 128), "failures", a.authFailures)
 	if a.authFailures >= maxAuthFailures {
 		if a.tc != nil {
 			a.tc.kill() // go-smtp writes our 421, then sees EOF and closes
@@ -133,7 +139,7 @@ func (s *session) prepareMessage(in *trackReader, env *envelope.Envelope, user *
 	}
 	from, err := envelope.Normalize(list[0].Address)
 	if err != nil || !s.srv.opts.Auth.CanSendAs(user, from) {
-		s.log.Info("From: refused", "id", env.ID, "user", user.Address, "header_from", list[0].Address)
+		s.logRefusal("From: refused", "id", env.ID, "user", user.Address, "header_from", logSafe(list[0].Address, maxLoggedAddr))
 		return nil, errFromNotYours
 	}
 
@@ -185,10 +191,16 @@ func (c *capReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// truncate bounds a network-supplied string before it is logged.
-func truncate(s string, n int) string {
-	if len(s) <= n {
+// logSafe makes a network-supplied string fit for the log: at most n
+// bytes of it, with control characters and invalid UTF-8 written as Go
+// escapes (slog's handlers let DEL and C1 controls through as they are).
+func logSafe(s string, n int) string {
+	if len(s) > n {
+		s = s[:n] + "..."
+	}
+	if utf8.ValidString(s) && !hasControl(s) {
 		return s
 	}
-	return s[:n] + "..."
+	q := strconv.QuoteToGraphic(s)
+	return q[1 : len(q)-1]
 }
