@@ -451,7 +451,8 @@ func TestOpenRecovers(t *testing.T) {
 		}
 	}
 	write(orphanMsg+msgExt, "partial")
-	write(keep+stateExt+tmpExt, "{")
+	write(keep+stateExt+tmpExt, "{")             // an older version's temporary state file
+	write(tmpPrefix+keep+stateExt+"-12345", "{") // safeio.FS.Replace's
 	raw, _ := os.ReadFile(filepath.Join(dir, keep+stateExt))
 	write(orphanState+stateExt, strings.ReplaceAll(string(raw), keep, orphanState))
 	write("README", "not ours")
