@@ -16,7 +16,8 @@ import (
 // convention), whoever wrote it. Our own files go sooner: their names carry
 // the host and PID of the writer and the time they were created (see
 // Store.appendUnique), so a file of this host whose writer is provably gone
-// is removed once it is tmpOwnGrace old. The writer is gone when no process
+// is removed once it is tmpOwnGrace old. A user's tmp/ is cleaned when the
+// user is opened, and again every tmpOwnGrace while it is in use. The writer is gone when no process
 // has its PID, or when the process that has it now started after the file
 // was created (the PID was reused: a container's server is PID 1 after every
 // restart). The grace period covers what a PID cannot tell (another PID
@@ -30,11 +31,23 @@ import (
 // between its mkdir and its lock).
 const (
 	tmpMaxAge      = 36 * time.Hour
-	tmpOwnGrace    = 10 * time.Minute
+	tmpOwnGrace    = 5 * time.Minute
 	scratchGrace   = time.Minute
 	scratchCreate  = "postie-create-"
 	scratchDeleted = "postie-deleted-"
 )
+
+// maybeCleanTmp cleans the user's tmp/ again when it was last cleaned
+// tmpOwnGrace ago or more, so that a long-running process also clears what
+// a killed one left, soon after it may.
+func (u *User) maybeCleanTmp() {
+	last := u.cleaned.Load()
+	now := time.Now().UnixNano()
+	if now-last < int64(tmpOwnGrace) || !u.cleaned.CompareAndSwap(last, now) {
+		return
+	}
+	u.cleanTmp(filepath.Join(u.dir, "tmp"))
+}
 
 // cleanTmp removes what crashed writers left in a tmp/ directory (see
 // above).

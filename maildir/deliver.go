@@ -45,7 +45,15 @@ func (u *User) Deliver(r io.Reader, opts DeliverOptions) (Delivered, error) {
 	dir := filepath.Join(u.dir, folderDir(name))
 	if name != "INBOX" {
 		if _, err := os.Stat(filepath.Join(dir, "new")); err != nil {
-			return Delivered{}, fmt.Errorf("%w: %s", ErrNoSuchMailbox, name)
+			u.mu.Lock()
+			ok, rerr := u.repairFolder(dir) // half-made: heal it
+			u.mu.Unlock()
+			if rerr != nil {
+				return Delivered{}, fmt.Errorf("maildir: deliver: %w", rerr)
+			}
+			if !ok {
+				return Delivered{}, fmt.Errorf("%w: %s", ErrNoSuchMailbox, name)
+			}
 		}
 	}
 	// The caller knows the account's current quota: keep it for Append and

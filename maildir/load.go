@@ -42,10 +42,13 @@ func (u *User) mailboxLocked(name string) (*Mailbox, error) {
 	}
 	dir := filepath.Join(u.dir, folderDir(name))
 	if fi, err := os.Stat(filepath.Join(dir, "cur")); err != nil || !fi.IsDir() {
-		if err == nil || errors.Is(err, os.ErrNotExist) {
+		switch {
+		case errors.Is(err, os.ErrNotExist) && u.existsLocked(name): // half-made, now healed
+		case err == nil || errors.Is(err, os.ErrNotExist):
 			return nil, fmt.Errorf("%w: %s", ErrNoSuchMailbox, name)
+		default:
+			return nil, fmt.Errorf("maildir: open %s: %w", name, err)
 		}
-		return nil, fmt.Errorf("maildir: open %s: %w", name, err)
 	}
 	m := &Mailbox{u: u, id: u.s.boxIDs.Add(1), name: name, dir: dir}
 	m.mu.Lock()

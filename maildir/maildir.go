@@ -40,6 +40,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 )
 
@@ -131,6 +132,8 @@ type User struct {
 	local  string
 	quota  atomic.Int64 // bytes; 0 = none (set by SetQuota or DeliverOptions.Quota)
 
+	cleaned atomic.Int64 // when tmp/ was last cleaned (unix ns)
+
 	mu    sync.Mutex // folder operations and the boxes map
 	boxes map[string]*Mailbox
 
@@ -152,10 +155,12 @@ func (s *Store) User(domain, local string) (*User, error) {
 	}
 	key := domain + "/" + local
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if u := s.users[key]; u != nil {
+		s.mu.Unlock()
+		u.maybeCleanTmp()
 		return u, nil
 	}
+	defer s.mu.Unlock()
 	u := &User{
 		s:       s,
 		dir:     filepath.Join(s.root, domain, local),
@@ -208,6 +213,7 @@ func (u *User) init() error {
 			return err
 		}
 	}
+	u.cleaned.Store(time.Now().UnixNano())
 	u.cleanTmp(filepath.Join(u.dir, "tmp"))
 	if !fresh {
 		if err := u.repairFoldersLocked(); err != nil {

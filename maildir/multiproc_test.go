@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 }
 
 func helperProcess(root string) int {
+	if local := os.Getenv("POSTIE_MAILDIR_USER"); local != "" {
+		return firstDeliveryProcess(root, local)
+	}
 	n, _ := strconv.Atoi(os.Getenv("POSTIE_MAILDIR_N"))
 	s := NewStore(root, StoreOptions{Hostname: "helper.test"})
 	u, err := s.User("example.test", "alice")
