@@ -1,0 +1,71 @@
+package inbound
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+)
+
+// maxPTRNames bounds the PTR names tried, as RFC 7208 §5.5 does for "ptr".
+const maxPTRNames = 10
+
+// IPRev is the forward-confirmed reverse DNS of a client address
+// (RFC 8601 §3 "iprev").
+type IPRev struct {
+	// Result: pass (Name resolves back to the address), fail (PTR names
+	// exist but none resolves back), permerror (no PTR record),
+	// temperror (a lookup failed temporarily and nothing confirmed).
+	Result Result
+	// Name is the confirmed name, lower case without the final dot; ""
+	// unless Result is pass.
+	Name string
+}
+
+// ReceivedName is what a Received: line says of the client: the
+// confirmed name, or "none".
+func (r IPRev) ReceivedName() string {
+	if r.Name == "" {
+		return "none"
+	}
+	return r.Name
+}
+
+// ReverseDNS looks up ip's PTR names and returns the first (of at most
+// ten) whose A or AAAA records include ip.
+func ReverseDNS(ctx context.Context, r Resolver, ip netip.Addr) IPRev {
+	ip = ip.Unmap()
+	names, err := r.LookupAddr(ctx, ip.String())
+	if err != nil && len(names) == 0 {
+		if isNotFound(err) {
+			return IPRev{Result: PermError}
+		}
+		return IPRev{Result: TempError}
+	}
+	network := "ip6"
+	if ip.Is4() {
+		network = "ip4"
+	}
+	res := IPRev{Result: Fail}
+	for i, name := range names {
+		if i == maxPTRNames {
+			break
+		}
+		addrs, err := r.LookupNetIP(ctx, network, name)
+		if err != nil && !isNotFound(err) {
+			res.Result = TempError
+		}
+		for _, a := range addrs {
+			if a.Unmap() == ip {
+				return IPRev{Result: Pass, Name: strings.ToLower(strings.TrimSuffix(name, "."))}
+			}
+		}
+	}
+	return res
+}
+
+func isNotFound(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound
+}
