@@ -206,7 +206,7 @@ func (in *instance) stop() error {
 	if in.cmd == nil {
 		return nil
 	}
-	_ = in.cmd.Process.Signal(syscall.SIGTERM)
+	_ = syscall.Kill(in.serverPID(), syscall.SIGTERM)
 	select {
 	case err := <-in.exited:
 		in.cmd = nil
@@ -223,9 +223,27 @@ func (in *instance) kill() {
 	if in.cmd == nil {
 		return
 	}
+	if len(in.wrap) > 0 {
+		_ = syscall.Kill(in.serverPID(), syscall.SIGKILL) // a killed wrapper would leave it running
+	}
 	_ = in.cmd.Process.Kill()
 	<-in.exited
 	in.cmd = nil
+}
+
+// serverPID is the process id of `postie serve` itself: the child, or
+// under a wrapper the descendant running our binary.
+func (in *instance) serverPID() int {
+	pid := in.cmd.Process.Pid
+	if len(in.wrap) == 0 {
+		return pid
+	}
+	for _, p := range testutil.Descendants(pid) {
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p)); err == nil && exe == postieBin {
+			return p
+		}
+	}
+	return pid
 }
 
 func (in *instance) log() string {

@@ -135,6 +135,10 @@ func parseProcSocket(local, inode string) (procSocket, error) {
 	return procSocket{ip: ip, port: int(port), inode: ino}, nil
 }
 
+// Descendants returns the live descendants of process pid (Linux; none
+// elsewhere), children before grandchildren.
+func Descendants(pid int) []int { return processTree(pid)[1:] }
+
 // processTree returns pid and every live descendant of it.
 func processTree(pid int) []int {
 	children := map[int][]int{}

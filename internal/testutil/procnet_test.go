@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"testing"
 )
@@ -43,8 +44,14 @@ func TestListenerHeldBy(t *testing.T) {
 	if err := ListenerHeldBy(os.Getppid(), addr); err != nil {
 		t.Errorf("held by a descendant: %v", err)
 	}
+	if !slices.Contains(Descendants(os.Getppid()), os.Getpid()) {
+		t.Error("Descendants of our parent leaves us out")
+	}
 	// A process that is not us nor our parent does not hold it.
 	stranger := startHolder(t, nil)
+	if !slices.Contains(Descendants(os.Getpid()), stranger) {
+		t.Error("Descendants leaves out our child")
+	}
 	if err := ListenerHeldBy(stranger, addr); err == nil {
 		t.Error("a listener of ours counted as held by an unrelated child")
 	}
