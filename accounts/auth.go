@@ -73,34 +73,44 @@ type Authenticator struct {
 // network.
 const maxLoggedName = 128
 
-// Login waits the throttle's delay for remoteIP and username (returning
-// ctx.Err() if ctx ends first), authenticates, records the outcome and logs
-// a failure with service, remote IP and user name (never the password).
-// A failed login returns ErrAuthFailed.
+// Login waits for the throttle (see Throttle) to let remoteIP try
+// username, authenticates, records the outcome and logs a failure with
+// service, remote IP and user name (never the password). A failed login
+// returns ErrAuthFailed; a login the throttle refuses without checking the
+// password returns ErrThrottled (logged at most once a minute per address);
+// ctx ending first returns ctx.Err().
 func (a *Authenticator) Login(ctx context.Context, remoteIP, service, username, password string) (*User, error) {
-	finish := func(attemptResult) {}
+	var att *attempt
 	if a.Throttle != nil {
 		var err error
-		if finish, err = a.Throttle.wait(ctx, remoteIP, username); err != nil {
+		if att, err = a.Throttle.acquire(ctx, remoteIP, username); err != nil {
+			if errors.Is(err, ErrThrottled) && att.logRefusals > 0 && a.Logger != nil {
+				a.Logger.Warn("login refused: too many failures", "service", service, "remote_ip", remoteIP,
+					"username", loggedName(username), "refusals", att.logRefusals)
+			}
 			return nil, err
 		}
 	}
 	u, err := a.DB.authenticate(ctx, username, password)
 	switch {
 	case err == nil:
-		finish(attemptOK)
+		att.finish(attemptOK)
 	case errors.Is(err, ErrAuthFailed):
-		finish(attemptFailed)
+		att.finish(attemptFailed)
 	default:
-		finish(attemptAborted) // cancelled before a password was tried: nothing to count
+		att.finish(attemptAborted) // cancelled before a password was tried: nothing to count
 		return nil, err
 	}
 	if err != nil && a.Logger != nil {
-		name := username
-		if len(name) > maxLoggedName {
-			name = name[:maxLoggedName] + "..."
-		}
-		a.Logger.Warn("login failed", "service", service, "remote_ip", remoteIP, "username", name)
+		a.Logger.Warn("login failed", "service", service, "remote_ip", remoteIP, "username", loggedName(username))
 	}
 	return u, err
+}
+
+// loggedName bounds a user name from the network for the log.
+func loggedName(name string) string {
+	if len(name) > maxLoggedName {
+		return name[:maxLoggedName] + "..."
+	}
+	return name
 }

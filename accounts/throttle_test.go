@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -40,120 +43,170 @@ func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 	return ctx.Err()
 }
 
-// last returns the most recent sleep.
-func (c *fakeClock) last() time.Duration {
+// take returns the time slept since the last call.
+func (c *fakeClock) take() time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.slept) == 0 {
-		return -1
+	var sum time.Duration
+	for _, d := range c.slept {
+		sum += d
 	}
-	return c.slept[len(c.slept)-1]
+	c.slept = nil
+	return sum
 }
+
+func newClock() *fakeClock { return &fakeClock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
 
 func fakeThrottle(t testing.TB, c *fakeClock) *Throttle {
 	if c == nil {
-		c = &fakeClock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+		c = newClock()
 	}
 	th := NewThrottle()
 	th.Now, th.Sleep = c.Now, c.Sleep
 	return th
 }
 
-func newClock() *fakeClock { return &fakeClock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
+// outcome describes one login for comparisons: how long it waited and how it ended.
+func outcome(c *fakeClock, err error) string {
+	w := c.take()
+	switch {
+	case errors.Is(err, ErrThrottled):
+		return fmt.Sprintf("refused after %v", w)
+	case errors.Is(err, ErrAuthFailed):
+		return fmt.Sprintf("failed after %v", w)
+	case err == nil:
+		return fmt.Sprintf("ok after %v", w)
+	}
+	return fmt.Sprintf("error %v after %v", err, w)
+}
 
 func TestThrottleGrowthAndReset(t *testing.T) {
 	db := authFixture(t)
 	c := newClock()
 	a := &Authenticator{DB: db, Throttle: fakeThrottle(t, c)}
 	ctx := context.Background()
-	s := time.Second
-	// Each attempt's delay, after the failures before it: 3 free, then doubling to 30s.
-	want := []time.Duration{0, 0, 0, 0, s, 2 * s, 4 * s, 8 * s, 16 * s, 30 * s, 30 * s}
-	for i, w := range want {
-		if _, err := a.Login(ctx, "192.0.2.1", "imap", "ann@example.test", "wrong"); !errors.Is(err, ErrAuthFailed) {
-			t.Fatal(err)
-		}
-		if got := c.last(); got != w {
-			t.Errorf("attempt %d waited %v, want %v", i+1, got, w)
-		}
+	login := func(ip, user, pw string) string {
+		_, err := a.Login(ctx, ip, "imap", user, pw)
+		return outcome(c, err)
+	}
+	// One address guessing: three failures free, then checks spaced 1s doubling (the
+	// account's own spacing starts after five); what could not start within 5s is
+	// refused at once, without a password check.
+	var got []string
+	for range 7 {
+		got = append(got, login("192.0.2.1", "ann@example.test", "wrong"))
+	}
+	c.Advance(3 * time.Second)
+	got = append(got, login("192.0.2.1", "ann@example.test", "wrong"), login("192.0.2.1", "ann@example.test", "wrong"))
+	want := []string{"failed after 0s", "failed after 0s", "failed after 0s", "failed after 1s", "failed after 2s",
+		"failed after 4s", "refused after 0s", "failed after 5s", "refused after 0s"}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("guessing from one address:\n got %v\nwant %v", got, want)
 	}
 
-	// The same account from another address is slowed too (per account)...
-	if _, err := a.Login(ctx, "198.51.100.7", "imap", "ANN@example.test", "Secret pw"); err != nil {
-		t.Fatal(err)
+	// The account is under attack, yet its owner from a clean address is not slowed,
+	// and after that success the address is trusted.
+	for i, want := range []string{"ok after 0s", "ok after 0s"} {
+		if got := login("198.51.100.7", "ANN@example.test", "Secret pw"); got != want {
+			t.Errorf("owner's login %d: %s, want %s", i+1, got, want)
+		}
 	}
-	if got := c.last(); got != 30*s {
-		t.Errorf("account delay from a new address = %v, want 30s", got)
-	}
-	// ...and the success cleared the account, but not the first address.
-	a.Login(ctx, "198.51.100.7", "imap", "ann@example.test", "Secret pw")
-	if got := c.last(); got != 0 {
-		t.Errorf("after a success, delay = %v, want 0", got)
-	}
-	a.Login(ctx, "192.0.2.1", "imap", "other@example.test", "x")
-	if got := c.last(); got != 30*s {
-		t.Errorf("guessing address after someone's success: delay %v, want 30s", got)
+	// The guessing address is slowed on every account, and its owner's success
+	// elsewhere unlocked nothing.
+	if got := login("192.0.2.1", "other@example.test", "x"); got != "refused after 0s" {
+		t.Errorf("guessing address on another account: %s", got)
 	}
 
-	// Fifteen quiet minutes forget the address.
-	c.Advance(15*time.Minute + time.Second)
-	a.Login(ctx, "192.0.2.1", "imap", "third@example.test", "x")
-	if got := c.last(); got != 0 {
-		t.Errorf("after 15 quiet minutes delay = %v, want 0", got)
+	// Fifteen quiet minutes forget the failures: no more spacing...
+	c.Advance(15*time.Minute + 30*time.Second)
+	if got := login("192.0.2.1", "third@example.test", "x"); got != "failed after 0s" {
+		t.Errorf("after 15 quiet minutes: %s", got)
+	}
+	th := a.Throttle
+	th.mu.Lock()
+	if e := th.addrs.m[ipKey("192.0.2.1")].Value.(*throttleEntry); e.failures != 1 {
+		t.Errorf("address failures after forgetting = %d, want 1", e.failures)
+	}
+	th.mu.Unlock()
+	// ...but the address stays in the failing lane for a day.
+	c.Advance(24 * time.Hour)
+	if got := login("192.0.2.1", "ann@example.test", "Secret pw"); got != "ok after 0s" {
+		t.Errorf("a day later: %s", got)
 	}
 }
 
+// The throttle answers alike whether or not the account exists: trust is
+// earned only with a correct password.
 func TestThrottleUnknownUserLooksLikeKnown(t *testing.T) {
 	db := authFixture(t)
-	run := func(user string) []time.Duration {
+	run := func(user string) []string {
 		c := newClock()
 		a := &Authenticator{DB: db, Throttle: fakeThrottle(t, c)}
-		for i := range 7 {
-			a.Login(context.Background(), fmt.Sprintf("192.0.2.%d", i), "pop3", user, "wrong")
+		var got []string
+		for i := range 14 { // a botnet: one try each from 14 addresses
+			_, err := a.Login(context.Background(), fmt.Sprintf("192.0.2.%d", i), "pop3", user, "wrong")
+			got = append(got, outcome(c, err))
 		}
-		return c.slept
+		for range 4 {
+			_, err := a.Login(context.Background(), "192.0.2.1", "pop3", user, "wrong")
+			got = append(got, outcome(c, err))
+			c.Advance(10 * time.Second)
+		}
+		return got
 	}
 	known, unknown := run("ann@example.test"), run("nobody@example.test")
 	if fmt.Sprint(known) != fmt.Sprint(unknown) {
-		t.Errorf("delays differ: known %v, unknown %v", known, unknown)
+		t.Errorf("outcomes differ:\n  known %v\nunknown %v", known, unknown)
 	}
-	if known[len(known)-1] == 0 {
-		t.Error("account throttle never engaged across addresses")
+	if !strings.Contains(fmt.Sprint(known), "refused") {
+		t.Errorf("account throttle never engaged across addresses: %v", known)
 	}
 }
 
-// Logins at once from one clean address (an office behind NAT, clients
-// reconnecting after a restart) are not delayed; once the address has
-// used up its free failures, attempts in progress count too, so parallel
-// connections cannot outrun the delay.
-func TestThrottleParallelAttemptsCount(t *testing.T) {
-	th := fakeThrottle(t, nil)
-	burst := func(ip string) []time.Duration {
-		var delays []time.Duration
-		var finishes []func(attemptResult)
-		for range 6 { // six connections at once, none finished yet
-			keys := [2]string{ipKey(ip), userKey(ip + fmt.Sprint(len(delays)))}
-			delays = append(delays, th.begin(keys))
-			finishes = append(finishes, func(r attemptResult) { th.finish(keys, r) })
+// A trusted address is revoked by its first failure on that account.
+func TestThrottleTrustRevoked(t *testing.T) {
+	db := authFixture(t)
+	c := newClock()
+	a := &Authenticator{DB: db, Throttle: fakeThrottle(t, c)}
+	ctx := context.Background()
+	for range 12 { // an attack from elsewhere pushes the account's spacing up
+		a.Login(ctx, "192.0.2.1", "imap", "ann@example.test", "wrong")
+		c.Advance(30 * time.Second)
+	}
+	if _, err := a.Login(ctx, "198.51.100.7", "imap", "ann@example.test", "Secret pw"); err != nil {
+		t.Fatal(err)
+	}
+	c.take()
+	if _, err := a.Login(ctx, "198.51.100.7", "imap", "ann@example.test", "typo"); !errors.Is(err, ErrAuthFailed) {
+		t.Fatal(err)
+	}
+	// Now a failing address on an account under attack: it queues with the attacker.
+	if _, err := a.Login(ctx, "198.51.100.7", "imap", "ann@example.test", "Secret pw"); !errors.Is(err, ErrThrottled) {
+		t.Errorf("after a failure the address kept its trust: %v", err)
+	}
+}
+
+// A throttled login is refused without a password check: with every hashing
+// slot taken it still answers at once.
+func TestThrottleRefusesWithoutHashing(t *testing.T) {
+	db := authFixture(t)
+	c := newClock()
+	a := &Authenticator{DB: db, Throttle: fakeThrottle(t, c)}
+	for range 8 {
+		a.Login(context.Background(), "192.0.2.1", "imap", "ann@example.test", "wrong")
+	}
+	for range cap(db.authSem) {
+		db.authSem <- struct{}{}
+	}
+	defer func() {
+		for range cap(db.authSem) {
+			<-db.authSem
 		}
-		for _, f := range finishes {
-			f(attemptOK)
-		}
-		return delays
-	}
-	if d := burst("192.0.2.9"); fmt.Sprint(d) != fmt.Sprint([]time.Duration{0, 0, 0, 0, 0, 0}) {
-		t.Errorf("parallel delays from a clean address = %v", d)
-	}
-	if len(th.entries) != 0 {
-		t.Errorf("%d entries left after successes", len(th.entries))
-	}
-	for range 3 { // the free failures of 192.0.2.10
-		keys := [2]string{ipKey("192.0.2.10"), userKey("guess")}
-		th.begin(keys)
-		th.finish(keys, attemptFailed)
-	}
-	if d := burst("192.0.2.10"); fmt.Sprint(d) != fmt.Sprint([]time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second}) {
-		t.Errorf("parallel delays from a guessing address = %v", d)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := a.Login(ctx, "192.0.2.1", "imap", "ann@example.test", "Secret pw"); !errors.Is(err, ErrThrottled) {
+		t.Errorf("Login = %v, want ErrThrottled", err)
 	}
 }
 
@@ -177,25 +230,233 @@ func TestThrottleCancel(t *testing.T) {
 	}
 	th.mu.Lock()
 	defer th.mu.Unlock()
-	e := th.entries[userKey("ann@example.test")].Value.(*throttleEntry)
-	if e.failures != 5 || e.pending != 0 {
-		t.Errorf("after cancel: failures %d pending %d, want 5 and 0", e.failures, e.pending)
+	e := th.accts.m[userKey("ann@example.test")].Value.(*throttleEntry)
+	ae := th.addrs.m[ipKey("192.0.2.1")].Value.(*throttleEntry)
+	if e.failures != 5 || e.inflight != 0 || e.waiting != 0 || ae.waiting != 0 || ae.inflight != 0 || e.refs != 0 {
+		t.Errorf("after cancel: failures %d, inflight %d/%d, waiting %d/%d, refs %d; want 5 and zeros",
+			e.failures, e.inflight, ae.inflight, e.waiting, ae.waiting, e.refs)
+	}
+}
+
+// tryLogin is Authenticator.Login that also tells whether the throttle made it wait.
+func tryLogin(ctx context.Context, th *Throttle, db *DB, ip, user, pw string) (waited bool, err error) {
+	att, err := th.acquire(ctx, ip, user)
+	if err != nil {
+		return att.waited, err
+	}
+	_, err = db.authenticate(ctx, user, pw)
+	switch {
+	case err == nil:
+		att.finish(attemptOK)
+	case errors.Is(err, ErrAuthFailed):
+		att.finish(attemptFailed)
+	default:
+		att.finish(attemptAborted)
+	}
+	return att.waited, err
+}
+
+// attack runs conns goroutines guessing wrong passwords for user from
+// addrs addresses (round robin) until ctx ends; it returns once each has
+// made one attempt.
+func attack(ctx context.Context, t *testing.T, th *Throttle, db *DB, user string, conns, addrs int) (wg *sync.WaitGroup, checked *atomic.Int64) {
+	wg, checked = new(sync.WaitGroup), new(atomic.Int64)
+	var started sync.WaitGroup
+	for i := range conns {
+		wg.Add(1)
+		started.Add(1)
+		ip := fmt.Sprintf("10.%d.%d.1", i%addrs/256, i%addrs%256)
+		go func() {
+			defer wg.Done()
+			first := true
+			for ctx.Err() == nil {
+				_, err := tryLogin(ctx, th, db, ip, user, "wrong")
+				switch {
+				case errors.Is(err, ErrAuthFailed):
+					checked.Add(1)
+				case errors.Is(err, ErrThrottled):
+					time.Sleep(time.Millisecond) // a reconnection
+				case err != nil && ctx.Err() == nil:
+					t.Errorf("attacker: %v", err)
+				}
+				if first {
+					first = false
+					started.Done()
+				}
+			}
+		}()
+	}
+	started.Wait()
+	return wg, checked
+}
+
+// The attack: 1,000 connections guess at an account while its owner
+// logs in. Real goroutines and clock, the production policy, cheap hashes.
+func TestThrottleOwnerServedUnderAttack(t *testing.T) {
+	for _, tc := range []struct {
+		addrs         int
+		mayWaitBudget bool // so many fresh addresses used up the clean budget: a token is at most a second away
+	}{{1, false}, {5, false}, {1000, true}} {
+		t.Run(fmt.Sprintf("1000conns_%daddrs", tc.addrs), func(t *testing.T) {
+			db := authFixture(t)
+			th := NewThrottle()
+			bg := context.Background()
+			if _, err := tryLogin(bg, th, db, "203.0.113.9", "ann@example.test", "Secret pw"); err != nil {
+				t.Fatal(err) // the owner's usual address, trusted from now on
+			}
+			ctx, stop := context.WithCancel(bg)
+			wg, checked := attack(ctx, t, th, db, "ann@example.test", 1000, tc.addrs)
+			before := checked.Load()
+			for i, ip := range []string{"203.0.113.9", "203.0.113.77", "2001:db8:77::1"} { // usual, then new
+				waited, err := tryLogin(bg, th, db, ip, "ann@example.test", "Secret pw")
+				if err != nil {
+					t.Errorf("owner from %s: %v", ip, err)
+				}
+				if waited && (i == 0 || !tc.mayWaitBudget) {
+					t.Errorf("owner from %s was queued", ip)
+				}
+			}
+			stop()
+			wg.Wait()
+			t.Logf("%d attackers' passwords checked in all, %d during the owner's logins", checked.Load(), checked.Load()-before)
+		})
+	}
+}
+
+// Checks from one failing address never run at once, however many
+// connections it opens; the rest are refused without a check.
+func TestThrottleSerialisesFailingAddress(t *testing.T) {
+	th := NewThrottle()
+	th.p.baseDelay, th.p.maxDelay, th.p.maxWait = 5*time.Millisecond, 20*time.Millisecond, 50*time.Millisecond
+	ctx := context.Background()
+	var running, most, checks, refused atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				att, err := th.acquire(ctx, "192.0.2.1", fmt.Sprintf("user%d@example.test", i%7))
+				if err != nil {
+					refused.Add(1)
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				n := running.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				checks.Add(1)
+				time.Sleep(200 * time.Microsecond) // the password check
+				running.Add(-1)
+				att.finish(attemptFailed)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	// Up to four checks at once while the address is clean (it has not failed yet).
+	if most.Load() > int64(th.p.cleanConns) {
+		t.Errorf("%d checks ran at once", most.Load())
+	}
+	// At most one check per spacing after the free ones, however long the run took.
+	if bound := int64(th.p.cleanConns + th.p.freeFailures + 3 + int(elapsed/th.p.maxDelay)); checks.Load() > bound {
+		t.Errorf("%d checks in %v, bound %d", checks.Load(), elapsed, bound)
+	}
+	if refused.Load() == 0 {
+		t.Error("nothing refused")
+	}
+	t.Logf("%d checks, %d refused in %v", checks.Load(), refused.Load(), elapsed)
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	if th.dirtyInflight != 0 {
+		t.Errorf("dirtyInflight %d after the run", th.dirtyInflight)
+	}
+}
+
+// Once an address has failed, its checks run strictly one at a time.
+func TestThrottleFailingAddressOneAtATime(t *testing.T) {
+	th := NewThrottle()
+	th.p.baseDelay, th.p.maxDelay, th.p.maxWait = time.Millisecond, 2*time.Millisecond, 500*time.Millisecond
+	ctx := context.Background()
+	att, _ := th.acquire(ctx, "192.0.2.1", "x@example.test")
+	att.finish(attemptFailed)
+	var running, most atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			att, err := th.acquire(ctx, "192.0.2.1", fmt.Sprintf("user%d@example.test", i))
+			if err != nil {
+				return
+			}
+			n := running.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			time.Sleep(100 * time.Microsecond)
+			running.Add(-1)
+			att.finish(attemptOK)
+		}()
+	}
+	wg.Wait()
+	if most.Load() != 1 {
+		t.Errorf("%d checks from a failing address ran at once", most.Load())
+	}
+}
+
+// Logins at once from one clean address (an office behind NAT, clients
+// reconnecting after a restart) are all served, none refused.
+func TestThrottleCleanAddressBurst(t *testing.T) {
+	db := resolveFixture(t)
+	th := NewThrottle()
+	var wg sync.WaitGroup
+	var errs atomic.Int64
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			user := []string{"ann@example.test", "bob@example.test", "carl@other.test", "dora@other.test"}[i%4]
+			if _, err := tryLogin(context.Background(), th, db, "192.0.2.9", user, "pw"); err != nil {
+				errs.Add(1)
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	if n := len(th.addrs.m) + len(th.accts.m); n != 0 {
+		t.Errorf("%d address and account entries left after successes", n)
+	}
+	if n := len(th.pairs.m); n != 4 {
+		t.Errorf("%d trusted pairs, want 4", n)
 	}
 }
 
 func TestThrottleMemoryBounded(t *testing.T) {
 	th := fakeThrottle(t, nil)
-	th.maxEntries = 100
+	th.p.maxAddrs, th.p.maxAccts = 100, 50
+	th.init()
 	for i := range 1000 {
-		keys := [2]string{ipKey(fmt.Sprintf("10.0.%d.%d", i/256, i%256)), userKey(fmt.Sprintf("u%d", i))}
-		th.begin(keys)
-		th.finish(keys, attemptFailed)
+		r := th.begin(fmt.Sprintf("10.0.%d.%d", i/256, i%256), fmt.Sprintf("u%d", i))
+		th.mu.Lock()
+		res := th.step(r, th.Now())
+		th.mu.Unlock()
+		if res.admitted {
+			r.finish(attemptFailed)
+		}
 	}
-	if n := len(th.entries); n > 100 || th.lru.Len() != n {
-		t.Errorf("%d entries (list %d), cap 100", n, th.lru.Len())
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	if n := len(th.addrs.m); n > 100 || th.addrs.lru.Len() != n {
+		t.Errorf("%d addresses (list %d), cap 100", n, th.addrs.lru.Len())
+	}
+	if n := len(th.accts.m); n > 50 || th.accts.lru.Len() != n {
+		t.Errorf("%d accounts (list %d), cap 50", n, th.accts.lru.Len())
 	}
 	// The most recent are kept.
-	if _, ok := th.entries[userKey("u999")]; !ok {
+	if _, ok := th.addrs.m[ipKey("10.0.3.231")]; !ok {
 		t.Error("newest entry evicted")
 	}
 }
@@ -216,5 +477,49 @@ func TestThrottleKeys(t *testing.T) {
 	}
 	if userKey("Ann@Example.TEST") != userKey("ann@example.test") {
 		t.Error("user key is case-sensitive")
+	}
+}
+
+// 100,000 attacking addresses (and as many account names) leave the
+// tables at their caps, with the memory that implies.
+func TestThrottleMemory100kAddresses(t *testing.T) {
+	c := newClock()
+	th := fakeThrottle(t, c)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var waiting []*attempt // attempts told to wait, looked at again each round
+	for i := range 100_000 {
+		user := "ann@example.test"
+		if i%2 == 1 {
+			user = fmt.Sprintf("u%d@example.test", i)
+		}
+		still := waiting[:0]
+		for _, r := range append(waiting, th.begin(fmt.Sprintf("10.%d.%d.%d", i>>16, i>>8&255, i&255), user)) {
+			th.mu.Lock()
+			res := th.step(r, c.Now())
+			th.mu.Unlock()
+			switch {
+			case res.admitted:
+				r.finish(attemptFailed)
+			case res.err == nil:
+				still = append(still, r)
+			}
+		}
+		waiting = still
+		c.Advance(10 * time.Millisecond)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	na, nu, np := len(th.addrs.m), len(th.accts.m), len(th.pairs.m)
+	if na > th.p.maxAddrs || nu > th.p.maxAccts || np > len(waiting) || na != th.addrs.lru.Len() || nu != th.accts.lru.Len() {
+		t.Errorf("%d addresses, %d accounts, %d pairs; caps %d, %d, none expected", na, nu, np, th.p.maxAddrs, th.p.maxAccts)
+	}
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d addresses, %d accounts, %d pairs remembered in %.1f MiB", na, nu, np, float64(grown)/(1<<20))
+	if grown > 64<<20 {
+		t.Errorf("tables take %d MiB", grown>>20)
 	}
 }
