@@ -166,8 +166,9 @@ func (in *instance) start() {
 	}
 }
 
-// listeningRE matches the line `postie serve` logs for each bound listener.
-var listeningRE = regexp.MustCompile(`(?m)msg=listening role=(\S+) addr=(\S+)$`)
+// listeningRE matches the line `postie serve` logs (cmd/postie, server.run)
+// for each bound listener, with the address the kernel gave it.
+var listeningRE = regexp.MustCompile(`msg=listening .*?\brole=(\S+) .*?\baddr=(\S+)`)
 
 // waitListening waits until the log names a bound address for every role
 // and returns them.
