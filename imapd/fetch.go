@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"postie/imapd/mimeparse"
 	"postie/maildir"
 )
 
@@ -164,14 +165,14 @@ func (f *fetcher) prepare(m *message) (*prepared, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.env = buildEnvelope(h)
+		p.env = mimeparse.Envelope(h)
 	}
 	if o.BodyStructure != nil {
 		root, err := m.structure()
 		if err != nil {
 			return nil, err
 		}
-		p.bs = bodyStructure(root)
+		p.bs = mimeparse.BodyStructure(root)
 	}
 	for _, sec := range o.BodySection {
 		l, err := f.bodyLiteral(m, sec)
@@ -196,7 +197,7 @@ func (f *fetcher) prepare(m *message) (*prepared, error) {
 		if !ok {
 			l.n = 0
 		}
-		p.sizes = append(p.sizes, clamp32(l.n))
+		p.sizes = append(p.sizes, mimeparse.Clamp32(l.n))
 	}
 	return p, nil
 }
@@ -205,7 +206,7 @@ func (f *fetcher) prepare(m *message) (*prepared, error) {
 // comes straight from the file (byte-exact, size = RFC822.SIZE), header fields from the cache, the
 // header and text from one read of the header.
 func (f *fetcher) bodyLiteral(m *message, sec *imap.FetchItemBodySection) (literal, error) {
-	var sp span
+	var sp mimeparse.Span
 	if len(sec.Part) == 0 {
 		switch {
 		case sec.Specifier == imap.PartSpecifierNone:
@@ -217,57 +218,57 @@ func (f *fetcher) bodyLiteral(m *message, sec *imap.FetchItemBodySection) (liter
 				f.sizeWarn = true
 				f.s.logf(slog.LevelWarn, "imap: message size differs from the store's", "uid", m.uid, "file", size, "store", m.size)
 			}
-			sp = fileSpan(0, size)
+			sp = mimeparse.FileSpan(0, size)
 		case sec.Specifier == imap.PartSpecifierHeader && len(sec.HeaderFields) > 0 && allCached(sec.HeaderFields):
 			raw, err := m.cachedRaw()
 			if err != nil {
 				return literal{}, err
 			}
-			sp = dataSpan(filterRaw(raw, sec.HeaderFields))
+			sp = mimeparse.DataSpan(mimeparse.FilterRaw(raw, sec.HeaderFields))
 		case sec.Specifier == imap.PartSpecifierHeader && len(sec.HeaderFields) > 0:
 			h, err := m.fullHeader()
 			if err != nil {
 				return literal{}, err
 			}
-			sp = dataSpan(filterHeader(h, sec.HeaderFields, false))
+			sp = mimeparse.DataSpan(mimeparse.FilterHeader(h, sec.HeaderFields, false))
 		case sec.Specifier == imap.PartSpecifierHeader && len(sec.HeaderFieldsNot) > 0:
 			h, err := m.fullHeader()
 			if err != nil {
 				return literal{}, err
 			}
-			sp = dataSpan(filterHeader(h, sec.HeaderFieldsNot, true))
+			sp = mimeparse.DataSpan(mimeparse.FilterHeader(h, sec.HeaderFieldsNot, true))
 		case sec.Specifier == imap.PartSpecifierHeader || sec.Specifier == imap.PartSpecifierText:
 			if _, err := m.fullHeader(); err != nil {
 				return literal{}, err
 			}
 			if sec.Specifier == imap.PartSpecifierHeader {
-				sp = fileSpan(0, m.hdrEnd)
+				sp = mimeparse.FileSpan(0, m.hdrEnd)
 			} else {
-				sp = fileSpan(m.hdrEnd, m.f.Size()) // m.f is open: fullHeader read it
+				sp = mimeparse.FileSpan(m.hdrEnd, m.f.Size()) // m.f is open: fullHeader read it
 			}
 		}
-		if sp.ok {
-			sp = sp.partial(sec.Partial)
+		if sp.OK {
+			sp = sp.Partial(sec.Partial)
 		}
 	}
-	if !sp.ok {
+	if !sp.OK {
 		root, err := m.structure()
 		if err != nil {
 			return literal{}, err
 		}
-		sp = bodySection(root, sec)
+		sp = mimeparse.BodySection(root, sec)
 	}
-	if m.ra == nil && sp.data == nil && sp.ok {
+	if m.ra == nil && sp.Data == nil && sp.OK {
 		if _, err := m.file(); err != nil {
 			return literal{}, err
 		}
 	}
-	if sp.data == nil && sp.ok {
-		if b := m.memSlice(sp.off, sp.n); b != nil {
-			return literal{n: sp.n, data: b}, nil
+	if sp.Data == nil && sp.OK {
+		if b := m.memSlice(sp.Off, sp.N); b != nil {
+			return literal{n: sp.N, data: b}, nil
 		}
 	}
-	return literal{n: sp.n, r: sp.reader(m.ra)}, nil
+	return literal{n: sp.N, r: sp.Reader(m.ra)}, nil
 }
 
 // binaryLiteral locates a BINARY[part] (RFC 3516): the decoded content, sized by a first decoding
@@ -277,9 +278,9 @@ func (f *fetcher) binaryLiteral(m *message, part []int, partial *imap.SectionPar
 	if err != nil {
 		return literal{}, false, err
 	}
-	enc, sp := binarySection(root, part)
-	n, err := decodedSize(m.ra, enc, sp)
-	if errors.Is(err, errUnknownCTE) {
+	enc, sp := mimeparse.BinarySection(root, part)
+	n, err := mimeparse.DecodedSize(m.ra, enc, sp)
+	if errors.Is(err, mimeparse.ErrUnknownCTE) {
 		f.result = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnknownCTE, Text: "Unknown Content-Transfer-Encoding"}
 		return literal{}, false, nil
 	}
@@ -291,7 +292,7 @@ func (f *fetcher) binaryLiteral(m *message, part []int, partial *imap.SectionPar
 		off = min(max(partial.Offset, 0), n)
 		size = min(max(partial.Size, 0), n-off)
 	}
-	r, _ := decodeCTE(enc, sp.reader(m.ra))
+	r, _ := mimeparse.DecodeCTE(enc, sp.Reader(m.ra))
 	return literal{n: size, r: &skipReader{r: r, skip: off, left: size}}, true, nil
 }
 

@@ -3,6 +3,8 @@ package imapd
 import (
 	"sync"
 	"sync/atomic"
+
+	"postie/imapd/mimeparse"
 )
 
 // The header-field cache keeps, per message, the raw bytes of the header fields that clients ask for on
@@ -47,17 +49,17 @@ func allCached(names []string) bool {
 }
 
 // cachedSubset returns the raw bytes of h's cached fields, in order.
-func cachedSubset(h header) string {
+func cachedSubset(h mimeparse.Header) string {
 	n := 0
 	for _, f := range h {
-		if f.name != "" && isCachedField(f.name) {
-			n += len(f.raw)
+		if f.Name != "" && isCachedField(f.Name) {
+			n += len(f.Raw)
 		}
 	}
 	b := make([]byte, 0, n)
 	for _, f := range h {
-		if f.name != "" && isCachedField(f.name) {
-			b = append(b, f.raw...)
+		if f.Name != "" && isCachedField(f.Name) {
+			b = append(b, f.Raw...)
 		}
 	}
 	return string(b)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"postie/imapd/mimeparse"
 )
 
 // msgFile is an open message file.
@@ -37,15 +39,15 @@ type message struct {
 	flagsChanged bool // \Seen was just set by this FETCH: FLAGS go out
 
 	f      msgFile
-	mem    *[]byte     // a small message read whole, for parsing, searching and sending
-	memN   int64       // its length in mem
-	ra     io.ReaderAt // mem's reader, or f
-	hdrEnd int64       // where the body starts, once the header was read
-	full   header      // the top-level header
-	subRaw string      // the cached fields, raw
-	sub    header      // subRaw parsed
+	mem    *[]byte          // a small message read whole, for parsing, searching and sending
+	memN   int64            // its length in mem
+	ra     io.ReaderAt      // mem's reader, or f
+	hdrEnd int64            // where the body starts, once the header was read
+	full   mimeparse.Header // the top-level header
+	subRaw string           // the cached fields, raw
+	sub    mimeparse.Header // subRaw parsed
 	hasSub bool
-	root   *part
+	root   *mimeparse.Part
 }
 
 func (m *message) seqNum() uint32 { return m.seq }
@@ -69,9 +71,6 @@ func (m *message) file() (msgFile, error) {
 // smallMessage is the size up to which a message that is parsed is first read whole (one read call,
 // no buffered re-reads).
 const smallMessage = 64 << 10
-
-// foldBufs lends text matchers the buffer they fold text into.
-var foldBufs = sync.Pool{New: func() any { b := make([]byte, 0, 20<<10); return &b }}
 
 var smallBufs = sync.Pool{New: func() any { b := make([]byte, smallMessage); return &b }}
 
@@ -148,22 +147,22 @@ func (m *message) close() {
 	m.full, m.sub, m.subRaw, m.hasSub = nil, nil, "", false
 }
 
-func (m *message) fullHeader() (header, error) {
+func (m *message) fullHeader() (mimeparse.Header, error) {
 	if m.full != nil {
 		return m.full, nil
 	}
 	if m.root != nil {
-		m.full, m.hdrEnd = m.root.header, m.root.bodyStart
+		m.full, m.hdrEnd = m.root.Header, m.root.BodyStart
 		return m.full, nil
 	}
 	if _, err := m.file(); err != nil {
 		return nil, err
 	}
 	// To the end of the file, whatever its size: no fstat.
-	raw, end := readHeaderBlock(io.NewSectionReader(m.ra, 0, math.MaxInt64))
-	m.full, m.hdrEnd = parseHeader(raw), end
+	raw, end := mimeparse.ReadHeaderBlock(io.NewSectionReader(m.ra, 0, math.MaxInt64))
+	m.full, m.hdrEnd = mimeparse.ParseHeader(raw), end
 	if m.full == nil {
-		m.full = header{}
+		m.full = mimeparse.Header{}
 	}
 	return m.full, nil
 }
@@ -193,7 +192,7 @@ func (m *message) cachedRaw() (string, error) {
 }
 
 // cachedHeader returns the cached fields parsed.
-func (m *message) cachedHeader() (header, error) {
+func (m *message) cachedHeader() (mimeparse.Header, error) {
 	if m.sub != nil {
 		return m.sub, nil
 	}
@@ -201,15 +200,15 @@ func (m *message) cachedHeader() (header, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.sub = parseHeader([]byte(s))
+	m.sub = mimeparse.ParseHeader([]byte(s))
 	if m.sub == nil {
-		m.sub = header{}
+		m.sub = mimeparse.Header{}
 	}
 	return m.sub, nil
 }
 
 // structure parses the whole message once.
-func (m *message) structure() (*part, error) {
+func (m *message) structure() (*mimeparse.Part, error) {
 	if m.root != nil {
 		return m.root, nil
 	}
@@ -217,25 +216,16 @@ func (m *message) structure() (*part, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.root = parseMessage(io.NewSectionReader(ra, 0, size))
+	m.root = mimeparse.ParseMessage(io.NewSectionReader(ra, 0, size))
 	return m.root, nil
 }
 
-func (m *message) textFound(needles []needle) ([]bool, error) {
+func (m *message) textFound(needles []mimeparse.Needle) ([]bool, error) {
 	root, err := m.structure()
 	if err != nil {
 		return nil, err
 	}
-	tm := newTextMatcher(needles)
-	lp := foldBufs.Get().(*[]byte)
-	tm.lower = (*lp)[:0]
-	err = searchText(tm, m.ra, root)
-	*lp = tm.lower[:0]
-	foldBufs.Put(lp)
-	if err != nil {
-		return nil, err
-	}
-	return tm.found, nil
+	return mimeparse.FindText(m.ra, root, needles)
 }
 
 // parallel runs fn on every message of batch, on a few goroutines: reading message files is

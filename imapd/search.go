@@ -1,20 +1,14 @@
 package imapd
 
 import (
-	"bytes"
 	"errors"
-	"io"
 	"net/mail"
-	"slices"
-	"strings"
-	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"postie/imapd/mimeparse"
 	"postie/maildir"
 )
 
@@ -58,15 +52,10 @@ type query struct {
 	needFullHdr bool // a header term outside the cached fields
 }
 
-type needle struct {
-	folded     []byte
-	withHeader bool // TEXT (header and body); BODY is body only
-}
-
 // program is a compiled SEARCH.
 type program struct {
 	root    *query
-	needles []needle
+	needles []mimeparse.Needle
 	cost    int
 }
 
@@ -148,7 +137,7 @@ func (p *program) compile(c *imap.SearchCriteria, nc *numContext, flags flagReso
 		}
 	}
 	for _, h := range c.Header {
-		q.headers = append(q.headers, headerTerm{name: h.Key, value: fold([]byte(h.Value))})
+		q.headers = append(q.headers, headerTerm{name: h.Key, value: mimeparse.Fold([]byte(h.Value))})
 		q.ownHeaders = true
 		if !isCachedField(h.Key) {
 			q.needFullHdr = true
@@ -159,11 +148,11 @@ func (p *program) compile(c *imap.SearchCriteria, nc *numContext, flags flagReso
 	}
 	for _, s := range c.Text {
 		q.texts = append(q.texts, len(p.needles))
-		p.needles = append(p.needles, needle{folded: fold([]byte(s)), withHeader: true})
+		p.needles = append(p.needles, mimeparse.Needle{Folded: mimeparse.Fold([]byte(s)), WithHeader: true})
 	}
 	for _, s := range c.Body {
 		q.texts = append(q.texts, len(p.needles))
-		p.needles = append(p.needles, needle{folded: fold([]byte(s))})
+		p.needles = append(p.needles, mimeparse.Needle{Folded: mimeparse.Fold([]byte(s))})
 	}
 	q.ownText = len(q.texts) > 0
 	switch {
@@ -190,10 +179,10 @@ type evalMsg interface {
 	seqNum() uint32
 	uidNum() uint32
 	state() (size int64, date time.Time, flags uint64)
-	cachedHeader() (header, error) // the cached fields
-	fullHeader() (header, error)
+	cachedHeader() (mimeparse.Header, error) // the cached fields
+	fullHeader() (mimeparse.Header, error)
 	// textFound reports, for each needle, whether the message's text contains it.
-	textFound(needles []needle) ([]bool, error)
+	textFound(needles []mimeparse.Needle) ([]bool, error)
 }
 
 type evaluation struct {
@@ -276,7 +265,7 @@ func inDateRange(day, since, before time.Time) bool {
 }
 
 func (ev *evaluation) matchHeaders(q *query) bool {
-	var h header
+	var h mimeparse.Header
 	var err error
 	if q.needFullHdr {
 		h, err = ev.m.fullHeader()
@@ -294,7 +283,7 @@ func (ev *evaluation) matchHeaders(q *query) bool {
 		}
 	}
 	for _, t := range q.headers {
-		if !headerContains(h, t) {
+		if !mimeparse.HeaderContains(h, t.name, t.value) {
 			return false
 		}
 	}
@@ -303,24 +292,12 @@ func (ev *evaluation) matchHeaders(q *query) bool {
 
 // sentDay is the date of the Date: field, or of the internal date when there is none that parses
 // (Dovecot does the same).
-func sentDay(h header, m evalMsg) time.Time {
-	if t, err := mail.ParseDate(h.get("Date")); err == nil {
+func sentDay(h mimeparse.Header, m evalMsg) time.Time {
+	if t, err := mail.ParseDate(h.Get("Date")); err == nil {
 		return dayOf(t)
 	}
 	_, date, _ := m.state()
 	return dayOf(date)
-}
-
-func headerContains(h header, t headerTerm) bool {
-	for _, f := range h {
-		if f.name == "" || !strings.EqualFold(f.name, t.name) {
-			continue
-		}
-		if len(t.value) == 0 || bytes.Contains(fold([]byte(decodeHeaderValue(f.value()))), t.value) {
-			return true
-		}
-	}
-	return false
 }
 
 func (ev *evaluation) matchText(q *query) bool {
@@ -336,163 +313,6 @@ func (ev *evaluation) matchText(q *query) bool {
 		}
 	}
 	return true
-}
-
-// fold case-folds text for case-insensitive matching (simple Unicode lower-casing).
-func fold(b []byte) []byte { return bytes.ToLower(b) }
-
-// foldInto appends fold(src) to dst, without allocating: what bytes.ToLower does, rune by rune
-// (an invalid byte becomes U+FFFD, as there).
-func foldInto(dst, src []byte) []byte {
-	dst = slices.Grow(dst, len(src))
-	for i := 0; i < len(src); {
-		c := src[i]
-		if c < utf8.RuneSelf {
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			dst = append(dst, c)
-			i++
-			continue
-		}
-		r, w := utf8.DecodeRune(src[i:])
-		dst = utf8.AppendRune(dst, unicode.ToLower(r))
-		i += w
-	}
-	return dst
-}
-
-// textMatcher looks for several folded needles in a stream of UTF-8 text that arrives in chunks;
-// matches may span chunk boundaries but not parts (reset between parts). Each chunk is folded once,
-// straight after the folded tail of the text before it.
-type textMatcher struct {
-	needles []needle
-	found   []bool
-	left    int
-	keep    int    // folded bytes of context carried between chunks
-	lower   []byte // the folded tail of the text so far, then the chunk being matched
-	pend    []byte // an incomplete rune at the end of the last chunk, raw
-	body    bool   // matching body text (BODY and TEXT needles) or header text (TEXT only)
-}
-
-func newTextMatcher(needles []needle) *textMatcher {
-	tm := &textMatcher{needles: needles, found: make([]bool, len(needles)), left: len(needles)}
-	for _, n := range needles {
-		tm.keep = max(tm.keep, len(n.folded)+utf8.UTFMax)
-	}
-	return tm
-}
-
-func (tm *textMatcher) done() bool { return tm.left == 0 }
-
-func (tm *textMatcher) reset(body bool) {
-	tm.lower, tm.pend = tm.lower[:0], tm.pend[:0]
-	tm.body = body
-}
-
-// write feeds UTF-8 text.
-func (tm *textMatcher) write(chunk []byte) {
-	// First complete the rune the last chunk ended in.
-	for len(tm.pend) > 0 && len(chunk) > 0 {
-		tm.pend = append(tm.pend, chunk[0])
-		chunk = chunk[1:]
-		if utf8.FullRune(tm.pend) {
-			tm.lower = foldInto(tm.lower, tm.pend)
-			tm.pend = tm.pend[:0]
-		}
-	}
-	// Hold back an incomplete rune at the end for the next chunk.
-	cut := len(chunk)
-	for i := 1; i <= 3 && i <= len(chunk); i++ {
-		c := chunk[len(chunk)-i]
-		if c < 0x80 {
-			break
-		}
-		if c >= 0xc0 {
-			if !utf8.FullRune(chunk[len(chunk)-i:]) {
-				cut = len(chunk) - i
-			}
-			break
-		}
-	}
-	tm.pend = append(tm.pend, chunk[cut:]...)
-	tm.lower = foldInto(tm.lower, chunk[:cut])
-	folded := tm.lower
-	for i, n := range tm.needles {
-		if !tm.found[i] && (tm.body || n.withHeader) && bytes.Contains(folded, n.folded) {
-			tm.found[i] = true
-			tm.left--
-		}
-	}
-	// Keep the last keep bytes (from a rune's start) as context for the next chunk.
-	start := max(0, len(folded)-tm.keep)
-	for start > 0 && !utf8.RuneStart(folded[start]) {
-		start--
-	}
-	tm.lower = folded[:copy(folded, folded[start:])]
-}
-
-// searchText feeds a parsed message's text to tm: the top header (for TEXT), then every text part,
-// transfer-decoded and, where possible, converted to UTF-8, and the headers of encapsulated messages.
-func searchText(tm *textMatcher, f io.ReaderAt, root *part) error {
-	tm.reset(false)
-	feedHeader(tm, root.header)
-	return searchParts(tm, f, root)
-}
-
-func feedHeader(tm *textMatcher, h header) {
-	for _, fl := range h {
-		if tm.done() {
-			return
-		}
-		line := fl.name + ": " + decodeHeaderValue(fl.value()) + "\n"
-		tm.write([]byte(line))
-	}
-}
-
-var searchBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
-
-func searchParts(tm *textMatcher, f io.ReaderAt, p *part) error {
-	if tm.done() {
-		return nil
-	}
-	switch {
-	case p.isMultipart():
-		for _, c := range p.children {
-			if err := searchParts(tm, f, c); err != nil {
-				return err
-			}
-		}
-		return nil
-	case p.msg != nil:
-		tm.reset(true)
-		feedHeader(tm, p.msg.header)
-		return searchParts(tm, f, p.msg)
-	case p.typ != "text":
-		return nil
-	}
-	tm.reset(true)
-	var r io.Reader = io.NewSectionReader(f, p.bodyStart, p.size())
-	if d, err := decodeCTE(p.header.get("Content-Transfer-Encoding"), r); err == nil {
-		r = d
-	}
-	charset := p.params["charset"]
-	bufp := searchBufs.Get().(*[]byte)
-	defer searchBufs.Put(bufp)
-	buf := *bufp
-	for !tm.done() {
-		n, err := r.Read(buf)
-		if n > 0 {
-			tm.write(toUTF8(charset, buf[:n]))
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Search answers SEARCH and UID SEARCH, with ESEARCH (MIN, MAX, COUNT, ALL) and SEARCHRES (SAVE, $).

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"postie/imapd/mimeparse"
 )
 
 type memFile struct{ *bytes.Reader }
@@ -150,11 +152,11 @@ func TestHeaderCache(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := filterHeader(h, fields, false)
+		got := mimeparse.FilterHeader(h, fields, false)
 		m.close()
 		if i == 0 {
 			first = got
-			fromFile := filterHeader(parseHeader(simple), fields, false)
+			fromFile := mimeparse.FilterHeader(mimeparse.ParseHeader(simple), fields, false)
 			if !bytes.Equal(got, fromFile) {
 				t.Fatalf("cache differs from file:\n%q\n%q", got, fromFile)
 			}

@@ -1,22 +1,19 @@
-package imapd
+package mimeparse
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"strings"
-	"unicode/utf8"
 )
 
-// errUnknownCTE means a part's Content-Transfer-Encoding cannot be decoded (RFC 3516 UNKNOWN-CTE).
-var errUnknownCTE = errors.New("imapd: unknown content-transfer-encoding")
+// ErrUnknownCTE means a part's Content-Transfer-Encoding cannot be decoded (RFC 3516 UNKNOWN-CTE).
+var ErrUnknownCTE = errors.New("mimeparse: unknown content-transfer-encoding")
 
-// decodeCTE wraps r in a decoder for the transfer encoding enc. The decoders are our own and lenient:
+// DecodeCTE wraps r in a decoder for the transfer encoding enc. The decoders are our own and lenient:
 // go-imap's BINARY helper fails on non-UTF-8 charsets (it converts charsets, which BINARY must not),
 // and mail in the wild carries broken base64 and quoted-printable that must still decode.
-func decodeCTE(enc string, r io.Reader) (io.Reader, error) {
+func DecodeCTE(enc string, r io.Reader) (io.Reader, error) {
 	switch strings.ToLower(strings.TrimSpace(enc)) {
 	case "", "7bit", "8bit", "binary":
 		return r, nil
@@ -25,7 +22,7 @@ func decodeCTE(enc string, r io.Reader) (io.Reader, error) {
 	case "quoted-printable":
 		return &qpReader{br: bufio.NewReaderSize(r, 4096)}, nil
 	default:
-		return nil, errUnknownCTE
+		return nil, ErrUnknownCTE
 	}
 }
 
@@ -181,56 +178,4 @@ func qpDecodeLine(out, line []byte) []byte {
 		out = append(out, c)
 	}
 	return append(out, eol...)
-}
-
-// toUTF8 converts text in charset to UTF-8 for searching. Only the charsets that need no tables are
-// converted (x/text is not a dependency); others pass through, so ASCII search terms still match.
-func toUTF8(charset string, b []byte) []byte {
-	switch strings.ToLower(strings.TrimSpace(charset)) {
-	case "iso-8859-1", "latin1", "iso_8859-1", "l1", "cp819", "windows-1252", "cp1252", "us-ascii", "ascii":
-	default:
-		return b
-	}
-	ascii := true
-	for _, c := range b {
-		if c >= 0x80 {
-			ascii = false
-			break
-		}
-	}
-	if ascii {
-		return b
-	}
-	cp1252 := strings.Contains(charset, "1252")
-	out := make([]byte, 0, len(b)+len(b)/4)
-	for _, c := range b {
-		switch {
-		case c < 0x80:
-			out = append(out, c)
-		case cp1252 && c < 0xa0:
-			out = utf8.AppendRune(out, cp1252High[c-0x80])
-		default:
-			out = utf8.AppendRune(out, rune(c))
-		}
-	}
-	return out
-}
-
-// cp1252High maps windows-1252 bytes 0x80-0x9f (undefined ones to U+FFFD).
-var cp1252High = [32]rune{
-	0x20ac, 0xfffd, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0xfffd, 0x017d, 0xfffd,
-	0xfffd, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0xfffd, 0x017e, 0x0178,
-}
-
-// charsetReader lets mime.WordDecoder decode the table-free charsets; others are refused.
-func charsetReader(charset string, r io.Reader) (io.Reader, error) {
-	switch strings.ToLower(charset) {
-	case "iso-8859-1", "latin1", "iso_8859-1", "l1", "cp819", "windows-1252", "cp1252":
-		b, err := io.ReadAll(io.LimitReader(r, maxHeaderBytes))
-		if err != nil {
-			return nil, err
-		}
-		return bytes.NewReader(toUTF8(charset, b)), nil
-	}
-	return nil, fmt.Errorf("imapd: charset %q not supported", charset)
 }

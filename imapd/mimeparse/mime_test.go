@@ -1,4 +1,4 @@
-package imapd
+package mimeparse
 
 import (
 	"bytes"
@@ -23,14 +23,14 @@ func readTestdata(t testing.TB, name string) []byte {
 
 func sectionBytes(t testing.TB, msg []byte, sec *imap.FetchItemBodySection) []byte {
 	t.Helper()
-	root := parseMessage(bytes.NewReader(msg))
-	s := bodySection(root, sec)
-	b, err := io.ReadAll(s.reader(bytes.NewReader(msg)))
+	root := ParseMessage(bytes.NewReader(msg))
+	s := BodySection(root, sec)
+	b, err := io.ReadAll(s.Reader(bytes.NewReader(msg)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if int64(len(b)) != s.n {
-		t.Fatalf("span says %d bytes, reader gave %d", s.n, len(b))
+	if int64(len(b)) != s.N {
+		t.Fatalf("span says %d bytes, reader gave %d", s.N, len(b))
 	}
 	return b
 }
@@ -99,8 +99,8 @@ func TestSectionsByHand(t *testing.T) {
 
 func TestBodyStructure(t *testing.T) {
 	msg := readTestdata(t, "nested.eml")
-	root := parseMessage(bytes.NewReader(msg))
-	got := bodyStructure(root)
+	root := ParseMessage(bytes.NewReader(msg))
+	got := BodyStructure(root)
 	want := imapserver.ExtractBodyStructure(bytes.NewReader(msg))
 	// Same shape, types, sizes and line counts as the library's.
 	var gotParts, wantParts []string
@@ -144,8 +144,8 @@ func TestBodyStructure(t *testing.T) {
 }
 
 func TestEnvelope(t *testing.T) {
-	raw, _ := readHeaderBlock(bytes.NewReader(readTestdata(t, "simple.eml")))
-	env := buildEnvelope(parseHeader(raw))
+	raw, _ := ReadHeaderBlock(bytes.NewReader(readTestdata(t, "simple.eml")))
+	env := Envelope(ParseHeader(raw))
 	if env.Subject != "=?utf-8?q?Caf=C3=A9?= menu folded" {
 		t.Errorf("subject %q", env.Subject)
 	}
@@ -193,7 +193,7 @@ func TestCTEDecoding(t *testing.T) {
 		{"7bit", "as is\r\n", "as is\r\n"},
 	}
 	for _, c := range cases {
-		r, err := decodeCTE(c.enc, strings.NewReader(c.in))
+		r, err := DecodeCTE(c.enc, strings.NewReader(c.in))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,16 +202,16 @@ func TestCTEDecoding(t *testing.T) {
 			t.Errorf("%s %q: got %q want %q", c.enc, c.in, got, c.want)
 		}
 	}
-	if _, err := decodeCTE("x-uuencode", strings.NewReader("")); err != errUnknownCTE {
+	if _, err := DecodeCTE("x-uuencode", strings.NewReader("")); err != ErrUnknownCTE {
 		t.Errorf("unknown CTE: %v", err)
 	}
 }
 
 func TestBinarySection(t *testing.T) {
 	msg := readTestdata(t, "nested.eml")
-	root := parseMessage(bytes.NewReader(msg))
-	enc, s := binarySection(root, []int{2})
-	r, err := decodeCTE(enc, s.reader(bytes.NewReader(msg)))
+	root := ParseMessage(bytes.NewReader(msg))
+	enc, s := BinarySection(root, []int{2})
+	r, err := DecodeCTE(enc, s.Reader(bytes.NewReader(msg)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,13 +219,13 @@ func TestBinarySection(t *testing.T) {
 	if len(got) != 66 || got[0] != 0 || got[65] != 0x41 {
 		t.Errorf("binary part 2: %d bytes %x", len(got), got)
 	}
-	enc, s = binarySection(root, []int{1, 1})
-	r, _ = decodeCTE(enc, s.reader(bytes.NewReader(msg)))
+	enc, s = BinarySection(root, []int{1, 1})
+	r, _ = DecodeCTE(enc, s.Reader(bytes.NewReader(msg)))
 	got, _ = io.ReadAll(r)
 	if string(got) != "Gr\xfc\xdfe aus M\xfcnchen" { // BINARY never converts charsets
 		t.Errorf("binary 1.1 = %q", got)
 	}
-	n, err := decodedSize(bytes.NewReader(msg), enc, s)
+	n, err := DecodedSize(bytes.NewReader(msg), enc, s)
 	if err != nil || n != int64(len(got)) {
 		t.Errorf("decoded size %d %v", n, err)
 	}
@@ -233,14 +233,14 @@ func TestBinarySection(t *testing.T) {
 
 func TestBareLFMessage(t *testing.T) {
 	msg := []byte("Subject: x\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\none\n--b\nContent-Type: text/html\n\n<b>two</b>\n--b--\n")
-	root := parseMessage(bytes.NewReader(msg))
-	if len(root.children) != 2 {
-		t.Fatalf("children %d", len(root.children))
+	root := ParseMessage(bytes.NewReader(msg))
+	if len(root.Children) != 2 {
+		t.Fatalf("children %d", len(root.Children))
 	}
-	if got := string(msg[root.children[0].bodyStart:root.children[0].end]); got != "one" {
+	if got := string(msg[root.Children[0].BodyStart:root.Children[0].End]); got != "one" {
 		t.Errorf("part 1 %q", got)
 	}
-	if got := string(msg[root.children[1].bodyStart:root.children[1].end]); got != "<b>two</b>" {
+	if got := string(msg[root.Children[1].BodyStart:root.Children[1].End]); got != "<b>two</b>" {
 		t.Errorf("part 2 %q", got)
 	}
 }

@@ -1,4 +1,4 @@
-package imapd
+package mimeparse
 
 import (
 	"math"
@@ -8,26 +8,26 @@ import (
 	"github.com/emersion/go-imap/v2"
 )
 
-// bodyStructure builds the BODYSTRUCTURE of a parsed part (RFC 3501 §7.4.2). It is always extended:
+// BodyStructure builds the BODYSTRUCTURE of a parsed part (RFC 3501 §7.4.2). It is always extended:
 // the library's writer drops the extension data for plain BODY.
-func bodyStructure(p *part) imap.BodyStructure {
-	if p.isMultipart() && len(p.children) > 0 {
+func BodyStructure(p *Part) imap.BodyStructure {
+	if p.IsMultipart() && len(p.Children) > 0 {
 		mp := &imap.BodyStructureMultiPart{
-			Subtype: p.subtype,
+			Subtype: p.Subtype,
 			Extended: &imap.BodyStructureMultiPartExt{
-				Params:      cleanParams(p.params),
-				Disposition: disposition(p.header),
-				Language:    languages(p.header),
-				Location:    clean(p.header.get("Content-Location")),
+				Params:      cleanParams(p.Params),
+				Disposition: disposition(p.Header),
+				Language:    languages(p.Header),
+				Location:    clean(p.Header.Get("Content-Location")),
 			},
 		}
-		for _, c := range p.children {
-			mp.Children = append(mp.Children, bodyStructure(c))
+		for _, c := range p.Children {
+			mp.Children = append(mp.Children, BodyStructure(c))
 		}
 		return mp
 	}
-	typ, sub, params := p.typ, p.subtype, p.params
-	if p.isMultipart() {
+	typ, sub, params := p.Type, p.Subtype, p.Params
+	if p.IsMultipart() {
 		// A multipart without any part (no delimiter found) cannot be written as one (the writer
 		// panics on an empty multipart); show its body as text.
 		typ, sub, params = "text", "plain", map[string]string{"charset": "us-ascii"}
@@ -36,30 +36,31 @@ func bodyStructure(p *part) imap.BodyStructure {
 		Type:        typ,
 		Subtype:     sub,
 		Params:      cleanParams(params),
-		ID:          clean(p.header.get("Content-ID")),
-		Description: clean(p.header.get("Content-Description")),
-		Encoding:    clean(p.header.get("Content-Transfer-Encoding")),
-		Size:        clamp32(p.size()),
+		ID:          clean(p.Header.Get("Content-ID")),
+		Description: clean(p.Header.Get("Content-Description")),
+		Encoding:    clean(p.Header.Get("Content-Transfer-Encoding")),
+		Size:        Clamp32(p.Size()),
 		Extended: &imap.BodyStructureSinglePartExt{
-			Disposition: disposition(p.header),
-			Language:    languages(p.header),
-			Location:    clean(p.header.get("Content-Location")),
+			Disposition: disposition(p.Header),
+			Language:    languages(p.Header),
+			Location:    clean(p.Header.Get("Content-Location")),
 		},
 	}
 	switch {
-	case p.msg != nil:
+	case p.Msg != nil:
 		sp.MessageRFC822 = &imap.BodyStructureMessageRFC822{
-			Envelope:      buildEnvelope(p.msg.header),
-			BodyStructure: bodyStructure(p.msg),
-			NumLines:      p.lines,
+			Envelope:      Envelope(p.Msg.Header),
+			BodyStructure: BodyStructure(p.Msg),
+			NumLines:      p.Lines,
 		}
 	case typ == "text":
-		sp.Text = &imap.BodyStructureText{NumLines: p.lines}
+		sp.Text = &imap.BodyStructureText{NumLines: p.Lines}
 	}
 	return sp
 }
 
-func clamp32(n int64) uint32 {
+// Clamp32 fits a size into the 32 bits IMAP numbers have.
+func Clamp32(n int64) uint32 {
 	if n > math.MaxUint32 {
 		return math.MaxUint32
 	}
@@ -82,8 +83,8 @@ func cleanParams(ps map[string]string) map[string]string {
 	return out
 }
 
-func disposition(h header) *imap.BodyStructureDisposition {
-	v := h.get("Content-Disposition")
+func disposition(h Header) *imap.BodyStructureDisposition {
+	v := h.Get("Content-Disposition")
 	if v == "" {
 		return nil
 	}
@@ -99,8 +100,8 @@ func disposition(h header) *imap.BodyStructureDisposition {
 	return &imap.BodyStructureDisposition{Value: d, Params: cleanParams(ps)}
 }
 
-func languages(h header) []string {
-	v := h.get("Content-Language")
+func languages(h Header) []string {
+	v := h.Get("Content-Language")
 	if v == "" {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package imapd
+package mimeparse
 
 import (
 	"mime"
@@ -8,12 +8,12 @@ import (
 	"github.com/emersion/go-imap/v2"
 )
 
-// wordDecoder decodes RFC 2047 encoded words for SEARCH; unknown charsets make it fail, and callers then
-// keep the raw text.
+// wordDecoder decodes RFC 2047 encoded words in any charset golang.org/x/text knows; an unknown one
+// makes it fail, and callers then keep the raw text.
 var wordDecoder = &mime.WordDecoder{CharsetReader: charsetReader}
 
-// decodeHeaderValue returns v with encoded words decoded where the charset is known.
-func decodeHeaderValue(v string) string {
+// DecodeHeader returns v with encoded words decoded where the charset is known.
+func DecodeHeader(v string) string {
 	if !strings.Contains(v, "=?") {
 		return v
 	}
@@ -24,24 +24,24 @@ func decodeHeaderValue(v string) string {
 	return d
 }
 
-// buildEnvelope makes the ENVELOPE of a message from its header (RFC 3501 §7.4.2). Values are passed
+// Envelope makes the ENVELOPE of a message from its header (RFC 3501 §7.4.2). Values are passed
 // unfolded but otherwise raw, as Dovecot does: encoded words reach the client, which decodes them with
 // whatever charset they name. Display names are decoded when the charset is known.
-func buildEnvelope(h header) *imap.Envelope {
+func Envelope(h Header) *imap.Envelope {
 	env := &imap.Envelope{
-		Subject:   clean(h.get("Subject")),
-		From:      parseAddresses(h.get("From")),
-		Sender:    parseAddresses(h.get("Sender")),
-		ReplyTo:   parseAddresses(h.get("Reply-To")),
-		To:        parseAddresses(h.get("To")),
-		Cc:        parseAddresses(h.get("Cc")),
-		Bcc:       parseAddresses(h.get("Bcc")),
-		InReplyTo: msgIDs(h.get("In-Reply-To")),
+		Subject:   clean(h.Get("Subject")),
+		From:      parseAddresses(h.Get("From")),
+		Sender:    parseAddresses(h.Get("Sender")),
+		ReplyTo:   parseAddresses(h.Get("Reply-To")),
+		To:        parseAddresses(h.Get("To")),
+		Cc:        parseAddresses(h.Get("Cc")),
+		Bcc:       parseAddresses(h.Get("Bcc")),
+		InReplyTo: msgIDs(h.Get("In-Reply-To")),
 	}
-	if ids := msgIDs(h.get("Message-ID")); len(ids) > 0 {
+	if ids := msgIDs(h.Get("Message-ID")); len(ids) > 0 {
 		env.MessageID = ids[0]
 	}
-	if t, err := mail.ParseDate(h.get("Date")); err == nil {
+	if t, err := mail.ParseDate(h.Get("Date")); err == nil {
 		env.Date = t
 	}
 	return env
@@ -197,7 +197,7 @@ func parseOneAddress(item string) (imap.Address, bool) {
 		}
 	}
 	return imap.Address{
-		Name:    clean(decodeHeaderValue(unquote(name))),
+		Name:    clean(DecodeHeader(unquote(name))),
 		Mailbox: clean(unquote(local)),
 		Host:    clean(host),
 	}, true

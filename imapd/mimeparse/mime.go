@@ -1,4 +1,16 @@
-package imapd
+// Package mimeparse analyses stored messages for the IMAP server; imapd keeps the protocol.
+//
+// ParseMessage locates the MIME structure of a message by byte offsets (Part), so every section is a
+// byte range of the file (BodySection, BinarySection, Span) served by streaming, never by
+// re-serialising. BodyStructure and Envelope build those answers in go-imap's types. DecodeCTE undoes
+// transfer encodings leniently; text is converted from its charset to UTF-8 through
+// golang.org/x/text. FindText and HeaderContains find case-folded (Fold) words for SEARCH.
+//
+// The contract: any bytes parse and nothing panics; memory and nesting are bounded whatever the
+// input (header bytes kept, MIME depth, part count); a message is only read, never changed, through
+// the io.ReaderAt the caller gives; no state is kept between calls, and every function is safe for
+// concurrent use.
+package mimeparse
 
 import (
 	"bufio"
@@ -17,38 +29,40 @@ const (
 	lineBufSize    = 32 << 10
 )
 
-// part is one MIME entity of a stored message, located by byte offsets in the message file: its header
-// is [hdrStart, bodyStart) (blank line included) and its body is [bodyStart, end). Offsets make every
+// Part is one MIME entity of a stored message, located by byte offsets in the message file: its header
+// is [HdrStart, BodyStart) (blank line included) and its body is [BodyStart, End). Offsets make every
 // section a plain byte range of the file, so sections are served by streaming, never by re-serialising.
-type part struct {
-	hdrStart, bodyStart, end int64
-	header                   header
+type Part struct {
+	HdrStart, BodyStart, End int64
+	Header                   Header
 
-	typ, subtype string            // lower case, e.g. "text", "plain"
-	params       map[string]string // Content-Type parameters (names lower case)
-	children     []*part           // multipart/*
-	msg          *part             // message/rfc822 and message/global: the encapsulated message
-	lines        int64             // lines of the body (text/* and message/rfc822)
+	Type, Subtype string            // lower case, e.g. "text", "plain"
+	Params        map[string]string // Content-Type parameters (names lower case)
+	Children      []*Part           // multipart/*
+	Msg           *Part             // message/rfc822 and message/global: the encapsulated message
+	Lines         int64             // lines of the body (text/* and message/rfc822)
 }
 
-func (p *part) size() int64 { return p.end - p.bodyStart }
+// Size is the length of the part's body.
+func (p *Part) Size() int64 { return p.End - p.BodyStart }
 
-func (p *part) isMultipart() bool { return p.typ == "multipart" }
+// IsMultipart reports whether the part is a multipart/* (whose parts are its Children).
+func (p *Part) IsMultipart() bool { return p.Type == "multipart" }
 
-// field is one header field as it appears in the file: raw holds the name, the colon, the value with its
+// Field is one header field as it appears in the file: Raw holds the name, the colon, the value with its
 // folding and the line end(s). A line that is not a field (no colon) has an empty name.
-type field struct {
-	name string // as written
-	raw  []byte
+type Field struct {
+	Name string // as written
+	Raw  []byte
 }
 
-// value returns the unfolded field body with surrounding white space removed.
-func (f field) value() string {
-	i := bytes.IndexByte(f.raw, ':')
+// Value returns the unfolded field body with surrounding white space removed.
+func (f Field) Value() string {
+	i := bytes.IndexByte(f.Raw, ':')
 	if i < 0 {
 		return ""
 	}
-	v := f.raw[i+1:]
+	v := f.Raw[i+1:]
 	if bytes.IndexByte(v, '\n') < 0 && bytes.IndexByte(v, '\r') < 0 {
 		return string(bytes.TrimSpace(v))
 	}
@@ -62,30 +76,32 @@ func (f field) value() string {
 	return strings.TrimSpace(b.String())
 }
 
-type header []field
+// Header is a header block, field by field in the order of the file.
+type Header []Field
 
-// get returns the unfolded value of the first field named name (case-insensitive).
-func (h header) get(name string) string {
+// Get returns the unfolded value of the first field named name (case-insensitive).
+func (h Header) Get(name string) string {
 	for _, f := range h {
-		if strings.EqualFold(f.name, name) {
-			return f.value()
+		if strings.EqualFold(f.Name, name) {
+			return f.Value()
 		}
 	}
 	return ""
 }
 
-func (h header) has(name string) bool {
+// Has reports whether h has a field called name (case-insensitive).
+func (h Header) Has(name string) bool {
 	for _, f := range h {
-		if strings.EqualFold(f.name, name) {
+		if strings.EqualFold(f.Name, name) {
 			return true
 		}
 	}
 	return false
 }
 
-// parseHeader splits a raw header block into fields. raw may include the terminating blank line.
-func parseHeader(raw []byte) header {
-	var h header
+// ParseHeader splits a raw header block into fields. raw may include the terminating blank line.
+func ParseHeader(raw []byte) Header {
+	var h Header
 	for len(raw) > 0 {
 		n := bytes.IndexByte(raw, '\n') + 1
 		if n == 0 {
@@ -99,7 +115,7 @@ func parseHeader(raw []byte) header {
 			last := &h[len(h)-1]
 			// raw is one contiguous buffer and the continuation follows the field directly, so extending
 			// the slice keeps the exact bytes.
-			last.raw = last.raw[:len(last.raw)+n]
+			last.Raw = last.Raw[:len(last.Raw)+n]
 		} else {
 			name := ""
 			if i := bytes.IndexByte(line, ':'); i > 0 {
@@ -108,7 +124,7 @@ func parseHeader(raw []byte) header {
 					name = ""
 				}
 			}
-			h = append(h, field{name: name, raw: line})
+			h = append(h, Field{Name: name, Raw: line})
 		}
 		raw = raw[n:]
 	}
@@ -252,8 +268,8 @@ type parser struct {
 	prevBlank bool
 }
 
-// parseMessage parses the MIME structure of a whole message read from r.
-func parseMessage(r io.Reader) *part {
+// ParseMessage parses the MIME structure of a whole message read from r.
+func ParseMessage(r io.Reader) *Part {
 	br := getReader(&bigReaders, r)
 	defer putReader(&bigReaders, br)
 	p := &parser{lr: newLineReader(br, 0)}
@@ -314,7 +330,7 @@ func (p *parser) noteLine(line []byte, lineStart bool) {
 }
 
 // finish sets the end of pt's body from the hit that ended it, and its line count.
-func (p *parser) finish(pt *part, h *boundHit, lfAtBody int64) {
+func (p *parser) finish(pt *Part, h *boundHit, lfAtBody int64) {
 	end, lf := h.at, h.lf
 	endsLF := h.level < 0 && h.eolLen > 0
 	if h.level >= 0 {
@@ -324,27 +340,27 @@ func (p *parser) finish(pt *part, h *boundHit, lfAtBody int64) {
 		}
 		endsLF = h.blankBefore
 	}
-	if end <= pt.bodyStart {
+	if end <= pt.BodyStart {
 		// Empty body. The delimiter's line break may even be the blank line that ended the header.
-		end = max(end, pt.hdrStart)
-		pt.bodyStart = min(pt.bodyStart, end)
-		pt.end, pt.lines = pt.bodyStart, 0
+		end = max(end, pt.HdrStart)
+		pt.BodyStart = min(pt.BodyStart, end)
+		pt.End, pt.Lines = pt.BodyStart, 0
 		return
 	}
-	pt.end = end
-	if pt.typ == "text" || pt.msg != nil {
-		pt.lines = lf - lfAtBody
+	pt.End = end
+	if pt.Type == "text" || pt.Msg != nil {
+		pt.Lines = lf - lfAtBody
 		if !endsLF {
-			pt.lines++ // a last line without its own line break still counts
+			pt.Lines++ // a last line without its own line break still counts
 		}
 	}
 }
 
 // entity parses one header and body. It returns when a delimiter of an enclosing multipart, or the
 // end of the file, ends the entity.
-func (p *parser) entity(depth int, defType, defSub string) (*part, *boundHit) {
+func (p *parser) entity(depth int, defType, defSub string) (*Part, *boundHit) {
 	p.parts++
-	pt := &part{hdrStart: p.lr.off}
+	pt := &Part{HdrStart: p.lr.off}
 	var raw []byte
 	var hit *boundHit
 	truncated := false
@@ -353,12 +369,12 @@ func (p *parser) entity(depth int, defType, defSub string) (*part, *boundHit) {
 		var lineStart bool
 		line, lineStart, hit = p.readLine()
 		if hit != nil {
-			pt.bodyStart = hit.at
+			pt.BodyStart = hit.at
 			if hit.level >= 0 {
 				// The line break before a delimiter belongs to the delimiter (it may also end the
 				// delimiter line that opened this entity, which then is empty).
-				pt.bodyStart = hit.at - hit.eolLen
-				pt.hdrStart = min(pt.hdrStart, pt.bodyStart)
+				pt.BodyStart = hit.at - hit.eolLen
+				pt.HdrStart = min(pt.HdrStart, pt.BodyStart)
 			}
 			break
 		}
@@ -368,28 +384,28 @@ func (p *parser) entity(depth int, defType, defSub string) (*part, *boundHit) {
 			truncated = true
 		}
 		if lineStart && isBlankLine(line) {
-			pt.bodyStart = p.lr.off
+			pt.BodyStart = p.lr.off
 			break
 		}
 	}
-	pt.header = parseHeader(raw)
-	pt.typ, pt.subtype, pt.params = contentType(pt.header.get("Content-Type"))
-	if pt.typ == "" {
-		pt.typ, pt.subtype, pt.params = defType, defSub, nil
+	pt.Header = ParseHeader(raw)
+	pt.Type, pt.Subtype, pt.Params = contentType(pt.Header.Get("Content-Type"))
+	if pt.Type == "" {
+		pt.Type, pt.Subtype, pt.Params = defType, defSub, nil
 		if defType == "text" {
-			pt.params = map[string]string{"charset": "us-ascii"}
+			pt.Params = map[string]string{"charset": "us-ascii"}
 		}
 	}
 	if hit != nil { // the header ran into a delimiter or the end: no body
-		pt.end = pt.bodyStart
+		pt.End = pt.BodyStart
 		return pt, hit
 	}
 	lfAtBody := p.lr.lf
 	switch {
-	case pt.typ == "multipart" && pt.params["boundary"] != "" && depth < maxMIMEDepth && p.parts < maxMIMEParts:
+	case pt.Type == "multipart" && pt.Params["boundary"] != "" && depth < maxMIMEDepth && p.parts < maxMIMEParts:
 		hit = p.multipart(pt, depth)
-	case pt.typ == "message" && (pt.subtype == "rfc822" || pt.subtype == "global") && depth < maxMIMEDepth:
-		pt.msg, hit = p.entity(depth+1, "text", "plain")
+	case pt.Type == "message" && (pt.Subtype == "rfc822" || pt.Subtype == "global") && depth < maxMIMEDepth:
+		pt.Msg, hit = p.entity(depth+1, "text", "plain")
 	default:
 		hit = p.skipBody()
 	}
@@ -407,12 +423,12 @@ func (p *parser) skipBody() *boundHit {
 }
 
 // multipart parses the preamble, the parts and the epilogue of pt.
-func (p *parser) multipart(pt *part, depth int) *boundHit {
-	p.bounds = append(p.bounds, pt.params["boundary"])
+func (p *parser) multipart(pt *Part, depth int) *boundHit {
+	p.bounds = append(p.bounds, pt.Params["boundary"])
 	level := len(p.bounds) - 1
 	defer func() { p.bounds = p.bounds[:level] }()
 	childType, childSub := "text", "plain"
-	if pt.subtype == "digest" {
+	if pt.Subtype == "digest" {
 		childType, childSub = "message", "rfc822"
 	}
 	hit := p.skipBody() // preamble
@@ -421,9 +437,9 @@ func (p *parser) multipart(pt *part, depth int) *boundHit {
 			hit = p.skipBody()
 			continue
 		}
-		var child *part
+		var child *Part
 		child, hit = p.entity(depth+1, childType, childSub)
-		pt.children = append(pt.children, child)
+		pt.Children = append(pt.Children, child)
 	}
 	if hit.level == level { // closing delimiter: skip the epilogue, where our boundary means nothing
 		p.bounds = p.bounds[:level]
@@ -432,9 +448,9 @@ func (p *parser) multipart(pt *part, depth int) *boundHit {
 	return hit
 }
 
-// readHeaderBlock reads the top-level header of a message: its raw bytes (at most maxHeaderBytes are
+// ReadHeaderBlock reads the top-level header of a message: its raw bytes (at most maxHeaderBytes are
 // kept, whole lines only) and the offset where the body starts.
-func readHeaderBlock(r io.Reader) (raw []byte, bodyStart int64) {
+func ReadHeaderBlock(r io.Reader) (raw []byte, bodyStart int64) {
 	br := getReader(&smallReaders, r)
 	defer putReader(&smallReaders, br)
 	lr := newLineReader(br, 0)
@@ -456,9 +472,9 @@ func readHeaderBlock(r io.Reader) (raw []byte, bodyStart int64) {
 	}
 }
 
-// filterRaw is filterHeader for raw header bytes kept as a string (the cache's form), without
+// FilterRaw is filterHeader for raw header bytes kept as a string (the cache's form), without
 // building the field list: the same bytes come out.
-func filterRaw(raw string, names []string) []byte {
+func FilterRaw(raw string, names []string) []byte {
 	out := make([]byte, 0, len(raw)+2)
 	keep, first := false, true
 	for len(raw) > 0 {
