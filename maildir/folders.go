@@ -3,6 +3,7 @@ package maildir
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -242,9 +243,17 @@ func (u *User) CreateMailbox(name, specialUse string) error {
 	}
 	if use != "" {
 		rec := u.readSpecialUse()
+		old := maps.Clone(rec)
 		rec[canon] = use
 		if err := u.writeSpecialUse(rec); err != nil {
 			u.takeBackFolders(made)
+			werr := u.s.fs.Remove(filepath.Join(u.dir, specialUseFile))
+			if len(old) > 0 {
+				werr = u.writeSpecialUse(old)
+			}
+			if werr != nil { // the new one may be in place, not durably
+				u.log().Warn("maildir: special-use take-back", "mailbox", canon, "err", werr)
+			}
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -124,7 +125,8 @@ func (m *Mailbox) reserveUIDsLocked(lines []ulLine, p placement) ([]uint32, erro
 
 // SetFlags changes the flags of the messages with the given UIDs (renaming
 // their files) and returns the new state of those that changed. Unknown
-// info letters in their names are kept.
+// info letters in their names are kept. When a rename fails, those of its
+// pass are taken back: the flags stay as they were.
 func (m *Mailbox) SetFlags(uids []uint32, op FlagOp, flags Flags, origin any) ([]Message, error) {
 	flags &= allFlags
 	m.mu.Lock()
@@ -137,38 +139,16 @@ func (m *Mailbox) SetFlags(uids []uint32, op FlagOp, flags Flags, origin any) ([
 	defer mv.close()
 	var out []Message
 	for pass := 0; pass < 2 && len(uids) > 0; pass++ {
-		var missing []uint32
-		renamed := false
-		for _, uid := range uids {
-			i, ok := m.indexLocked(uid)
-			if !ok {
-				continue
-			}
-			msg := &m.msgs[i]
-			nf := op.apply(msg.Flags, flags)
-			if nf == msg.Flags {
-				continue
-			}
-			var unknown string
-			if len(m.odd) > 0 {
-				unknown = m.odd[uid].unknown
-			}
-			oldName := m.fileNameLocked(i)
-			newName := canonicalFileName(m.keys[i], nf, unknown)
-			if err := mv.rename(oldName, newName); err != nil {
-				if errors.Is(err, os.ErrNotExist) {
-					missing = append(missing, uid)
-					continue
-				}
-				return out, fmt.Errorf("maildir: set flags in %s: %w", m.name, err)
-			}
-			renamed = true
-			msg.Flags = nf
-			m.setOddLocked(uid, oddName{unknown: unknown})
-			m.emit(Change{Kind: FlagsChanged, Seq: uint32(i + 1), Message: *msg, Origin: origin})
-			out = append(out, *msg)
+		done, missing, err := m.renameFlagsLocked(mv, uids, op, flags)
+		if err != nil {
+			m.undoFlagsLocked(curPath, done)
+			return out, fmt.Errorf("maildir: set flags in %s: %w", m.name, err)
 		}
-		if renamed {
+		for _, d := range done {
+			m.emit(Change{Kind: FlagsChanged, Seq: uint32(d.i + 1), Message: m.msgs[d.i], Origin: origin})
+			out = append(out, m.msgs[d.i])
+		}
+		if len(done) > 0 {
 			m.cur.ownChange(curPath)
 		}
 		// A file another writer renamed or removed: learn where it went,
@@ -182,6 +162,61 @@ func (m *Mailbox) SetFlags(uids []uint32, op FlagOp, flags Flags, origin any) ([
 		}
 	}
 	return out, nil
+}
+
+// flagRename is one message whose file SetFlags renamed.
+type flagRename struct {
+	i        int
+	old      Flags
+	oldOdd   oddName
+	from, to string
+}
+
+// renameFlagsLocked renames the files of uids for their new flags and
+// updates the messages. It stops at the first failure other than a file
+// gone (those are missing).
+func (m *Mailbox) renameFlagsLocked(mv *dirMover, uids []uint32, op FlagOp, flags Flags) (done []flagRename, missing []uint32, err error) {
+	for _, uid := range uids {
+		i, ok := m.indexLocked(uid)
+		if !ok {
+			continue
+		}
+		msg := &m.msgs[i]
+		nf := op.apply(msg.Flags, flags)
+		if nf == msg.Flags {
+			continue
+		}
+		oldOdd := m.odd[uid]
+		oldName := m.fileNameLocked(i)
+		newName := canonicalFileName(m.keys[i], nf, oldOdd.unknown)
+		if err := mv.rename(oldName, newName); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				missing = append(missing, uid)
+				continue
+			}
+			return done, missing, err
+		}
+		done = append(done, flagRename{i: i, old: msg.Flags, oldOdd: oldOdd, from: oldName, to: newName})
+		msg.Flags = nf
+		m.setOddLocked(uid, oddName{unknown: oldOdd.unknown})
+	}
+	return done, missing, nil
+}
+
+// undoFlagsLocked takes back renames of renameFlagsLocked.
+func (m *Mailbox) undoFlagsLocked(curPath string, done []flagRename) {
+	for _, d := range slices.Backward(done) {
+		if err := os.Rename(filepath.Join(curPath, d.to), filepath.Join(curPath, d.from)); err != nil {
+			m.u.log().Warn("maildir: flags take-back", "mailbox", m.name, "err", err)
+			m.cur.valid = false // the next Refresh learns what the file says
+			continue
+		}
+		m.msgs[d.i].Flags = d.old
+		m.setOddLocked(m.msgs[d.i].UID, d.oldOdd)
+	}
+	if len(done) > 0 {
+		m.cur.valid = false
+	}
 }
 
 // Expunge removes the messages with the given UIDs and returns the UIDs

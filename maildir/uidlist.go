@@ -296,9 +296,14 @@ func (m *Mailbox) appendUIDListLocked(lines []ulLine) error {
 	}
 	size, err := m.u.s.fs.Append(m.uidlistPath(), b)
 	if err != nil {
-		// Part of b may be on disk: whole lines name files that will
-		// not appear (dead lines), a torn one is ended by the next
-		// append (syncUIDListLocked sees the size).
+		// Some of b may be in the file, not durably: cut it off (we hold
+		// the flock, so it ends with our lines), lest this process or
+		// another read those UIDs back and show them. Failing that, its
+		// lines are dead (their files are not placed) and a torn one is
+		// ended by the next append.
+		if terr := os.Truncate(m.uidlistPath(), m.ul.size); terr != nil {
+			m.u.log().Warn("maildir: uidlist take-back", "mailbox", m.name, "err", terr)
+		}
 		return fmt.Errorf("maildir: uidlist: %w", err)
 	}
 	m.ul.size = size
