@@ -192,9 +192,9 @@ func TestRepeatedEHLOArgument(t *testing.T) {
 		if len(reply) != 1 || !strings.HasPrefix(reply[0], "501 5.5.2 ") {
 			t.Errorf("repeated EHLO %q: reply %q, want 501 5.5.2", h, reply)
 		}
-		rest, _ := io.ReadAll(r.tp.R)
-		if len(rest) > 0 {
-			t.Errorf("after the refused EHLO %q the server sent %q, want the connection closed", h, rest)
+		rest, err := io.ReadAll(r.tp.R)
+		if len(rest) > 0 || err != nil {
+			t.Fatalf("after the refused EHLO %q the server sent %q (%v), want the connection closed", h, rest, err)
 		}
 	}
 	if n := len(f.deliv.all()); n != 0 {
@@ -274,5 +274,26 @@ func TestAddressesWithControls(t *testing.T) {
 	r.cmd(250, "RCPT TO:<x@[192.0.2.1]>")
 	if strings.ContainsAny(f.logs.String(), "\x01\x1b\u0080\u0085\u009b\u009f") {
 		t.Errorf("raw control characters in the log:\n%q", f.logs)
+	}
+}
+
+// A malformed SASL PLAIN response is the client's error: 501 5.5.2, not
+// go-smtp's 454 4.7.0 (temporary). It is no failed password either.
+func TestAuthMalformedResponse(t *testing.T) {
+	f := start(t, RoleSubmission, nil)
+	r := dialRaw(t, f.addr)
+	r.cmd(250, "EHLO client.example.net")
+	for range 4 {
+		if msg := r.cmd(501, "AUTH PLAIN %s", b64("no separators")); !strings.HasPrefix(msg, "5.5.2") {
+			t.Fatalf("malformed PLAIN: %q", msg)
+		}
+	}
+	r.cmd(334, "AUTH PLAIN")
+	r.cmd(501, "=")
+	r.cmd(334, "AUTH PLAIN")
+	r.cmd(501, "%s", b64("a\x00b"))
+	r.cmd(235, "AUTH PLAIN %s", b64("\x00ann@example.test\x00secret"))
+	if n := len(f.auth.logins); n != 1 {
+		t.Fatalf("Login called %d times, want once", n)
 	}
 }

@@ -62,16 +62,30 @@ func (a *authSession) Auth(mech string) (sasl.Server, error) {
 	}
 	switch mech {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, username, password string) error {
+		return strictSASL{sasl.NewPlainServer(func(identity, username, password string) error {
 			if identity != "" && identity != username {
 				return a.failed(username) // no proxy authorisation
 			}
 			return a.login(username, password)
-		}), nil
+		})}, nil
 	case loginMech:
 		return newLoginServer(a.login), nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// strictSASL answers a malformed client response (PLAIN without its two
+// NULs, a response after the end) with 501 5.5.2: go-smtp turns go-sasl's
+// plain errors into 454 4.7.0, a temporary failure that invites a retry.
+// Replies of our own (535, 454, 421) pass unchanged.
+type strictSASL struct{ sasl.Server }
+
+func (s strictSASL) Next(response []byte) ([]byte, bool, error) {
+	challenge, done, err := s.Server.Next(response)
+	if _, ours := err.(*smtp.SMTPError); err != nil && !ours {
+		err = errAuthSyntax
+	}
+	return challenge, done, err
 }
 
 // login checks a password through Auth (which throttles) and binds the
