@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
@@ -203,10 +204,13 @@ func TestThrottleRefusesWithoutHashing(t *testing.T) {
 			<-db.authSem
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := a.Login(ctx, "192.0.2.1", "imap", "ann@example.test", "Secret pw"); !errors.Is(err, ErrThrottled) {
 		t.Errorf("Login = %v, want ErrThrottled", err)
+	}
+	if ctx.Err() != nil {
+		t.Error("the refusal waited for a hashing slot")
 	}
 }
 
@@ -328,6 +332,7 @@ func TestThrottleOwnerServedUnderAttack(t *testing.T) {
 func TestThrottleSerialisesFailingAddress(t *testing.T) {
 	th := NewThrottle()
 	th.p.baseDelay, th.p.maxDelay, th.p.maxWait = 5*time.Millisecond, 20*time.Millisecond, 50*time.Millisecond
+	th.p.maxDirty = 1000 // the address alone must serialise
 	ctx := context.Background()
 	var running, most, checks, refused atomic.Int64
 	var wg sync.WaitGroup
@@ -378,6 +383,7 @@ func TestThrottleSerialisesFailingAddress(t *testing.T) {
 func TestThrottleFailingAddressOneAtATime(t *testing.T) {
 	th := NewThrottle()
 	th.p.baseDelay, th.p.maxDelay, th.p.maxWait = time.Millisecond, 2*time.Millisecond, 500*time.Millisecond
+	th.p.maxDirty = 1000 // the address alone must serialise
 	ctx := context.Background()
 	att, _ := th.acquire(ctx, "192.0.2.1", "x@example.test")
 	att.finish(attemptFailed)
@@ -408,29 +414,37 @@ func TestThrottleFailingAddressOneAtATime(t *testing.T) {
 // Logins at once from one clean address (an office behind NAT, clients
 // reconnecting after a restart) are all served, none refused.
 func TestThrottleCleanAddressBurst(t *testing.T) {
-	db := resolveFixture(t)
 	th := NewThrottle()
 	var wg sync.WaitGroup
-	var errs atomic.Int64
+	var waited atomic.Int64
 	for i := range 40 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			user := []string{"ann@example.test", "bob@example.test", "carl@other.test", "dora@other.test"}[i%4]
-			if _, err := tryLogin(context.Background(), th, db, "192.0.2.9", user, "pw"); err != nil {
-				errs.Add(1)
+			user := fmt.Sprintf("user%d@example.test", i%8)
+			att, err := th.acquire(context.Background(), "192.0.2.9", user)
+			if err != nil {
 				t.Error(err)
+				return
 			}
+			if att.waited {
+				waited.Add(1)
+			}
+			time.Sleep(2 * time.Millisecond) // the password check, correct
+			att.finish(attemptOK)
 		}()
 	}
 	wg.Wait()
+	if waited.Load() == 0 {
+		t.Error("no login overlapped another: the test proves nothing")
+	}
 	th.mu.Lock()
 	defer th.mu.Unlock()
 	if n := len(th.addrs.m) + len(th.accts.m); n != 0 {
 		t.Errorf("%d address and account entries left after successes", n)
 	}
-	if n := len(th.pairs.m); n != 4 {
-		t.Errorf("%d trusted pairs, want 4", n)
+	if n := len(th.pairs.m); n != 8 {
+		t.Errorf("%d trusted pairs, want 8", n)
 	}
 }
 
@@ -521,5 +535,42 @@ func TestThrottleMemory100kAddresses(t *testing.T) {
 	t.Logf("%d addresses, %d accounts, %d pairs remembered in %.1f MiB", na, nu, np, float64(grown)/(1<<20))
 	if grown > 64<<20 {
 		t.Errorf("tables take %d MiB", grown>>20)
+	}
+}
+
+// Correct passwords from many new addresses (a user on the move, a team
+// sharing an account) cost nothing of the account's clean budget.
+func TestThrottleSuccessesCostNoBudget(t *testing.T) {
+	db := authFixture(t)
+	c := newClock()
+	a := &Authenticator{DB: db, Throttle: fakeThrottle(t, c)}
+	for i := range 3 * int(a.Throttle.p.cleanBurst) {
+		_, err := a.Login(context.Background(), fmt.Sprintf("192.0.2.%d", i), "imap", "ann@example.test", "Secret pw")
+		if got := outcome(c, err); got != "ok after 0s" {
+			t.Fatalf("login %d from a new address: %s", i+1, got)
+		}
+	}
+}
+
+// Refusals are logged at most once a minute per address, with their count.
+func TestThrottleRefusalLogBounded(t *testing.T) {
+	db := authFixture(t)
+	c := newClock()
+	var logs strings.Builder
+	a := &Authenticator{DB: db, Throttle: fakeThrottle(t, c), Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	refused, start := 0, c.Now()
+	for range 500 {
+		if _, err := a.Login(context.Background(), "192.0.2.1", "imap", "ann@example.test", "wrong"); errors.Is(err, ErrThrottled) {
+			refused++
+		}
+		c.Advance(100 * time.Millisecond)
+	}
+	lines := strings.Count(logs.String(), "login refused")
+	elapsed := c.Now().Sub(start)
+	if refused < 400 || lines < 1 || lines > 1+int(elapsed/a.Throttle.p.logRefusalsIn) {
+		t.Errorf("%d refusals in %v logged in %d lines", refused, elapsed, lines)
+	}
+	if !strings.Contains(logs.String(), "refusals=") {
+		t.Errorf("no refusal count in %q", logs.String())
 	}
 }
