@@ -23,7 +23,9 @@
 //	postie-specialuse        special-use attributes of folders ("\Sent Outbox" lines)
 //	postie-uidvalidity       the last UIDVALIDITY handed out, so a re-created folder gets a greater one
 //
-// github.com/emersion/go-maildir is not used: it never fsyncs (a crash
+// github.com/emersion/go-maildir reads the store back in the tests, as an
+// independent proof that it is standard Maildir++. It is not used to
+// write: it never fsyncs (a crash
 // after our 250 could lose the message), writes APPEND-style messages
 // straight into cur/, has no UIDs, and finds a message by scanning cur/
 // (FETCH 1:* would be quadratic). What it would give — file naming and
