@@ -10,10 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -40,9 +38,15 @@ type Options struct {
 	TLSConfig           *tls.Config // nil: no STARTTLS and no ServeTLS
 	Hostname            string
 	AppendLimit         int64 // largest APPEND in bytes; 0: 64 MiB
-	MaxConnections      int   // 0: unlimited
+	MaxConnections      int   // 0: unlimited; at the cap an idle connection is shed, else BYE
 	MaxConnectionsPerIP int   // per client address (IPv6: per /64); 0: unlimited
-	Logger              *slog.Logger
+	// IdleTimeout bounds each read and write; 0: 30 minutes (RFC 3501 §5.4's autologout minimum,
+	// which IDLE needs). go-imap's own 30 s per command before login applies as well.
+	IdleTimeout time.Duration
+	// Deadlines bound a command or literal once begun and the TLS handshake (IMAPS and STARTTLS);
+	// zero fields take netconn's defaults (see netconn.Conn).
+	Deadlines netconn.Deadlines
+	Logger    *slog.Logger
 	// HeaderCacheBytes bounds the header-field cache shared by all mailboxes; 0: 64 MiB, <0: none.
 	HeaderCacheBytes int64
 }
@@ -51,7 +55,7 @@ const (
 	defaultAppendLimit = 64 << 20
 	defaultHeaderCache = 64 << 20
 	loginTimeout       = 30 * time.Second
-	greetingTimeout    = 30 * time.Second
+	defaultIdleTimeout = 30 * time.Minute
 )
 
 // Server is an IMAP server. Create it with New.
@@ -67,15 +71,16 @@ type Server struct {
 	// Two protocol engines: go-imap decides "may this connection log in without TLS" per server
 	// (InsecureAuth), so plaintext connections from loopback go to lax, all others to strict.
 	strict, lax   *imapserver.Server
-	strictQ, laxQ *connQueue
-	startEngines  sync.Once
+	strictQ, laxQ *netconn.Queue
+	enginesOn     bool // under mu
 	enginesDone   sync.WaitGroup
-	listeners     netconn.Listeners
-	limits        *netconn.Limiter
-	mu            sync.Mutex
-	sessions      map[*session]struct{}
-	closed        bool
-	busy          atomic.Int64 // sessions inside a command that changes mail
+	// tracker accepts, admits (shedding idle connections at the cap), times and drains the
+	// connections; the engines take them from their queues.
+	tracker  *netconn.Tracker
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	closed   bool
+	busy     busyCount // sessions inside a command that changes mail
 }
 
 // New returns a server; it listens only when Serve or ServeTLS is called.
@@ -89,14 +94,22 @@ func New(opts Options) *Server {
 	if opts.HeaderCacheBytes == 0 {
 		opts.HeaderCacheBytes = defaultHeaderCache
 	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = defaultIdleTimeout
+	}
 	s := &Server{
 		opts:     opts,
 		log:      opts.Logger,
-		limits:   netconn.NewLimiter(opts.MaxConnections, opts.MaxConnectionsPerIP),
 		sessions: make(map[*session]struct{}),
-		strictQ:  newConnQueue(),
-		laxQ:     newConnQueue(),
+		strictQ:  netconn.NewQueue(),
+		laxQ:     netconn.NewQueue(),
 	}
+	s.tracker = netconn.NewTracker(netconn.Options{
+		MaxConnections: opts.MaxConnections, MaxConnectionsPerIP: opts.MaxConnectionsPerIP,
+		IdleTimeout: opts.IdleTimeout, Deadlines: opts.Deadlines,
+		Refusal: func(error) string { return "* BYE [UNAVAILABLE] Too many connections\r\n" },
+		Logger:  s.log,
+	})
 	s.cache = newFieldCache(max(opts.HeaderCacheBytes, 0))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.boxes = newRegistry(s)
@@ -135,61 +148,75 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 }
 
 func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
-	err := s.listeners.Serve(ln, s.log, func(c net.Conn) { s.dispatch(c, implicitTLS) })
+	s.startEngines()
+	// The handshake of an implicit-TLS port is ours (handle): go-imap must see the *tls.Conn, over
+	// the write-gathering serverConn.
+	err := s.tracker.Serve(ln, nil, func(tc *netconn.Conn, _ net.Conn) { s.handle(tc, implicitTLS) })
 	if errors.Is(err, netconn.ErrClosed) {
 		return ErrServerClosed
 	}
 	return fmt.Errorf("imapd: accept: %w", err)
 }
 
-// dispatch applies the connection limits and hands the connection to an engine.
-func (s *Server) dispatch(c net.Conn, implicitTLS bool) {
-	ip := netconn.PeerIP(c.RemoteAddr())
-	lc, ok := s.admit(c, ip)
-	if !ok {
-		s.log.Warn("imap connection refused: too many connections", "remote_ip", ip)
-		if !implicitTLS {
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			io.WriteString(c, "* BYE Too many connections\r\n")
-		}
-		c.Close()
-		return
-	}
-	// Until go-imap sets its own, a deadline for the TLS handshake and the first command: a client
-	// that connects and says nothing must not hold a slot forever.
-	lc.Conn.SetReadDeadline(time.Now().Add(greetingTimeout))
-	// Started here, inside an accept loop, so that Shutdown (which waits for those loops before it
-	// waits for the engines) cannot miss them.
-	s.startEngines.Do(func() {
+// startEngines starts the engines' Serve loops once, unless Shutdown has begun.
+func (s *Server) startEngines() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed && !s.enginesOn {
+		// Under mu, so that it happens before Shutdown waits for them.
+		s.enginesOn = true
 		s.enginesDone.Add(2)
 		go func() { defer s.enginesDone.Done(); s.strict.Serve(s.strictQ) }()
 		go func() { defer s.enginesDone.Done(); s.lax.Serve(s.laxQ) }()
-	})
-	var conn net.Conn = lc
+	}
+}
+
+// dispatch admits a connection accepted elsewhere (a test's pipe) and hands it on as Serve does.
+func (s *Server) dispatch(c net.Conn, implicitTLS bool) {
+	tc, err := s.tracker.Admit(c)
+	if err != nil {
+		c.Close()
+		return
+	}
+	s.startEngines()
+	go s.handle(tc, implicitTLS)
+}
+
+// handle runs the TLS handshake of an implicit-TLS port (within the tracker's deadline) and hands
+// the connection to an engine.
+func (s *Server) handle(tc *netconn.Conn, implicitTLS bool) {
+	var conn net.Conn = &serverConn{Conn: tc}
 	q := s.strictQ
 	switch {
 	case implicitTLS:
-		conn = tls.Server(lc, s.opts.TLSConfig)
-	case ip.IsLoopback():
+		tlsConn := tls.Server(conn, s.opts.TLSConfig)
+		if err := tc.Handshake(s.ctx, tlsConn); err != nil {
+			s.log.Debug("imap: TLS handshake failed", "remote_ip", tc.IP(), "err", err)
+			conn.Close()
+			return
+		}
+		conn = tlsConn
+	case tc.IP().IsLoopback():
 		q = s.laxQ // RFC 8314 leaves loopback alone: a local client may log in without TLS
 	}
-	if !q.push(conn) {
+	if !q.Push(conn) {
 		conn.Close()
 	}
 }
 
-// admit counts a connection against the limits; the returned conn gives its slot back when closed.
-func (s *Server) admit(c net.Conn, ip netip.Addr) (*serverConn, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, false
+// authenticated tells the tracker that the connection under c logged in: it is shed last.
+func (s *Server) authenticated(c *imapserver.Conn) {
+	nc := c.NetConn()
+	if t, ok := nc.(*tls.Conn); ok {
+		nc = t.NetConn()
 	}
-	release, err := s.limits.Acquire(ip)
-	if err != nil {
-		return nil, false
+	// After STARTTLS with plaintext pipelined behind it, go-imap puts a wrapper of its own here;
+	// such a connection just stays "not authenticated" for shedding.
+	if sc, ok := nc.(*serverConn); ok {
+		if tc, ok := sc.Conn.(*netconn.Conn); ok {
+			tc.SetAuthenticated()
+		}
 	}
-	return &serverConn{Conn: c, release: release}, true
 }
 
 // Shutdown stops accepting, lets commands that change mail finish (until ctx ends), says BYE to every
@@ -198,21 +225,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	s.listeners.Close()
-	s.listeners.Wait()
-	s.strictQ.close()
-	s.laxQ.close()
-
-	var err error
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for s.busy.Load() > 0 && err == nil {
-		select {
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-tick.C:
-		}
-	}
+	s.tracker.StopAccepting()
+	err := s.busy.wait(ctx)
 	s.cancel()
 	s.mu.Lock()
 	sessions := make([]*session, 0, len(s.sessions))
@@ -236,13 +250,56 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
+	// Whatever is left (a handshake, a greeting) is drained, or closed when ctx ends.
+	if e := s.tracker.Shutdown(ctx); err == nil {
+		err = e
+	}
 	// The engines' Serve loops end with their queues; only then is their Close (which closes any
 	// connection left) free of a race with a Serve that is still starting.
+	s.strictQ.Close()
+	s.laxQ.Close()
 	s.enginesDone.Wait()
 	s.strict.Close()
 	s.lax.Close()
 	s.boxes.close()
 	return err
+}
+
+// busyCount counts the sessions inside a command that changes mail; Shutdown waits for none.
+type busyCount struct {
+	mu   sync.Mutex
+	n    int64
+	idle chan struct{} // closed when n drops to 0; nil when nobody waits
+}
+
+func (b *busyCount) Add(delta int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.n += delta
+	if b.n == 0 && b.idle != nil {
+		close(b.idle)
+		b.idle = nil
+	}
+}
+
+// wait returns when no command is busy, or ctx's error when it ends first.
+func (b *busyCount) wait(ctx context.Context) error {
+	b.mu.Lock()
+	if b.n == 0 {
+		b.mu.Unlock()
+		return nil
+	}
+	if b.idle == nil {
+		b.idle = make(chan struct{})
+	}
+	idle := b.idle
+	b.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // serverConn is the server's side of a connection, below TLS. It gives its connection slot back on
@@ -251,8 +308,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // complete), when 32 KiB are waiting, or at once while a read is pending (IDLE updates). Write
 // deadlines are ours: one per actual write.
 type serverConn struct {
-	net.Conn
-	release func() // the connection's slot in Server.limits
+	net.Conn // the tracker's *netconn.Conn
 
 	mu      sync.Mutex
 	buf     *[]byte
@@ -343,51 +399,8 @@ func (c *serverConn) Close() error {
 		c.werr = net.ErrClosed
 	}
 	c.mu.Unlock()
-	err := c.Conn.Close()
-	c.release()
-	return err
+	return c.Conn.Close()
 }
-
-// connQueue is a net.Listener fed by our accept loops, so that each engine sees only the
-// connections meant for it.
-type connQueue struct {
-	ch     chan net.Conn
-	done   chan struct{}
-	closer sync.Once
-}
-
-func newConnQueue() *connQueue {
-	return &connQueue{ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (q *connQueue) push(c net.Conn) bool {
-	select {
-	case q.ch <- c:
-		return true
-	case <-q.done:
-		return false
-	}
-}
-
-func (q *connQueue) Accept() (net.Conn, error) {
-	select {
-	case c := <-q.ch:
-		return c, nil
-	case <-q.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (q *connQueue) close() { q.closer.Do(func() { close(q.done) }) }
-
-func (q *connQueue) Close() error { q.close(); return nil }
-
-func (q *connQueue) Addr() net.Addr { return queueAddr{} }
-
-type queueAddr struct{}
-
-func (queueAddr) Network() string { return "imapd" }
-func (queueAddr) String() string  { return "imapd" }
 
 // remoteIP is the client's address as the Authenticator and the logs take it.
 func remoteIP(a net.Addr) string { return netconn.PeerIP(a).String() }

@@ -96,6 +96,7 @@ func (s *session) Login(username, password string) error {
 	}
 	mu.SetQuota(u.Quota)
 	s.user, s.mail = u, mu
+	s.srv.authenticated(s.conn) // shed last when the server is full
 	s.srv.log.Info("imap login", "user", u.Address, "remote_ip", s.ip)
 	return nil
 }

@@ -1,8 +1,12 @@
 // Package netconn holds what every Postie listener needs of its connections, the same for SMTP,
-// IMAP and POP3: the peer's IP address, total and per-address connection limits (Limiter), an idle
-// timeout that applies to each read and write below TLS (IdleConn), and the set of listeners that
-// Shutdown closes, with an accept loop that rides out temporary errors (Listeners). What a server
-// says to a client it refuses is protocol business and stays in each server.
+// IMAP and POP3, in one Tracker per server: the accept loop (Listeners, riding out temporary
+// errors), admission under a total and a per-address cap (an IPv4 address or an IPv6 /64, see
+// Bucket), shedding the longest-idle connection when the total cap is reached so that a newcomer
+// gets in, the TLS handshake of implicit-TLS ports within a deadline, the deadlines of every read
+// and write (idle, per command at a minimum data rate, per transaction: see Conn), and draining
+// on shutdown with a context. What a server says to a client it refuses is protocol business and
+// stays in each server (Options.Refusal); Queue hands admitted connections to protocol engines
+// that want a listener.
 package netconn
 
 import (

@@ -186,6 +186,7 @@ func (c *session) login(ctx context.Context, method, username, password string) 
 	}
 	c.log = log
 	c.state = stateTransaction
+	c.tc.SetAuthenticated() // shed last when the server is full
 	c.log.Info("pop3: login", "method", method, "tls", c.tls, "messages", len(c.msgs))
 	c.okf("maildrop has %d messages (%d octets)", c.live, c.liveSize)
 }

@@ -53,8 +53,12 @@ func FuzzSession(f *testing.F) {
 		box.mu.Unlock()
 
 		conn := &scriptConn{in: bytes.NewReader(input)}
-		c := newSession(srv, conn, netip.Addr{})
-		c.serve(false)
+		tc, err := srv.tracker.Admit(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		newSession(srv, tc, tc).serve()
 		out := conn.out.String()
 		if !strings.HasPrefix(out, "+OK") {
 			t.Fatalf("no greeting: %q", out)

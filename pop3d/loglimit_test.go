@@ -39,10 +39,7 @@ func TestResetMidRetrLogsLittle(t *testing.T) {
 	tc.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		ts.srv.mu.Lock()
-		open := len(ts.srv.conns)
-		ts.srv.mu.Unlock()
-		if open == 0 {
+		if ts.srv.tracker.Len() == 0 {
 			break
 		}
 		if time.Now().After(deadline) {

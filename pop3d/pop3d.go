@@ -22,6 +22,7 @@ import (
 
 	"postie/accounts"
 	"postie/maildir"
+	"postie/netconn"
 )
 
 // Authenticator checks a login; accounts.Authenticator (the shared,
@@ -47,6 +48,9 @@ type Options struct {
 	// IdleTimeout bounds each read and write; zero means
 	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// Deadlines bound a command once begun and the TLS handshake (POP3S
+	// and STLS); zero fields take netconn's defaults (see netconn.Conn).
+	Deadlines netconn.Deadlines
 	// Logger gets one line per login, logout and failure; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -63,6 +67,7 @@ func New(opts Options) *Server {
 		maxConns:    opts.MaxConnections,
 		maxPerIP:    opts.MaxConnectionsPerIP,
 		idleTimeout: opts.IdleTimeout,
+		deadlines:   opts.Deadlines,
 		log:         opts.Logger,
 	})
 }

@@ -36,15 +36,14 @@ type Server struct {
 
 	ctx    context.Context // canceled when Shutdown gives up waiting
 	cancel context.CancelFunc
-	nextID atomic.Uint64
 
-	listeners netconn.Listeners
-	limits    *netconn.Limiter
-	closing   atomic.Bool
-	mu        sync.Mutex
-	conns     map[net.Conn]struct{}
-	locked    map[string]struct{} // mailboxes held by a session
-	sessions  sync.WaitGroup
+	// tracker accepts, admits (shedding idle connections at the cap),
+	// times and drains the connections.
+	tracker  *netconn.Tracker
+	closing  atomic.Bool
+	mu       sync.Mutex
+	locked   map[string]struct{} // mailboxes held by a session
+	sessions sync.WaitGroup
 }
 
 // serverConfig is Options with the store and the authenticator already
@@ -57,6 +56,7 @@ type serverConfig struct {
 	maxConns    int // 0: DefaultMaxConnections; < 0: no limit
 	maxPerIP    int // 0: DefaultMaxConnectionsPerIP; < 0: no limit
 	idleTimeout time.Duration
+	deadlines   netconn.Deadlines
 	log         *slog.Logger
 }
 
@@ -79,12 +79,23 @@ func newServer(cfg serverConfig) *Server {
 	s := &Server{
 		serverConfig: cfg,
 		trusted:      func(a netip.Addr) bool { return a.IsLoopback() },
-		limits:       netconn.NewLimiter(cfg.maxConns, cfg.maxPerIP),
-		conns:        make(map[net.Conn]struct{}),
 		locked:       make(map[string]struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.tracker = netconn.NewTracker(netconn.Options{
+		MaxConnections: cfg.maxConns, MaxConnectionsPerIP: cfg.maxPerIP,
+		IdleTimeout: cfg.idleTimeout, Deadlines: cfg.deadlines,
+		Refusal: refusal, Logger: cfg.log,
+	})
 	return s
+}
+
+// refusal is what a connection over the limits is told.
+func refusal(reason error) string {
+	if errors.Is(reason, netconn.ErrTooManyFromIP) {
+		return "-ERR [SYS/TEMP] too many connections from your address\r\n"
+	}
+	return "-ERR [SYS/TEMP] too many connections\r\n"
 }
 
 // Serve accepts plaintext POP3 connections on ln (port 110 style); STLS is
@@ -103,70 +114,24 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 }
 
 func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
-	err := s.listeners.Serve(ln, s.log, func(conn net.Conn) {
-		ip := netconn.PeerIP(conn.RemoteAddr())
-		release, reason := s.admit(conn, ip)
-		if reason != "" {
-			s.refuse(conn, reason, implicitTLS)
-			return
-		}
-		go s.handle(conn, ip, implicitTLS, release)
-	})
+	var tlsConfig *tls.Config
+	if implicitTLS {
+		tlsConfig = s.tlsConfig
+	}
+	err := s.tracker.Serve(ln, tlsConfig, s.handle)
 	if errors.Is(err, netconn.ErrClosed) {
 		return ErrServerClosed
 	}
 	return err
 }
 
-// admit registers a new connection, or says why it must be refused. The
-// connection's slot is held until release.
-func (s *Server) admit(conn net.Conn, ip netip.Addr) (release func(), reason string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing.Load() {
-		return nil, "server shutting down"
-	}
-	slot, err := s.limits.Acquire(ip)
-	switch {
-	case errors.Is(err, netconn.ErrTooManyFromIP):
-		return nil, "too many connections from your address"
-	case err != nil:
-		return nil, "too many connections"
-	}
-	s.conns[conn] = struct{}{}
+// handle runs a session on nc (the TLS connection over tc on an
+// implicit-TLS port, else tc itself).
+func (s *Server) handle(tc *netconn.Conn, nc net.Conn) {
 	s.sessions.Add(1)
-	return func() {
-		s.mu.Lock()
-		delete(s.conns, conn)
-		s.mu.Unlock()
-		slot()
-		s.sessions.Done()
-	}, ""
-}
-
-// refuse answers a connection over the limits and closes it. The reply is
-// sent in clear even on an implicit-TLS port: a TLS client just sees the
-// connection fail, which is all it needs to know.
-// refuse answers a connection over the limits and closes it, in the
-// accept loop itself: a goroutine per refusal would let a flood of
-// connections pile up goroutines, the very thing the limits prevent. The
-// one short line goes into an empty socket buffer, so the write does not
-// wait; an implicit-TLS client could not read it in plaintext, so it is
-// just closed.
-func (s *Server) refuse(conn net.Conn, reason string, implicitTLS bool) {
-	s.log.Info("pop3: connection refused", "remote", conn.RemoteAddr().String(), "reason", reason)
-	if !implicitTLS {
-		conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		conn.Write([]byte("-ERR [SYS/TEMP] " + reason + "\r\n"))
-	}
-	conn.Close()
-}
-
-func (s *Server) handle(raw net.Conn, ip netip.Addr, implicitTLS bool, release func()) {
-	defer release()
-	defer raw.Close()
-	c := newSession(s, raw, ip)
-	c.serve(implicitTLS)
+	defer s.sessions.Done()
+	defer nc.Close()
+	newSession(s, tc, nc).serve()
 }
 
 // Shutdown stops accepting connections, ends idle sessions (a session in
@@ -175,35 +140,15 @@ func (s *Server) handle(raw net.Conn, ip netip.Addr, implicitTLS bool, release f
 // progress finish, and waits for every session to end or ctx to expire, at
 // which point it closes the remaining connections.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.listeners.Close()
-	s.mu.Lock()
 	s.closing.Store(true)
-	// Wake sessions blocked reading a command. Each connection's read gate checks
-	// closing after it sets its own deadline, so none can miss this.
-	for conn := range s.conns {
-		conn.SetReadDeadline(time.Now())
-	}
-	s.mu.Unlock()
-
-	done := make(chan struct{})
-	go func() {
-		s.sessions.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		s.cancel()
-		return nil
-	case <-ctx.Done():
-		s.cancel()
-		s.mu.Lock()
-		for conn := range s.conns {
-			conn.Close()
-		}
-		s.mu.Unlock()
-		<-done
-		return ctx.Err()
-	}
+	// Each session's next read (at once for one waiting on its client)
+	// fails; the session sees closing and says goodbye.
+	err := s.tracker.Shutdown(ctx)
+	s.cancel()
+	// Sessions end once their connection is closed; a forced one still
+	// releases its maildrop (and flushes its \Seen flags) before this returns.
+	s.sessions.Wait()
+	return err
 }
 
 // lockMailbox takes the POP3 lock of a mailbox (RFC 1939 §8: one session

@@ -528,7 +528,10 @@ func TestConnectionLimits(t *testing.T) {
 // The total limit is its own refusal (every test client shares one IP,
 // so the per-IP limit is switched off here).
 func TestConnectionLimitTotal(t *testing.T) {
-	ts := startServer(t, func(cfg *serverConfig) { cfg.maxPerIP = -1; cfg.maxConns = 1 })
+	ts := startServer(t, func(cfg *serverConfig) {
+		cfg.maxPerIP, cfg.maxConns = -1, 1
+		cfg.deadlines.ShedAfter = time.Hour // the first is not idle long enough to be shed
+	})
 	dial(t, ts.addr)
 	refused := wrapClient(t, dialRaw(t, ts.addr))
 	if l := refused.line(); l != "-ERR [SYS/TEMP] too many connections" {

@@ -14,7 +14,6 @@ import (
 	"postie/netconn"
 	"runtime/debug"
 	"strings"
-	"time"
 )
 
 const (
@@ -30,8 +29,6 @@ const (
 	readBufSize  = maxSASLLine + 2
 	writeBufSize = 64 << 10
 	fileBufSize  = 64 << 10
-
-	handshakeTimeout = 30 * time.Second
 )
 
 var errLineTooLong = errors.New("pop3d: line too long")
@@ -46,7 +43,8 @@ const (
 // session is one client connection.
 type session struct {
 	srv      *Server
-	conn     net.Conn // the idle-timeout conn, or the TLS layer over it
+	tc       *netconn.Conn // the tracker's connection, below TLS
+	conn     net.Conn      // tc, or the TLS layer over it
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	log      *slog.Logger
@@ -71,25 +69,23 @@ type session struct {
 	scratch     []byte
 }
 
-func newSession(s *Server, raw net.Conn, ip netip.Addr) *session {
-	id := s.nextID.Add(1)
-	tc := netconn.NewIdleConn(raw, s.idleTimeout, func() error {
-		if s.closing.Load() {
-			return ErrServerClosed
-		}
-		return nil
-	})
+func newSession(s *Server, tc *netconn.Conn, nc net.Conn) *session {
+	_, isTLS := nc.(*tls.Conn)
 	return &session{
 		srv:      s,
-		conn:     tc,
-		br:       bufio.NewReaderSize(tc, readBufSize),
-		bw:       bufio.NewWriterSize(tc, writeBufSize),
-		log:      s.log.With("proto", "pop3", "cid", id, "remote", raw.RemoteAddr().String()),
-		remoteIP: ip,
+		tc:       tc,
+		conn:     nc,
+		br:       bufio.NewReaderSize(nc, readBufSize),
+		bw:       bufio.NewWriterSize(nc, writeBufSize),
+		log:      s.log.With("proto", "pop3", "cid", tc.ID(), "remote", tc.RemoteAddr().String()),
+		remoteIP: tc.IP(),
+		tls:      isTLS,
 	}
 }
 
-func (c *session) serve(implicitTLS bool) {
+// serve runs the session; on an implicit-TLS port the tracker has done the
+// handshake already.
+func (c *session) serve() {
 	defer func() {
 		// Last resort only: a bug must cost one connection, not the server.
 		if r := recover(); r != nil {
@@ -100,12 +96,6 @@ func (c *session) serve(implicitTLS bool) {
 	ctx, cancel := context.WithCancel(c.srv.ctx)
 	defer cancel()
 
-	if implicitTLS {
-		if err := c.startTLS(ctx); err != nil {
-			c.log.Debug("pop3: TLS handshake failed", "err", err)
-			return
-		}
-	}
 	c.log.Debug("pop3: connected", "tls", c.tls)
 	c.okf("%s POP3 server ready", c.srv.hostname)
 	if c.bw.Flush() != nil {
@@ -268,10 +258,8 @@ func (c *session) dispatch(ctx context.Context, line string) error {
 // is dropped with the old reader: it must not be taken as a command sent
 // under TLS (RFC 2595 §4; the "STARTTLS injection" class of bugs).
 func (c *session) startTLS(ctx context.Context) error {
-	tlsConn := tls.Server(c.conn, c.srv.tlsConfig)
-	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
-	defer cancel()
-	if err := tlsConn.HandshakeContext(hctx); err != nil {
+	tlsConn, err := c.tc.ServerTLS(ctx, c.srv.tlsConfig) // within the handshake deadline
+	if err != nil {
 		return fmt.Errorf("pop3d: TLS handshake: %w", err)
 	}
 	c.conn = tlsConn

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"postie/envelope"
+	"postie/netconn"
 )
 
 func TestMXBannerAndEHLO(t *testing.T) {
@@ -135,29 +136,37 @@ func TestMXBadSender(t *testing.T) {
 	r.cmd(503, "MAIL FROM:<again@remote.example>")
 }
 
+// TestDataResults: the DATA reply and the log for each shape of
+// per-recipient results, including a Delivery that returns too few (a
+// missing result is a failure for that recipient, never a success).
 func TestDataResults(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		result   func(*envelope.Envelope) []error
 		code     int
 		enhanced string
+		logs     []string // each must be on some line of the log
 	}{
 		{"plain error is temporary", func(e *envelope.Envelope) []error {
 			return []error{errors.New("disk full"), errors.New("disk full")}
-		}, 451, "4.3.0"},
+		}, 451, "4.3.0", []string{"outcome=refused code=451"}},
 		{"all permanent", func(e *envelope.Envelope) []error {
 			return []error{envelope.ErrQuotaExceeded, envelope.ErrQuotaExceeded}
-		}, 552, "5.2.2"},
+		}, 552, "5.2.2", []string{"outcome=refused code=552"}},
 		{"temporary wins over permanent", func(e *envelope.Envelope) []error {
 			return []error{envelope.ErrQuotaExceeded, envelope.ErrTempLocal}
-		}, 451, "4.3.0"},
+		}, 451, "4.3.0", []string{"outcome=refused code=451"}},
 		{"partial success is accepted", func(e *envelope.Envelope) []error {
 			return []error{nil, envelope.ErrQuotaExceeded}
-		}, 0, ""},
+		}, 0, "", []string{"not delivered to one recipient", "to=bob@example.test", "outcome=partial code=250", "failed=1"}},
 		{"missing results are not successes", func(e *envelope.Envelope) []error {
 			return []error{nil}
-		}, 0, ""},
-		{"too few results, none ok", func(e *envelope.Envelope) []error { return nil }, 451, "4.3.0"},
+		}, 0, "", []string{"wrong number of results", "not delivered to one recipient", "to=bob@example.test", "outcome=partial code=250", "failed=1"}},
+		{"too few results, none ok", func(e *envelope.Envelope) []error { return nil }, 451, "4.3.0",
+			[]string{"wrong number of results", "outcome=refused code=451"}},
+		{"too many results are not successes either", func(e *envelope.Envelope) []error {
+			return []error{nil, envelope.ErrQuotaExceeded, nil}
+		}, 0, "", []string{"wrong number of results", "to=bob@example.test", "outcome=partial code=250", "failed=1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := start(t, RoleMX, nil)
@@ -165,11 +174,11 @@ func TestDataResults(t *testing.T) {
 			c := dial(t, f.addr)
 			_, err := send(c, "a@remote.example", []string{"ann@example.test", "bob@example.test"}, simpleMsg)
 			wantCode(t, "DATA", err, tc.code, tc.enhanced)
-			if tc.name == "partial success is accepted" && !hasLine(f.logs.String(), "not delivered to one recipient") {
-				t.Errorf("partial failure not logged:\n%s", f.logs)
-			}
-			if tc.code != 0 && !hasLine(f.logs.String(), "outcome=refused") {
-				t.Errorf("refusal not logged:\n%s", f.logs)
+			logs := f.logs.String()
+			for _, want := range tc.logs {
+				if !hasLine(logs, want) {
+					t.Errorf("no log line with %q:\n%s", want, logs)
+				}
 			}
 		})
 	}
@@ -247,14 +256,15 @@ func TestConnectionLimits(t *testing.T) {
 	waitFor(t, "the slot to free", func() bool { return f.srv.activeConns() == 1 })
 	dialRaw(t, f.addr)
 
-	// The total limit.
-	g := start(t, RoleMX, func(o *Options) { o.MaxConnections = 1 })
+	// The total limit, with nothing idle long enough to be shed.
+	noShed := netconn.Deadlines{ShedAfter: time.Hour}
+	g := start(t, RoleMX, func(o *Options) { o.MaxConnections = 1; o.Deadlines = noShed })
 	dialRaw(t, g.addr)
 	over := dialRawNoBanner(t, g.addr)
 	over.expect(421)
 
 	// Implicit TLS: the refusal comes through TLS.
-	h := start(t, RoleSubmission, func(o *Options) { o.MaxConnections = 1 })
+	h := start(t, RoleSubmission, func(o *Options) { o.MaxConnections = 1; o.Deadlines = noShed })
 	tlsAddr := h.serveTLS(t)
 	first, err := smtp.DialTLS(tlsAddr, clientTLS)
 	if err != nil {

@@ -18,7 +18,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -83,9 +82,13 @@ type Options struct {
 
 	MaxMessageBytes     int64         // SIZE; over it: 552 5.3.4
 	MaxRecipients       int           // per message; over it: 452 4.5.3
-	MaxConnections      int           // in total; over it: 421 4.7.0 and close
-	MaxConnectionsPerIP int           // per client address (IPv6: per /64)
+	MaxConnections      int           // in total; at it an idle connection is shed, else 421 4.7.0 and close
+	MaxConnectionsPerIP int           // per client address (IPv6: per /64); over it: 421 4.7.0
 	IdleTimeout         time.Duration // per read and per write; 0 = 5 minutes (RFC 5321 §4.5.3.2)
+	// Deadlines bound a command, a DATA and a transaction once begun, and
+	// the TLS handshake of ServeTLS and STARTTLS; zero fields take
+	// netconn's defaults (see netconn.Conn).
+	Deadlines netconn.Deadlines
 
 	// MessagesPerMinutePerIP limits the MX role (450 4.7.1 at MAIL).
 	MessagesPerMinutePerIP int
@@ -114,14 +117,7 @@ type Options struct {
 // name matches with errors.Is.
 var ErrServerClosed = smtp.ErrServerClosed
 
-const (
-	defaultIdleTimeout = 5 * time.Minute
-	// maxRejecters bounds the goroutines that tell refused connections
-	// "421 too many connections" (each may need a TLS handshake).
-	maxRejecters = 32
-	// rejectTimeout bounds the time spent on one refused connection.
-	rejectTimeout = 5 * time.Second
-)
+const defaultIdleTimeout = 5 * time.Minute
 
 // Server is an SMTP server for one role. Serve and ServeTLS may be called
 // several times, on different listeners; limits are shared among them.
@@ -133,14 +129,14 @@ type Server struct {
 	ctx    context.Context // for calls out (Deliver, Login...); cancelled by a forced close
 	cancel context.CancelFunc
 
-	listeners netconn.Listeners
-	limits    *netconn.Limiter
-	mu        sync.Mutex
-	closing   bool
-	conns     map[*trackedConn]struct{}
-	nextID    atomic.Uint64
-	reject    chan struct{} // semaphore for rejecting goroutines
-	rejects   sync.WaitGroup
+	// The tracker accepts, admits (shedding idle connections at the cap),
+	// times and drains connections; go-smtp takes them from queue.
+	tracker    *netconn.Tracker
+	queue      *netconn.Queue
+	mu         sync.Mutex
+	closing    bool
+	engineOn   bool
+	engineDone sync.WaitGroup
 
 	ipRate   *window // MX: messages per minute per client address
 	userRate *window // submission: messages per hour per user
@@ -172,12 +168,17 @@ func NewServer(opts Options) *Server {
 	s := &Server{
 		opts:     opts,
 		log:      opts.Logger,
-		limits:   netconn.NewLimiter(opts.MaxConnections, opts.MaxConnectionsPerIP),
-		conns:    make(map[*trackedConn]struct{}),
-		reject:   make(chan struct{}, maxRejecters),
+		queue:    netconn.NewQueue(),
 		ipRate:   newWindow(time.Minute),
 		userRate: newWindow(time.Hour),
 	}
+	refusal := "421 4.7.0 " + opts.Hostname + " too many connections, try again later\r\n"
+	s.tracker = netconn.NewTracker(netconn.Options{
+		MaxConnections: opts.MaxConnections, MaxConnectionsPerIP: opts.MaxConnectionsPerIP,
+		IdleTimeout: opts.IdleTimeout, Deadlines: opts.Deadlines,
+		Refusal: func(error) string { return refusal },
+		Logger:  s.log.With("role", opts.Role.String()),
+	})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	ss := smtp.NewServer(smtp.BackendFunc(s.newSession))
@@ -190,7 +191,8 @@ func NewServer(opts Options) *Server {
 	// (authAllowed), go-smtp would only know "TLS or anything".
 	ss.AllowInsecureAuth = opts.Role == RoleSubmission
 	// go-smtp's ReadTimeout is one deadline per command that is not
-	// refreshed during DATA; trackedConn sets one per read instead.
+	// refreshed during DATA; the tracker's connections time every read and
+	// write instead, by command and by transaction.
 	ss.ReadTimeout, ss.WriteTimeout = 0, 0
 	// RFC 5321 allows 1000 octets a line, but real mail (HTML without line
 	// breaks) carries far longer ones, and go-smtp's 2000 also bounds DATA
@@ -209,7 +211,8 @@ const maxLineLength = 64 << 10
 func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, false) }
 
 // ServeTLS accepts implicit-TLS connections (RFC 8314) on the raw listener
-// ln. Limits and timeouts apply below TLS, so go-smtp still sees a *tls.Conn.
+// ln. Limits and timeouts apply below TLS, and the handshake is done
+// (within the handshake deadline) before go-smtp sees the *tls.Conn.
 func (s *Server) ServeTLS(ln net.Listener) error {
 	if s.opts.TLSConfig == nil {
 		return errors.New("smtpd: ServeTLS: Options.TLSConfig is nil")
@@ -218,19 +221,30 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 }
 
 func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
-	// Registered here too, so that a Shutdown racing with this call still
-	// closes ln (go-smtp learns of it only inside its Serve).
-	if !s.listeners.Add(ln) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
 		ln.Close()
 		return ErrServerClosed
 	}
-	defer s.listeners.Remove(ln)
-	var l net.Listener = &limitListener{Listener: ln, srv: s, implicitTLS: implicitTLS}
-	if implicitTLS {
-		l = tls.NewListener(l, s.opts.TLSConfig)
+	if !s.engineOn {
+		// Under mu, so that it happens before Shutdown waits for it.
+		s.engineOn = true
+		s.engineDone.Add(1)
+		go func() { defer s.engineDone.Done(); s.smtp.Serve(s.queue) }()
 	}
-	err := s.smtp.Serve(l)
-	if err == nil || s.isClosing() {
+	s.mu.Unlock()
+	var tlsConfig *tls.Config
+	if implicitTLS {
+		tlsConfig = s.opts.TLSConfig
+	}
+	err := s.tracker.Serve(ln, tlsConfig, func(_ *netconn.Conn, nc net.Conn) {
+		if !s.queue.Push(nc) {
+			nc.Close()
+		}
+	})
+	if errors.Is(err, netconn.ErrClosed) {
+		ln.Close()
 		return ErrServerClosed
 	}
 	return fmt.Errorf("smtpd: serve %s: %w", ln.Addr(), err)
@@ -238,8 +252,8 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 
 // Shutdown stops accepting, closes idle connections (with a 421), lets
 // transactions in flight finish and then closes their connections. When
-// ctx ends first, every connection is closed at once and ctx's error is
-// returned.
+// ctx ends first, every connection is closed at once, calls out (a
+// Deliver in progress) are cancelled, and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closing {
@@ -247,33 +261,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ErrServerClosed
 	}
 	s.closing = true
-	s.listeners.Close()
-	for c := range s.conns {
-		c.drain()
-	}
 	s.mu.Unlock()
-
-	done := make(chan error, 1)
-	go func() { done <- s.smtp.Shutdown(context.Background()) }()
-	var err error
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		// Forced: cancel calls out (a Deliver in progress sees it) and cut
-		// every connection; their goroutines end in the background.
-		s.cancel()
-		s.mu.Lock()
-		for c := range s.conns {
-			c.Conn.Close()
-		}
-		s.mu.Unlock()
-		return ctx.Err()
-	}
+	err := s.tracker.Shutdown(ctx)
 	s.cancel()
-	s.rejects.Wait()
-	if errors.Is(err, ErrServerClosed) || errors.Is(err, net.ErrClosed) {
-		err = nil // we closed the listeners ourselves
-	}
+	s.queue.Close()
+	s.smtp.Close() // ends go-smtp's Serve on the queue, and whatever it still holds
+	s.engineDone.Wait()
 	return err
 }
 
@@ -285,9 +278,7 @@ func (s *Server) isClosing() bool {
 
 // activeConns reports how many connections are open (for tests).
 func (s *Server) activeConns() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
+	return s.tracker.Len()
 }
 
 // errorLog routes go-smtp's internal log to slog. It reports recovered

@@ -97,6 +97,9 @@ func (a *authSession) login(username, password string) error {
 		a.mu.Lock()
 		a.user = u
 		a.mu.Unlock()
+		if a.tc != nil {
+			a.tc.authenticated() // shed last when the server is full
+		}
 		a.log.Info("authenticated", "user", u.Address, "tls", a.tlsDesc)
 		return nil
 	case err == nil || !errors.Is(err, accounts.ErrAuthFailed):

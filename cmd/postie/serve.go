@@ -189,7 +189,8 @@ func (s *server) buildFrontEnds() {
 	s.imap = imapd.New(imapd.Options{
 		Store: s.store, Auth: auth.Authenticator, TLSConfig: tlsCfg, Hostname: cfg.Hostname,
 		AppendLimit: int64(cfg.IMAP.AppendLimit), MaxConnections: cfg.IMAP.MaxConnections,
-		MaxConnectionsPerIP: cfg.IMAP.MaxConnectionsPerIP, Logger: s.log.With("role", "imap"),
+		MaxConnectionsPerIP: cfg.IMAP.MaxConnectionsPerIP, IdleTimeout: cfg.IMAP.IdleTimeout,
+		Logger: s.log.With("role", "imap"),
 	})
 	s.pop3 = pop3d.New(pop3d.Options{
 		Store: s.store, Auth: auth.Authenticator, TLSConfig: tlsCfg, Hostname: cfg.Hostname,
