@@ -86,14 +86,46 @@ func (m *Mailbox) loadLocked() error {
 		return err
 	}
 	defer unlock()
-	curPath, newPath := filepath.Join(m.dir, "cur"), filepath.Join(m.dir, "new")
-	began := time.Now().UnixNano()
-	curSt, err := statDir(curPath)
+	l := &loader{m: m, curPath: filepath.Join(m.dir, "cur"), newPath: filepath.Join(m.dir, "new")}
+	if err := l.readUIDList(); err != nil {
+		return err
+	}
+	// new/ before cur/: a file another process moves from new/ to cur/
+	// while we list is seen at least once.
+	newNames, err := l.listNew()
 	if err != nil {
 		return err
 	}
-	newSt, err := statDir(newPath)
-	if err != nil {
+	if err := l.listCur(); err != nil {
+		return err
+	}
+	l.matchNew(newNames)
+	return l.finish()
+}
+
+// loader is one loading of a folder, its phases in the order loadLocked
+// runs them.
+type loader struct {
+	m                *Mailbox
+	curPath, newPath string
+	began            int64 // when the directories were first stat-ed (ns)
+	curSt, newSt     dirStat
+	lines            []loadLine
+	idx              map[string]int32 // base name → index in lines (the last line wins)
+	seen             int              // lines whose file was found
+	found            []foundFile      // files with no UID yet
+}
+
+// readUIDList stats the directories, then reads the UID list (a new one if
+// missing or damaged) into lines.
+func (l *loader) readUIDList() error {
+	m := l.m
+	l.began = time.Now().UnixNano()
+	var err error
+	if l.curSt, err = statDir(l.curPath); err != nil {
+		return err
+	}
+	if l.newSt, err = statDir(l.newPath); err != nil {
 		return err
 	}
 	uf, err := readUIDList(m.uidlistPath())
@@ -107,85 +139,105 @@ func (m *Mailbox) loadLocked() error {
 	}
 	m.uidValidity, m.uidNext = uf.hdr.uidValidity, uf.hdr.next
 	est := len(uf.data)/80 + 16
-	lines := make([]loadLine, 0, est)
-	idx := make(map[string]int32, est)
-	consumed, bad := parseLines(uf.data, func(l ulLine) {
-		if l.uid >= m.uidNext {
-			m.uidNext = l.uid + 1
+	l.lines = make([]loadLine, 0, est)
+	l.idx = make(map[string]int32, est)
+	consumed, bad := parseLines(uf.data, func(ul ulLine) {
+		if ul.uid >= m.uidNext {
+			m.uidNext = ul.uid + 1
 		}
-		idx[l.key] = int32(len(lines)) // a later line for the same name wins
-		lines = append(lines, loadLine{ulLine: l})
+		l.idx[ul.key] = int32(len(l.lines))
+		l.lines = append(l.lines, loadLine{ulLine: ul})
 	})
 	if bad > 0 {
 		m.u.log().Warn("maildir: malformed uidlist lines skipped", "mailbox", m.name, "lines", bad)
 	}
 	m.ul = ulState{ino: uf.st.ino, consumed: int64(uf.hdrLen + consumed), size: uf.st.size}
+	return nil
+}
 
-	// new/ before cur/: a file another process moves from new/ to cur/
-	// while we list is seen at least once.
-	var newNames []string
-	err = m.list(newPath, func(name []byte) {
+// listNew lists new/.
+func (l *loader) listNew() ([]string, error) {
+	var names []string
+	err := l.m.list(l.newPath, func(name []byte) {
 		if name[0] != '.' {
-			newNames = append(newNames, string(name))
+			names = append(names, string(name))
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.m.new.strict = true
+	l.m.new.setScanned(l.newSt, l.began)
+	return names, nil
+}
+
+// match marks the line of a listed file present, with its flags and size;
+// false if no line names it.
+func (l *loader) match(name []byte, dir string) bool {
+	key, info := splitName(name)
+	j, ok := l.idx[string(key)]
+	if !ok || l.lines[j].present {
+		return ok
+	}
+	ln := &l.lines[j]
+	ln.present = true
+	l.seen++
+	f, unknown, canon := parseInfo(info)
+	ln.flags = f
+	if !canon || unknown != "" {
+		o := oddFor(name, len(key), unknown, canon)
+		ln.odd = &o
+	}
+	if s, ok := keySize(ln.key); ok {
+		ln.size = s
+	} else {
+		ln.size, _ = fileFacts(filepath.Join(l.m.dir, dir, string(name)), ln.key)
+	}
+	return true
+}
+
+// listCur lists cur/, matching files to lines; unknown ones are found. A
+// second listing catches files a concurrent rename hid from the first.
+func (l *loader) listCur() error {
+	err := l.m.list(l.curPath, func(name []byte) {
+		if name[0] != '.' && !l.match(name, "cur") {
+			l.found = append(l.found, foundFile{name: string(name)})
 		}
 	})
 	if err != nil {
 		return err
 	}
-	m.new.strict = true
-	m.new.setScanned(newSt, began)
-	var found []foundFile
-	seen := 0
-	match := func(name []byte, dir string) bool {
-		key, info := splitName(name)
-		j, ok := idx[string(key)]
-		if !ok || lines[j].present {
-			return ok
-		}
-		l := &lines[j]
-		l.present = true
-		seen++
-		f, unknown, canon := parseInfo(info)
-		l.flags = f
-		if !canon || unknown != "" {
-			o := oddFor(name, len(key), unknown, canon)
-			l.odd = &o
-		}
-		if s, ok := keySize(l.key); ok {
-			l.size = s
-		} else {
-			l.size, _ = fileFacts(filepath.Join(m.dir, dir, string(name)), l.key)
-		}
-		return true
-	}
-	err = m.list(curPath, func(name []byte) {
-		if name[0] != '.' && !match(name, "cur") {
-			found = append(found, foundFile{name: string(name)})
-		}
-	})
-	if err != nil {
-		return err
-	}
-	if after, err := statDir(curPath); err == nil && after != curSt && seen < len(idx) {
-		// Renamed while we listed: a file can hide from one listing.
-		if err := m.list(curPath, func(name []byte) { match(name, "cur") }); err != nil {
+	if after, err := statDir(l.curPath); err == nil && after != l.curSt && l.seen < len(l.idx) {
+		if err := l.m.list(l.curPath, func(name []byte) { l.match(name, "cur") }); err != nil {
 			return err
 		}
 	}
-	m.cur.setScanned(curSt, began)
-	for _, n := range newNames {
+	l.m.cur.setScanned(l.curSt, l.began)
+	return nil
+}
+
+// matchNew sorts the files of new/: numbered (by another process) but not
+// moved yet, or unknown.
+func (l *loader) matchNew(names []string) {
+	for _, n := range names {
 		key, _ := splitName([]byte(n))
-		j, ok := idx[string(key)]
+		j, ok := l.idx[string(key)]
 		switch {
-		case ok && !lines[j].present: // numbered (by another process) but not moved yet
-			match([]byte(n), "new")
-			lines[j].newName = n
+		case ok && !l.lines[j].present:
+			l.match([]byte(n), "new")
+			l.lines[j].newName = n
 		case !ok:
-			found = append(found, foundFile{name: n, inNew: true})
+			l.found = append(l.found, foundFile{name: n, inNew: true})
 		}
 	}
-	again, moves := m.buildLocked(lines)
-	found = append(found, again...)
+}
+
+// finish builds the message list, moves numbered files of new/ to cur/,
+// numbers the unknown files, and checks the UID list and keywords.
+func (l *loader) finish() error {
+	m := l.m
+	again, moves := m.buildLocked(l.lines)
+	found := append(l.found, again...)
 	if len(moves) > 0 {
 		if err := m.moveNumberedLocked(moves); err != nil {
 			return err
