@@ -128,10 +128,12 @@ func TestAuthLoginDialog(t *testing.T) {
 	if !r.closed() {
 		t.Fatal("connection open after three failures")
 	}
-	for _, l := range f.auth.logins {
-		if !strings.HasPrefix(l, "submission ") {
-			t.Fatalf("Login called with service %q", l)
-		}
+	// One Login per password tried (the authzid mismatch fails before).
+	f.auth.mu.Lock()
+	logins := strings.Join(f.auth.logins, ", ")
+	f.auth.mu.Unlock()
+	if want := "submission ann@example.test, submission bob@example.test, submission ann@example.test, submission ann@example.test"; logins != want {
+		t.Fatalf("Login calls: %s, want %s", logins, want)
 	}
 	logs := f.logs.String()
 	for _, pw := range []string{"secret", "hunter2", "wrongpass", "wrong2", b64("secret")} {
