@@ -347,3 +347,31 @@ func TestAuthResultsSanitized(t *testing.T) {
 		t.Errorf("Authentication-Results: %q", v.AuthResults)
 	}
 }
+
+// A message that is all header (no blank line, no body) still verifies.
+func TestDKIMHeaderOnly(t *testing.T) {
+	e := newEnv(t)
+	msg := []byte("From: bob@sender.test\r\nTo: ann@ours.test\r\nSubject: hi\r\n\r\n")
+	signed := e.sign(t, msg, "sender.test", "k", ed25519Key(t))
+	for _, m := range [][]byte{
+		bytes.TrimSuffix(signed, []byte("\r\n")),     // last line ends in CRLF
+		bytes.TrimSuffix(signed, []byte("\r\n\r\n")), // no final line end at all
+	} {
+		v := e.check(t, "", m)
+		if len(v.DKIM) != 1 || v.DKIM[0].Result != Pass {
+			t.Errorf("%q: DKIM %+v", m[len(m)-12:], v.DKIM)
+		}
+	}
+}
+
+// Several DMARC records mean no DMARC, without falling back to the
+// organisational domain (RFC 7489 §6.6.3 step 3).
+func TestDMARCSeveralRecords(t *testing.T) {
+	e := newEnv(t)
+	e.dns.TXT("_dmarc.news.sender.test", "v=DMARC1; p=reject", "v=DMARC1; p=none")
+	e.dns.TXT("_dmarc.sender.test", "v=DMARC1; p=reject")
+	v := e.check(t, "", message("a@news.sender.test"))
+	if v.DMARC.Result != None || v.Action != Accept || e.dns.Count("_dmarc.sender.test", "TXT") != 0 {
+		t.Errorf("several records: %s %s, org asked %d times", v.DMARC.Result, v.Action, e.dns.Count("_dmarc.sender.test", "TXT"))
+	}
+}

@@ -123,7 +123,7 @@ func (c *Checker) dmarcMalformed(ctx context.Context, fi fromInfo) DMARCResult {
 // else at _dmarc of d's organisational domain.
 func (c *Checker) discover(ctx context.Context, d string) policyRecord {
 	pr := c.lookupRecord(ctx, d)
-	if pr.result == None {
+	if pr.result == None && pr.reason == "" { // several records end discovery
 		if org := orgDomain(d); org != d {
 			pr = c.lookupRecord(ctx, org)
 		}
