@@ -20,9 +20,11 @@ const maxHeader = 1 << 20
 
 var errHeaderTooLong = errors.New("header section longer than 1 MiB")
 
-// readHeader returns msg's header section up to and including the blank
-// line that ends it (the whole message if there is none).
-func readHeader(msg io.ReaderAt, size int64) ([]byte, error) {
+// ReadHeader returns msg's header section up to and including the blank
+// line that ends it (the whole message if there is none), for
+// StripAuthResults: the body then starts at offset len(header). A header
+// section over 1 MiB is cut at a line end and reported with an error.
+func ReadHeader(msg io.ReaderAt, size int64) ([]byte, error) {
 	n := min(size, 64<<10)
 	for {
 		buf := make([]byte, n)

@@ -68,19 +68,19 @@ func TestReadHeader(t *testing.T) {
 		{"A: b\r\n", "A: b\r\n"},
 		{"", ""},
 	} {
-		got, err := readHeader(strings.NewReader(tc.msg), int64(len(tc.msg)))
+		got, err := ReadHeader(strings.NewReader(tc.msg), int64(len(tc.msg)))
 		if err != nil || string(got) != tc.hdr {
-			t.Errorf("readHeader(%q) = %q, %v; want %q", tc.msg, got, err, tc.hdr)
+			t.Errorf("ReadHeader(%q) = %q, %v; want %q", tc.msg, got, err, tc.hdr)
 		}
 	}
 	// Longer than the first read, and longer than the bound.
 	long := strings.Repeat("X-Filler: "+strings.Repeat("y", 90)+"\r\n", 2000) + "\r\nbody"
-	got, err := readHeader(strings.NewReader(long), int64(len(long)))
+	got, err := ReadHeader(strings.NewReader(long), int64(len(long)))
 	if err != nil || len(got) != len(long)-4 {
 		t.Errorf("200 KB header: %d bytes, %v", len(got), err)
 	}
 	huge := strings.Repeat("X-Filler: "+strings.Repeat("y", 90)+"\r\n", 20000) + "\r\nbody"
-	got, err = readHeader(strings.NewReader(huge), int64(len(huge)))
+	got, err = ReadHeader(strings.NewReader(huge), int64(len(huge)))
 	if err == nil || len(got) > maxHeader || !bytes.HasSuffix(got, []byte("\r\n")) {
 		t.Errorf("2 MB header: %d bytes, %v", len(got), err)
 	}

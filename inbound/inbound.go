@@ -19,8 +19,10 @@
 //     apply but a temporary DNS error kept a check from passing, so the
 //     sender is asked to retry instead of the mail being lost or refused
 //     for our resolver's trouble.
-//   - Junk: DMARC fails with p=quarantine (or p=reject sampled out by pct),
-//     or SPF fails and DMARC neither passes nor has a policy of its own.
+//   - Junk: DMARC fails with p=quarantine (or p=reject sampled out by pct);
+//     or the message has zero or several From: domains (DMARC fail; refused
+//     instead if one of them is ours or asks p=reject); or SPF fails and
+//     DMARC neither passes nor has a policy of its own.
 //   - Accept: anything else, including every other temporary error (it is
 //     recorded as temperror in the header).
 //
@@ -30,9 +32,10 @@
 // permerror or fail. Which clients are checked at all (trusted networks,
 // authenticated submission) is the caller's business.
 //
+// Check reads the message as received; the stored copy is then built as
+// Verdict.Header() + StripAuthResults(ReadHeader(msg)) + the body:
 // StripAuthResults removes forged Authentication-Results fields claiming
-// our authserv-id (RFC 8601 §5) from a header section, leaving every other
-// byte as it was. ReverseDNS does the forward-confirmed PTR lookup; DNSBL
+// our authserv-id (RFC 8601 §5), leaving every other byte as it was. ReverseDNS does the forward-confirmed PTR lookup; DNSBL
 // checks client addresses against block lists with a bounded cache.
 //
 // All DNS goes through a Resolver (a *net.Resolver satisfies it); every
@@ -209,7 +212,7 @@ func (c *Checker) Check(ctx context.Context, in Input, msg io.ReaderAt, size int
 	} else {
 		v.SPF = c.SPF(ctx, in.IP, in.Helo, in.MailFrom)
 	}
-	hdr, err := readHeader(msg, size)
+	hdr, err := ReadHeader(msg, size)
 	if err != nil {
 		c.o.Logger.Debug("inbound: reading header", "err", err)
 	}
