@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-sasl"
 
@@ -76,13 +77,29 @@ func newFuzzServer(f *testing.F, role Role) *fuzzServer {
 	return fs
 }
 
-// session feeds data as one client's whole side of a connection, then
-// hangs up, and waits for the server to let go of it.
-func (fs *fuzzServer) session(t *testing.T, data []byte) {
+// session feeds data as one client's whole side of a connection and
+// returns what the server sent (its first maxFuzzReply bytes). With
+// hangUp the client then hangs up at once, wherever the dialog stands,
+// and what the server says after that is lost; otherwise the client ends
+// any DATA and says QUIT, and reads until the server closes (or its idle
+// timeout ends a dialog that is still waiting, in BDAT or AUTH). Either
+// way the server must let go of the connection.
+func (fs *fuzzServer) session(t *testing.T, data []byte, hangUp bool) []byte {
 	c := fs.ln.pipe()
-	go io.Copy(io.Discard, c)
-	c.SetWriteDeadline(time.Now().Add(3 * time.Second))
-	c.Write(data)
+	out := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(c, maxFuzzReply))
+		io.Copy(io.Discard, c)
+		out <- b
+	}()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if hangUp {
+		c.Write(data)
+		c.Close()
+	} else {
+		c.Write(append(data, "\r\n.\r\nQUIT\r\n"...))
+	}
+	b := <-out
 	c.Close()
 	for deadline := time.Now().Add(5 * time.Second); fs.srv.activeConns() > 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -91,6 +108,27 @@ func (fs *fuzzServer) session(t *testing.T, data []byte) {
 	}
 	if strings.Contains(fs.logs.String(), "panic") {
 		t.Fatalf("panic in the server:\n%s", fs.logs)
+	}
+	return b
+}
+
+const maxFuzzReply = 1 << 20
+
+// checkReplies fails if a reply line holds a control character or invalid
+// UTF-8: the server must never echo such input. It stops at STARTTLS (TLS
+// records follow) and skips go-smtp's own echo of an unknown command's
+// four bytes, which no backend code can reach.
+func checkReplies(t *testing.T, out []byte) {
+	for _, line := range strings.Split(string(out), "\r\n") {
+		switch {
+		case strings.HasPrefix(line, "220 2.0.0 Ready to start TLS"):
+			return
+		case strings.HasPrefix(line, "500 5.5.2 Syntax errors, ") && strings.HasSuffix(line, " command unrecognized"):
+			continue
+		}
+		if hasControl(line) || !utf8.ValidString(line) {
+			t.Fatalf("reply line %q holds a control character or invalid UTF-8", line)
+		}
 	}
 }
 
@@ -119,19 +157,29 @@ func FuzzSession(f *testing.F) {
 		"EHLO a\r\nSTARTTLS\r\n\x16\x03\x01\x00\x05hello",
 		"EHLO a\r\nMAIL FROM:<a@b> SIZE=999999999\r\nMAIL FROM:<a@b> BODY=BINARYMIME\r\nRCPT TO:<a@example.test> NOTIFY=NEVER\r\nVRFY x\r\nEXPN y\r\nHELP\r\n",
 		"\x00\xff\r\n\r\n\r\nEHLO " + strings.Repeat("x", 3000) + "\r\n",
+		// RFC 5321's bare <Postmaster>, in any case and with parameters.
+		"EHLO a\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<Postmaster>\r\nRCPT TO:<POSTMASTER> NOTIFY=NEVER\r\nRCPT TO:<postmaster\r\nRCPT TO:<postmasterx>\r\nDATA\r\nx\r\n.\r\n",
+		// A bad EHLO, then a good one; a bad repeated EHLO with commands after it.
+		"EHLO a\x1b[31mb\r\nHELO \xff\r\nEHLO ok\r\nEHLO a\u009bb\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<ann@example.test>\r\nDATA\r\nx\r\n.\r\n",
+		// Controls in addresses that envelope's rules let by.
+		"EHLO a\r\nAUTH PLAIN " + b64("\x00ann@example.test\x00secret") + "\r\nMAIL FROM:<ann@example.test\u0085>\r\nMAIL FROM:<ann@example.test>\r\nRCPT TO:<x@[1.2.3.4\x01]>\r\nRCPT TO:<x\u009f@elsewhere.example>\r\n",
+		// Malformed SASL responses.
+		"EHLO a\r\nAUTH PLAIN " + b64("nonuls") + "\r\nAUTH PLAIN\r\n=\r\nAUTH PLAIN\r\n" + b64("a\x00b") + "\r\nAUTH LOGIN\r\n!!\r\n",
 	}
 	for _, s := range seeds {
-		f.Add(false, []byte(s))
-		f.Add(true, []byte(s))
+		for _, mx := range []bool{false, true} {
+			f.Add(mx, false, []byte(s))
+			f.Add(mx, true, []byte(s))
+		}
 	}
 	mx := newFuzzServer(f, RoleMX)
 	sub := newFuzzServer(f, RoleSubmission)
-	f.Fuzz(func(t *testing.T, useMX bool, data []byte) {
+	f.Fuzz(func(t *testing.T, useMX, hangUp bool, data []byte) {
 		fs := sub
 		if useMX {
 			fs = mx
 		}
-		fs.session(t, data)
+		checkReplies(t, fs.session(t, data, hangUp))
 		fs.healthy(t)
 	})
 }
