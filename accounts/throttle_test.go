@@ -574,3 +574,21 @@ func TestThrottleRefusalLogBounded(t *testing.T) {
 		t.Errorf("no refusal count in %q", logs.String())
 	}
 }
+
+// BenchmarkLoginRefused is the cost of a login the throttle refuses: no
+// password check (compare BenchmarkCheckPassword).
+func BenchmarkLoginRefused(b *testing.B) {
+	db := resolveFixture(b)
+	db.params = defaultParams()
+	c := newClock()
+	a := &Authenticator{DB: db, Throttle: fakeThrottle(b, c)}
+	for range 8 {
+		a.Login(context.Background(), "192.0.2.1", "imap", "ann@example.test", "wrong")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := a.Login(context.Background(), "192.0.2.1", "imap", "ann@example.test", "wrong"); !errors.Is(err, ErrThrottled) {
+			b.Fatal(err)
+		}
+	}
+}
