@@ -326,21 +326,22 @@ func TestShedOldestIdle(t *testing.T) {
 	var cs []*client
 	for i := 2; i <= 7; i++ {
 		cs = append(cs, h.dialFrom(fmt.Sprintf("127.0.0.%d", i)))
+		if i == 2 {
+			cs[0].cmd("AUTH") // 127.0.0.2 logs in, and is idle longest of all
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cs[1].cmd("AUTH") // 127.0.0.3 logs in
 	time.Sleep(150 * time.Millisecond)
 	start := time.Now()
 	h.dialFrom("127.0.0.50").cmd("NOOP") // served
-	if _, closed := cs[0].closedAfter(start); !closed {
-		t.Fatal("the longest idle connection was not shed")
+	if _, closed := cs[1].closedAfter(start); !closed {
+		t.Fatal("the longest idle connection not logged in was not shed")
 	}
-	// Next: 127.0.0.3 is idle longer than .4, but it is authenticated.
 	h.dialFrom("127.0.0.51").cmd("NOOP")
 	if _, closed := cs[2].closedAfter(start); !closed {
 		t.Fatal("the next idle not-authenticated connection was not shed")
 	}
-	for _, i := range []int{1, 3, 4, 5} {
+	for _, i := range []int{0, 3, 4, 5} {
 		if !cs[i].alive() {
 			t.Errorf("connection %d shed too", i)
 		}
@@ -350,28 +351,46 @@ func TestShedOldestIdle(t *testing.T) {
 	}
 }
 
-// TestShedShare: an address holding more than its share loses its own connections first, and a
-// newcomer from such an address can displace only its own.
+// TestShedShare: a newcomer from an address that would go over its share may displace only that
+// address's connections, however idle the others are; and an address over its share loses its
+// connections before one within its share, however idle.
 func TestShedShare(t *testing.T) {
-	h := startHarness(t, Options{MaxConnections: 6, IdleTimeout: 10 * time.Second, Deadlines: Deadlines{ShedAfter: 50 * time.Millisecond}}, nil)
-	others := []*client{h.dialFrom("127.0.0.3"), h.dialFrom("127.0.0.3")} // the oldest
-	var hog []*client
-	for i := 0; i < 4; i++ {
-		hog = append(hog, h.dialFrom("127.0.0.2"))
+	opts := Options{MaxConnections: 6, IdleTimeout: 10 * time.Second, Deadlines: Deadlines{ShedAfter: 50 * time.Millisecond}}
+	fill := func(h *harness, ip string, n int) []*client {
+		var cs []*client
+		for i := 0; i < n; i++ {
+			cs = append(cs, h.dialFrom(ip))
+		}
+		return cs
 	}
+
+	h := startHarness(t, opts, nil)
+	older := fill(h, "127.0.0.3", 3) // idle longest
+	hog := fill(h, "127.0.0.2", 3)
 	time.Sleep(100 * time.Millisecond)
 	start := time.Now()
-	h.dialFrom("127.0.0.2") // 5 > share of 3: only its own may go
+	h.dialFrom("127.0.0.2") // 4 > its share of 3: only its own may go
 	if _, closed := hog[0].closedAfter(start); !closed {
-		t.Fatal("the hog's newcomer did not displace the hog's oldest")
+		t.Fatal("the newcomer did not displace its own address's oldest")
 	}
-	h.dialFrom("127.0.0.9") // within its share: the over-share address pays
-	if _, closed := hog[1].closedAfter(start); !closed {
-		t.Fatal("the over-share address did not lose its next oldest")
-	}
-	for _, c := range others {
+	for _, c := range older {
 		if !c.alive() {
-			t.Fatal("a connection of an address within its share was shed")
+			t.Fatal("a newcomer over its share displaced another address")
+		}
+	}
+
+	g := startHarness(t, opts, nil)
+	within := fill(g, "127.0.0.3", 2) // idle longest, within the share of 2
+	over := fill(g, "127.0.0.2", 4)
+	time.Sleep(100 * time.Millisecond)
+	start = time.Now()
+	g.dialFrom("127.0.0.9")
+	if _, closed := over[0].closedAfter(start); !closed {
+		t.Fatal("the address over its share did not lose its oldest")
+	}
+	for _, c := range within {
+		if !c.alive() {
+			t.Fatal("an address within its share lost a connection first")
 		}
 	}
 }
