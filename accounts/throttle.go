@@ -31,27 +31,31 @@ var ErrThrottled = errors.New("accounts: too many failed logins, try again later
 //   - clean: the address has no failure on record (24 hours). It is never
 //     delayed by failing addresses. Only failures from other clean addresses
 //     can slow it: each account has a budget of ten such failures, refilled
-//     at one a second, and an attempt that would wait more than two seconds
-//     for that budget is refused. One check per address and account runs at
-//     a time until one succeeds, and at most four per address.
+//     at one a second (a success gives its share back), and an attempt that
+//     would wait more than two seconds for that budget is refused, its
+//     address counted as failing from then on. One check per address and
+//     account runs at a time until one succeeds, and at most four per
+//     address.
 //   - failing: everything else. Its checks run one at a time per address,
-//     one at a time per account and at most GOMAXPROCS-1 at once overall
-//     (leaving a CPU for the other lanes); after three failures of the
-//     address, or five of the account, the next check starts 1s after the
-//     last failure, doubling to 30s. An attempt that could not start within
-//     5s is refused at once, without a password check.
+//     one at a time per account, and overall one fewer at once than the DB
+//     hashes (leaving room for the other lanes); after three failures of
+//     the address, or five of the account, the next check starts 1s after
+//     the last failure, doubling to 30s. An attempt that could not start
+//     within 5s is refused at once, without a password check.
 //
 // So one address gets at most one guess per 30s however many connections
 // it opens, and many addresses together get at most one a second (clean)
-// plus one per 30s (failing) against one account. The longest any attempt
-// is held is 5s, well within the protocols' login timeouts. Failures are
-// forgotten after 15 quiet minutes (delays start over); the answer never
-// depends on whether the account exists (trust is earned only by a correct
-// password).
+// plus one per 30s (failing) against one account, and each address only
+// one clean try a day. A failing address waits 5s at most and a clean one
+// 2s for the account's budget: both well within the protocols' login
+// timeouts; beyond that, attempts wait only for their own address's checks
+// in progress. Failures are forgotten after 15 quiet minutes (delays start
+// over); the answer never depends on whether the account exists (trust is
+// earned only by a correct password).
 //
 // Memory is bounded: each table keeps a fixed number of entries, least
 // recently used evicted first, except entries that attempts in progress
-// hold (at most one per connection).
+// hold (at most one per connection). Create a Throttle with NewThrottle.
 type Throttle struct {
 	// Now and Sleep may be replaced (before use) to test without waiting.
 	// Sleep must return early, with ctx.Err(), when ctx ends.
