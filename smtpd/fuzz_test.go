@@ -85,6 +85,7 @@ func newFuzzServer(f *testing.F, role Role) *fuzzServer {
 // timeout ends a dialog that is still waiting, in BDAT or AUTH). Either
 // way the server must let go of the connection.
 func (fs *fuzzServer) session(t *testing.T, data []byte, hangUp bool) []byte {
+	logged := len(fs.logs.String())
 	c := fs.ln.pipe()
 	out := make(chan []byte, 1)
 	go func() {
@@ -106,8 +107,9 @@ func (fs *fuzzServer) session(t *testing.T, data []byte, hangUp bool) []byte {
 			t.Fatalf("the server still holds the connection after the client left")
 		}
 	}
-	if strings.Contains(fs.logs.String(), "panic") {
-		t.Fatalf("panic in the server:\n%s", fs.logs)
+	// Only this input's lines: an earlier one's would blame the wrong input.
+	if logs := fs.logs.String()[logged:]; strings.Contains(logs, "panic") {
+		t.Fatalf("panic in the server:\n%s", logs)
 	}
 	return b
 }

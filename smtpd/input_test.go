@@ -298,3 +298,29 @@ func TestAuthMalformedResponse(t *testing.T) {
 		t.Fatalf("Login called %d times, want once", n)
 	}
 }
+
+// Commands pipelined after QUIT reach go-smtp after it has closed the
+// session, and it panics on the nil Session (and recovers) for each one.
+// That is go-smtp's bug and harmless, but it must not cost an error line
+// with a stack trace per command: a few bytes of input would write
+// hundreds of them.
+func TestCommandsAfterQUIT(t *testing.T) {
+	f := start(t, RoleMX, nil)
+	r := dialRaw(t, f.addr)
+	r.write("EHLO client.example.net\r\nMAIL FROM:<a@remote.example>\r\nQUIT\r\n" +
+		strings.Repeat("MAIL FROM:<a@remote.example>\r\nRCPT TO:<ann@example.test>\r\nDATA\r\nBDAT 1 LAST\r\nx", 20))
+	r.replyLines()
+	r.expect(250)
+	r.expect(221)
+	if !r.closed() {
+		t.Fatal("connection open after QUIT")
+	}
+	waitFor(t, "the connection to end", func() bool { return f.srv.activeConns() == 0 })
+	logs := f.logs.String()
+	if n := strings.Count(logs, "level=ERROR") + strings.Count(logs, "level=WARN"); n > 0 {
+		t.Fatalf("%d error or warning lines for commands after QUIT:\n%.2000s", n, logs)
+	}
+	if n := len(f.deliv.all()); n != 0 {
+		t.Fatalf("%d messages delivered after QUIT", n)
+	}
+}

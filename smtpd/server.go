@@ -293,6 +293,12 @@ func (l errorLog) print(msg string) {
 		l.log.Warn("smtp: go-smtp BDAT goroutine started on a closed connection (recovered, harmless)")
 		return
 	}
+	if isAfterClosePanic(msg) {
+		// One per command a client pipelined after QUIT: no stack, and
+		// not at a level that production logs (issue 9: bounded logs).
+		l.log.Debug("smtp: go-smtp command after its session closed (recovered, harmless)")
+		return
+	}
 	if strings.Contains(msg, "panic") {
 		l.log.Error("smtp: recovered panic", "detail", msg)
 		return
@@ -308,4 +314,21 @@ func isBDATCloseRace(msg string) bool {
 	return strings.Contains(msg, "nil pointer dereference") &&
 		strings.Contains(msg, "go-smtp.(*Conn).handleBdat.func1()") &&
 		!strings.Contains(msg, "postie/")
+}
+
+// isAfterClosePanic recognises another go-smtp bug of the same kind:
+// commands that a client pipelines after QUIT are still read from
+// go-smtp's buffer once Close has cleared the session, and MAIL, RCPT,
+// DATA and BDAT dereference the nil Session. go-smtp recovers each one;
+// the connection is closed. (Added for issue 9 item 7.)
+func isAfterClosePanic(msg string) bool {
+	if !strings.Contains(msg, "nil pointer dereference") || strings.Contains(msg, "postie/") {
+		return false
+	}
+	for _, h := range []string{"handleMail(", "handleRcpt(", "handleData(", "handleBdat("} {
+		if strings.Contains(msg, "go-smtp.(*Conn)."+h) {
+			return true
+		}
+	}
+	return false
 }
