@@ -337,9 +337,10 @@ func (g *commandGuard) literalAfter(l []byte) error {
 	g.in = g.in[n:]
 	if g.argChecked() && !validMailboxName(lit) {
 		// Replace the whole literal, its announcement included, by the marker.
-		i := bytes.LastIndexByte(g.out, '{')
-		g.out = g.stand(g.out[:i], errBadMailboxName)
-		return nil
+		if i := bytes.LastIndexByte(g.out, '{'); i >= 0 {
+			g.out = g.stand(g.out[:i], errBadMailboxName)
+			return nil
+		}
 	}
 	g.out = append(g.out, lit...)
 	return nil
@@ -444,8 +445,9 @@ func (g *commandGuard) check(l []byte, from int) []byte {
 	return out
 }
 
+// isDelim reports whether c ends an atom ('{' too: it opens a literal announcement).
 func isDelim(c byte) bool {
-	return c == ' ' || c == '(' || c == ')' || c == '"' || c == '\r' || c == '\n'
+	return c == ' ' || c == '(' || c == ')' || c == '"' || c == '{' || c == '\r' || c == '\n'
 }
 
 // validSeqSet reports whether the parser takes s as a sequence set: "$", or ranges of numbers
