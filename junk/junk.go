@@ -28,12 +28,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 
 	"postie/safeio"
 )
+
+// UserFile is where the filter keeps the data of the user whose Maildir++
+// root is dir.
+func UserFile(dir string) string { return filepath.Join(dir, "postie-junk") }
 
 // Options tunes a Filter. The zero value is usable.
 type Options struct {

@@ -197,6 +197,11 @@ func ValidateUserName(s string) error {
 // its own in DeliverOptions, and remembers it here). 0 means no quota.
 func (u *User) SetQuota(bytes int64) { u.quota.Store(max(bytes, 0)) }
 
+// Dir is the root of the user's Maildir++ tree. Files of other
+// components that belong with the user's mail (the junk filter's data) live
+// there too, under names that are not folders (no leading '.').
+func (u *User) Dir() string { return u.dir }
+
 func (u *User) log() *slog.Logger { return u.s.log }
 
 // init creates the root and the default folders, and clears old tmp/ files.
