@@ -32,6 +32,30 @@ type Config struct {
 	TLS        TLS        `toml:"tls"`
 	Queue      Queue      `toml:"queue"`
 	Outbound   Outbound   `toml:"outbound"`
+	Spam       Spam       `toml:"spam"`
+}
+
+// Spam configures the junk filter and the optional rspamd.
+type Spam struct {
+	// JunkFilter turns the built-in per-user classifier on (default true).
+	JunkFilter bool `toml:"junk_filter"`
+	// JunkThreshold is the spam probability above which a message from a
+	// sender with no history goes to Junk (default 0.95).
+	JunkThreshold float64 `toml:"junk_threshold"`
+	// JunkMinTrained is how many messages of each kind (junk and not) a
+	// user must have trained before the word statistics decide (default 30).
+	JunkMinTrained int `toml:"junk_min_trained"`
+	// RspamdURL is rspamd's normal worker ("http://127.0.0.1:11333"); ""
+	// leaves rspamd out.
+	RspamdURL string `toml:"rspamd_url"`
+	// RspamdControllerURL is its controller, for learning
+	// ("http://127.0.0.1:11334"); "" leaves learning out.
+	RspamdControllerURL string `toml:"rspamd_controller_url"`
+	// RspamdPassword is the controller's password, if it has one.
+	RspamdPassword string `toml:"rspamd_password"`
+	// RspamdTimeout bounds one rspamd request (default 10s); a slow or
+	// absent rspamd never refuses mail.
+	RspamdTimeout time.Duration `toml:"rspamd_timeout"`
 }
 
 // Log configures the process log.
@@ -53,6 +77,16 @@ type SMTP struct {
 	// a single address) exempt from MessagesPerMinutePerIP. Load writes
 	// them in canonical form; TrustedPrefixes parses them.
 	TrustedNetworks []string `toml:"trusted_networks"`
+	// DNSBL lists DNS blocklist zones ("zen.spamhaus.org"); a client listed
+	// in any is refused at RCPT. Never applied to trusted networks.
+	DNSBL []string `toml:"dnsbl"`
+	// ProtectOwnDomains refuses mail from outside whose From: is at one of
+	// our domains and does not pass DMARC alignment, record or not (our
+	// users send through submission). Default true.
+	ProtectOwnDomains bool `toml:"protect_own_domains"`
+	// CheckTimeout bounds the DNS work of the checks on one message
+	// (SPF, DKIM, DMARC); what is not answered by then is a temperror.
+	CheckTimeout time.Duration `toml:"check_timeout"`
 }
 
 // TrustedPrefixes returns TrustedNetworks parsed (after Load they are all
@@ -150,6 +184,9 @@ func defaults() *Config {
 			IdleTimeout:            5 * time.Minute,
 			MessagesPerMinutePerIP: 120,
 			TrustedNetworks:        []string{"127.0.0.1/32", "::1/128"},
+			DNSBL:                  []string{},
+			ProtectOwnDomains:      true,
+			CheckTimeout:           20 * time.Second,
 		},
 		Submission: Submission{
 			MaxMessageSize:      25 * MB,
@@ -177,6 +214,12 @@ func defaults() *Config {
 			DelayWarning:   4 * time.Hour,
 			MaxConcurrency: 20,
 			MaxPerDomain:   4,
+		},
+		Spam: Spam{
+			JunkFilter:     true,
+			JunkThreshold:  0.95,
+			JunkMinTrained: 30,
+			RspamdTimeout:  10 * time.Second,
 		},
 		Outbound: Outbound{
 			SmarthostTLS:   "starttls",

@@ -205,6 +205,10 @@ func TestSchemaTypes(t *testing.T) {
 				m[tag] = "x"
 			case f.Type.Kind() == reflect.Int:
 				m[tag] = int64(1)
+			case f.Type.Kind() == reflect.Bool:
+				m[tag] = true
+			case f.Type.Kind() == reflect.Float64:
+				m[tag] = 0.5
 			case f.Type.Kind() == reflect.Slice:
 				m[tag] = []any{"x"}
 			case f.Type.Kind() == reflect.Struct:
@@ -299,6 +303,15 @@ func TestErrors(t *testing.T) {
 				`config.toml:8: smtp.trusted_networks[3]: "::ffff:10.0.0.0/104": write IPv4 networks in IPv4 form, like "192.0.2.0/24"`,
 				`config.toml:9: smtp.trusted_networks[4]: "fe80::1%eth0": want a network like "192.0.2.0/24" or "2001:db8::/32", or one address`,
 				`config.toml:10: smtp.trusted_networks[5]: "10.0.0.0/33": want a network like "192.0.2.0/24" or "2001:db8::/32", or one address`,
+			}},
+		{"checks and spam", minimal + "[smtp]\ndnsbl = [\"zen.spamhaus.org\", \"bad zone\"]\nprotect_own_domains = \"no\"\n[spam]\njunk_threshold = 1.5\njunk_min_trained = 0\nrspamd_url = \"127.0.0.1:11333\"\njunk_filter = 1\n",
+			[]string{
+				`config.toml:4: smtp.dnsbl[1]: "bad zone": domain "bad zone" has forbidden character ' '`,
+				`config.toml:5: smtp.protect_own_domains: must be true or false, not a string`,
+				`config.toml:7: spam.junk_threshold: 1.5: want a probability between 0 and 1, like 0.95`,
+				`config.toml:8: spam.junk_min_trained: 0: want at least 1`,
+				`config.toml:9: spam.rspamd_url: "127.0.0.1:11333": want an http:// or https:// URL, like "http://127.0.0.1:11333"`,
+				`config.toml:10: spam.junk_filter: must be true or false, not an integer`,
 			}},
 		{"postmaster elsewhere", minimal + "postmaster = \"pm@other.test\"\n",
 			[]string{`config.toml:3: postmaster: "pm@other.test" is not at one of our domains`}},

@@ -154,6 +154,22 @@ func (d *decoder) bindValue(v any, fv reflect.Value, path []string) {
 			return
 		}
 		fv.SetInt(n)
+	case fv.Kind() == reflect.Bool:
+		b, ok := v.(bool)
+		if !ok {
+			d.fail(key, "must be true or false, not %s", tomlType(v))
+			return
+		}
+		fv.SetBool(b)
+	case fv.Kind() == reflect.Float64:
+		switch x := v.(type) {
+		case float64:
+			fv.SetFloat(x)
+		case int64:
+			fv.SetFloat(float64(x))
+		default:
+			d.fail(key, "must be a number, not %s", tomlType(v))
+		}
 	case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.String:
 		d.bindStrings(v, fv, key)
 	case fv.Kind() == reflect.Struct:

@@ -21,6 +21,44 @@ func (d *decoder) validate(c *Config) {
 	d.validateQueue(&c.Queue)
 	d.validateTLS(&c.TLS)
 	d.validateOutbound(&c.Outbound)
+	d.validateChecks(&c.SMTP)
+	d.validateSpam(&c.Spam)
+}
+
+// validateChecks checks the MX's trust settings.
+func (d *decoder) validateChecks(s *SMTP) {
+	for i, zone := range s.DNSBL {
+		key := fmt.Sprintf("smtp.dnsbl[%d]", i)
+		zone = normalDomain(zone)
+		s.DNSBL[i] = zone
+		if err := validDomain(zone); err != nil {
+			d.errf(key, "%v", err)
+		}
+	}
+	if s.CheckTimeout <= 0 {
+		d.errf("smtp.check_timeout", "must be positive, like \"20s\"")
+	}
+}
+
+// validateSpam checks the junk filter's and rspamd's settings.
+func (d *decoder) validateSpam(s *Spam) {
+	if s.JunkThreshold <= 0 || s.JunkThreshold >= 1 {
+		d.errf("spam.junk_threshold", "%v: want a probability between 0 and 1, like 0.95", s.JunkThreshold)
+	}
+	if s.JunkMinTrained < 1 {
+		d.errf("spam.junk_min_trained", "%d: want at least 1", s.JunkMinTrained)
+	}
+	for _, u := range []struct{ key, val string }{{"spam.rspamd_url", s.RspamdURL}, {"spam.rspamd_controller_url", s.RspamdControllerURL}} {
+		if u.val == "" {
+			continue
+		}
+		if !strings.HasPrefix(u.val, "http://") && !strings.HasPrefix(u.val, "https://") {
+			d.errf(u.key, "%q: want an http:// or https:// URL, like \"http://127.0.0.1:11333\"", u.val)
+		}
+	}
+	if s.RspamdTimeout <= 0 {
+		d.errf("spam.rspamd_timeout", "must be positive, like \"10s\"")
+	}
 }
 
 func (d *decoder) validateNames(c *Config) {
