@@ -85,7 +85,7 @@ func (a *Authenticator) Login(ctx context.Context, remoteIP, service, username, 
 		var err error
 		if att, err = a.Throttle.acquire(ctx, remoteIP, username); err != nil {
 			if errors.Is(err, ErrThrottled) && att.logRefusals > 0 && a.Logger != nil {
-				a.Logger.Warn("login refused: too many failures", "service", service, "remote_ip", remoteIP,
+				a.Logger.Warn("login refused: too many failures", "service", service, "remote", remoteIP,
 					"username", loggedName(username), "refusals", att.logRefusals)
 			}
 			return nil, err
@@ -102,7 +102,7 @@ func (a *Authenticator) Login(ctx context.Context, remoteIP, service, username, 
 		return nil, err
 	}
 	if err != nil && a.Logger != nil {
-		a.Logger.Warn("login failed", "service", service, "remote_ip", remoteIP, "username", loggedName(username))
+		a.Logger.Warn("login failed", "service", service, "remote", remoteIP, "username", loggedName(username))
 	}
 	return u, err
 }

@@ -134,7 +134,7 @@ func TestLoginLogsFailures(t *testing.T) {
 		t.Fatalf("wrong password: %v", err)
 	}
 	line := logs.String()
-	for _, want := range []string{"login failed", "service=pop3", "remote_ip=192.0.2.1", "username=ann@example.test"} {
+	for _, want := range []string{"login failed", "service=pop3", "remote=192.0.2.1", "username=ann@example.test"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("log %q lacks %q", line, want)
 		}

@@ -191,7 +191,7 @@ func (s *Server) handle(tc *netconn.Conn, implicitTLS bool) {
 	case implicitTLS:
 		tlsConn := tls.Server(conn, s.opts.TLSConfig)
 		if err := tc.Handshake(s.ctx, tlsConn); err != nil {
-			s.log.Debug("imap: TLS handshake failed", "remote_ip", tc.IP(), "err", err)
+			s.log.Debug("imap: TLS handshake failed", "remote", tc.IP(), "err", err)
 			conn.Close()
 			return
 		}

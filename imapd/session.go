@@ -118,7 +118,11 @@ func (s *session) Login(username, password string) error {
 		if errors.Is(err, accounts.ErrAuthFailed) {
 			return imapserver.ErrAuthFailed
 		}
-		s.logf(slog.LevelWarn, "imap login", "remote_ip", s.ip, "err", err)
+		level := slog.LevelWarn
+		if errors.Is(err, accounts.ErrThrottled) {
+			level = slog.LevelDebug // the throttle logs its refusals itself, boundedly
+		}
+		s.logf(level, "imap login", "remote", s.ip, "err", err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Authentication unavailable, try again later"}
 	}
 	mu, err := s.srv.opts.Store.User(u.Domain, u.Local)
@@ -129,7 +133,7 @@ func (s *session) Login(username, password string) error {
 	mu.SetQuota(u.Quota)
 	s.user, s.mail = u, mu
 	s.srv.authenticated(s.conn) // shed last when the server is full
-	s.srv.log.Info("imap login", "user", u.Address, "remote_ip", s.ip)
+	s.srv.log.Info("imap login", "user", u.Address, "remote", s.ip)
 	return nil
 }
 
@@ -203,7 +207,7 @@ func (s *session) logf(level slog.Level, msg string, args ...any) {
 	case n <= maxLogLines:
 		s.srv.log.Log(context.Background(), level, msg, args...)
 	case n == maxLogLines+1:
-		s.srv.log.Warn("imap: further log lines of this connection left out", "remote_ip", s.ip, "limit", maxLogLines)
+		s.srv.log.Warn("imap: further log lines of this connection left out", "remote", s.ip, "limit", maxLogLines)
 	}
 }
 

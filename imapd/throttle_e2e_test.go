@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"postie/accounts"
+	"postie/internal/testutil"
 	"postie/maildir"
 )
 
@@ -44,10 +46,15 @@ func TestLoginUnderGuessingAttack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One log for the server and the accounts, at the production level:
+	// the attack must not flood it (issue 9 item 4).
+	logs := &testutil.SyncBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv := New(Options{
 		Store:    maildir.NewStore(filepath.Join(dir, "mail"), maildir.StoreOptions{Hostname: "test"}),
-		Auth:     &accounts.Authenticator{DB: db, Throttle: accounts.NewThrottle()},
+		Auth:     &accounts.Authenticator{DB: db, Throttle: accounts.NewThrottle(), Logger: logger},
 		Hostname: "mail.example.test",
+		Logger:   logger,
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -113,6 +120,11 @@ func TestLoginUnderGuessingAttack(t *testing.T) {
 	}
 	if ready.Load() < 1000 {
 		t.Errorf("only %d attacking connections got an answer", ready.Load())
+	}
+	// Each attacking connection may say it was refused at most once; the
+	// throttle's own lines are one per address per minute.
+	if lines := strings.Count(logs.String(), "\n"); lines > 50 {
+		t.Errorf("%d log lines for %d refused logins, want at most 50:\n%.2000s", lines, refused.Load(), logs.String())
 	}
 }
 

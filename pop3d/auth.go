@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"github.com/emersion/go-sasl"
+	"log/slog"
 	"strings"
+
+	"github.com/emersion/go-sasl"
+
+	"postie/accounts"
 )
 
 // cmdCapa lists the capabilities (RFC 2449 §5). USER and SASL are listed
@@ -165,7 +169,11 @@ func (c *session) login(ctx context.Context, method, username, password string) 
 			c.log.Info("pop3: login failed", "user", logName(username), "method", method)
 			c.fail("AUTH", "invalid credentials")
 		} else {
-			c.log.Warn("pop3: login error", "user", logName(username), "err", err)
+			level := slog.LevelWarn
+			if errors.Is(err, accounts.ErrThrottled) {
+				level = slog.LevelDebug // the throttle logs its refusals itself, boundedly
+			}
+			c.log.Log(ctx, level, "pop3: login error", "user", logName(username), "err", err)
 			c.fail("SYS/TEMP", "authentication temporarily unavailable")
 		}
 		return

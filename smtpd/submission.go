@@ -103,7 +103,11 @@ func (a *authSession) login(username, password string) error {
 		a.log.Info("authenticated", "user", u.Address, "tls", a.tlsDesc)
 		return nil
 	case err == nil || !errors.Is(err, accounts.ErrAuthFailed):
-		a.logBounded(slog.LevelWarn, "authentication error", "username", logSafe(username, 128), "err", err)
+		level := slog.LevelWarn
+		if errors.Is(err, accounts.ErrThrottled) {
+			level = slog.LevelDebug // the throttle logs its refusals itself, boundedly
+		}
+		a.logBounded(level, "authentication error", "username", logSafe(username, 128), "err", err)
 		return errAuthTemp
 	}
 	return a.failed(username)
