@@ -164,10 +164,10 @@ func (m *Mailbox) addFilesLocked(found []foundFile) error {
 			cands = append(cands, m.candidate(f))
 		}
 	}
-	// By name, which starts with the delivery time; a base name seen twice
+	// In delivery order, which the name tells; a base name seen twice
 	// (in new/ and cur/, while another process moved it) is kept once, from cur/.
 	slices.SortStableFunc(cands, func(a, b candidate) int {
-		if c := strings.Compare(a.key, b.key); c != 0 {
+		if c := compareKeys(a.key, b.key); c != 0 {
 			return c
 		}
 		switch {
@@ -246,4 +246,53 @@ func (m *Mailbox) admitLocked(cands []candidate) (failed error) {
 	}
 	m.checkKeywordsLocked(used)
 	return failed
+}
+
+// compareKeys orders base names by delivery: the usual names begin
+// "<seconds>.M<microseconds>P<pid>Q<counter>", whose numbers are not padded,
+// so "1.M99" comes before "1.M100" although it sorts after it as text. Names
+// of another form compare by the seconds they start with, then as text.
+func compareKeys(a, b string) int {
+	na, nb := keyNumbers(a), keyNumbers(b)
+	for i := range na {
+		if na[i] != nb[i] {
+			if na[i] < nb[i] {
+				return -1
+			}
+			return 1
+		}
+	}
+	return strings.Compare(a, b)
+}
+
+// keyNumbers returns the seconds, microseconds, pid and counter a name
+// starts with (0 for each that is missing). Counters count within one
+// process, so the pid comes before them.
+func keyNumbers(s string) [4]uint64 {
+	var out [4]uint64
+	num := func() uint64 {
+		var n uint64
+		for len(s) > 0 && s[0] >= '0' && s[0] <= '9' && n < 1<<59 {
+			n = n*10 + uint64(s[0]-'0')
+			s = s[1:]
+		}
+		return n
+	}
+	out[0] = num()
+	if !strings.HasPrefix(s, ".M") {
+		return out
+	}
+	s = s[2:]
+	out[1] = num()
+	if !strings.HasPrefix(s, "P") {
+		return out
+	}
+	s = s[1:]
+	out[2] = num()
+	if !strings.HasPrefix(s, "Q") {
+		return out
+	}
+	s = s[1:]
+	out[3] = num()
+	return out
 }

@@ -217,3 +217,43 @@ func TestUIDListCompaction(t *testing.T) {
 		t.Error("content")
 	}
 }
+
+// UIDs follow delivery order even when the microseconds in the names have
+// different numbers of digits (the names sort differently as text).
+func TestUIDsFollowDeliveryOrder(t *testing.T) {
+	keys := []string{
+		"1700000000.M99P10Q1R1.host",
+		"1700000000.M100P10Q2R1.host",
+		"1700000000.M100P10Q10R1.host",
+		"1700000000.M100P9Q11R1.host",
+		"1700000001.M5P10Q12R1.host",
+		"1700000001.odd-name",
+		"999999999.M1P1Q1R1.host",
+	}
+	want := []string{keys[6], keys[0], keys[3], keys[1], keys[2], keys[5], keys[4]}
+	got := slices.Clone(keys)
+	slices.SortFunc(got, compareKeys)
+	if !slices.Equal(got, want) {
+		t.Errorf("order\n%q\nwant\n%q", got, want)
+	}
+	// And the UIDs given to files found in new/ follow that order.
+	u, _ := testUser(t)
+	for _, i := range []int{4, 2, 0, 6, 1, 3} { // not in order on disk either
+		name := filepath.Join(u.Dir(), "new", keys[i]+",S=2")
+		if err := os.WriteFile(name, []byte("x\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := u.Mailbox("INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var byUID []string
+	for i := range m.msgs {
+		byUID = append(byUID, strings.TrimSuffix(m.keys[i], ",S=2"))
+	}
+	if want := []string{keys[6], keys[0], keys[3], keys[1], keys[2], keys[4]}; !slices.Equal(byUID, want) {
+		t.Errorf("UID order\n%q\nwant\n%q", byUID, want)
+	}
+}
+
