@@ -256,4 +256,3 @@ func TestUIDsFollowDeliveryOrder(t *testing.T) {
 		t.Errorf("UID order\n%q\nwant\n%q", byUID, want)
 	}
 }
-
