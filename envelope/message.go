@@ -17,4 +17,18 @@ type Envelope struct {
 	TLS        string    // e.g. "TLS1.3 TLS_AES_128_GCM_SHA256", empty without TLS
 	AuthUser   string    // the authenticated login, for submission
 	Received   time.Time // when we took the message; zero means now
+
+	// Inbound marks mail from outside: taken by the MX role from a client
+	// not in the trusted networks. The router runs the trust checks (SPF,
+	// DKIM, DMARC) and the junk filter on it, and only on it.
+	Inbound bool
+	// ClientName is the client's forward-confirmed reverse DNS name, for
+	// the Received: header; "" when it has none (or was not looked up:
+	// Inbound false).
+	ClientName string
+	// Early is work the front-end started for this message before DATA
+	// (the SPF check begun at MAIL FROM) for the router's checks to pick
+	// up; nil when there is none. Opaque here: its producer and consumer
+	// (package mda's Checks) agree on its type.
+	Early any
 }

@@ -16,6 +16,35 @@
 // queue and the queue bounces through the router. They are built in that
 // order: queue.Open, then New with the queue as Forwarder, then queue.Run
 // with Relaying() as its Bouncer.
+//
+// Mail from outside (envelope.Envelope.Inbound: the MX role, a client not
+// in the trusted networks) is inspected once spooled, before any copy is
+// made (Options.Inspector; Checks is the real one, over package inbound
+// and rspamd):
+//
+//   - Reject: every recipient gets the refusal (550 5.7.1); nothing is
+//     stored or queued. Defer: every recipient gets the 451. A temporary
+//     DNS error is never a Reject: at worst a Defer, where a refusal
+//     would otherwise follow (see package inbound).
+//   - Otherwise each copy is stored as: the trace fields (Return-Path,
+//     Delivered-To, Received naming the client's forward-confirmed name
+//     or "unknown"), the checks' fields (Authentication-Results, and
+//     X-Spamd-Result from rspamd), the X-Spam fields, then the message
+//     as received with any Authentication-Results field claiming our
+//     Hostname removed (RFC 8601 §5), then the body.
+//   - Junk, per local recipient: the checks' Junk verdict (DMARC
+//     quarantine, SPF fail without a policy, rspamd's "add header") files
+//     the copy into the user's Junk folder; failing that, the user's own
+//     junk filter (Options.Junk: reputation, then word statistics)
+//     decides. Every such copy carries X-Spam-Score (0.000 to 1.000: the
+//     filter's spam probability, 1 for a verdict of the checks, 0.5 when
+//     no filter ran) and X-Spam-Reason, and a copy filed as junk also
+//     X-Spam-Flag: YES. A user without a Junk folder gets it in INBOX.
+//
+// Mail from trusted networks, authenticated submission, the LDA and the
+// queue's DSNs is neither inspected nor filtered. For authenticated
+// submission the router notes, after the reply and best-effort, whom the
+// user wrote to (JunkFilter.NoteSent), so that their replies are welcome.
 package mda
 
 import (
@@ -64,6 +93,13 @@ type Options struct {
 	// file system; tests set its Fault. (Each copy is made durable by
 	// maildir or the queue, each through its own FS.)
 	FS *safeio.FS
+
+	// Inspector checks mail from outside (see the package comment); nil:
+	// it is not checked, but forged Authentication-Results are still
+	// removed.
+	Inspector Inspector
+	// Junk is the per-user junk filter for mail from outside; nil: none.
+	Junk JunkFilter
 }
 
 // Router routes each recipient of a message to its local mailboxes or to
@@ -71,8 +107,9 @@ type Options struct {
 // concurrent use.
 type Router struct {
 	opts Options
-	log  *slog.Logger
-	bufs sync.Pool // of *[]byte scratch for spool, so a message costs no fresh 96 KiB
+	log   *slog.Logger
+	bufs  sync.Pool // of *[]byte scratch for spool, so a message costs no fresh 96 KiB
+	notes sentNotes
 }
 
 // New returns a Router.
@@ -229,12 +266,16 @@ func (m *Router) deliver(ctx context.Context, env *envelope.Envelope, body io.Re
 	if msg.hops > maxHops {
 		return fill(errs, envelope.Errorf(554, 5, 4, 6, "too many hops, mail loop suspected"))
 	}
+	c, err := m.inspect(ctx, env, msg)
+	if err != nil {
+		return fill(errs, envelope.AsError(err))
+	}
 
 	// Queue the remote copies first: if that fails, the recipients it
 	// concerns get a temporary error before any local copy of theirs
 	// exists, so the sender's retry cannot duplicate mail already stored.
-	m.forward(ctx, env, dests, errs, msg)
-	byUser := m.deliverLocal(ctx, env, dests, errs, msg)
+	m.forward(ctx, env, dests, errs, c)
+	byUser := m.deliverLocal(ctx, env, dests, errs, c)
 	for i := range env.To {
 		if errs[i] != nil {
 			continue
@@ -250,6 +291,9 @@ func (m *Router) deliver(ctx context.Context, env *envelope.Envelope, body io.Re
 	}
 	m.bounceLate(ctx, env, errs, msg)
 	m.logOutcome(env, msg.size, errs)
+	if relay && env.AuthUser != "" {
+		m.noteSent(env, errs)
+	}
 	return errs
 }
 
@@ -288,7 +332,7 @@ func (m *Router) bounceLate(ctx context.Context, env *envelope.Envelope, errs []
 
 // deliverLocal writes one copy per distinct local user, in parallel (their
 // fsyncs overlap), and returns each user's outcome.
-func (m *Router) deliverLocal(ctx context.Context, env *envelope.Envelope, dests []destination, errs []error, msg *spooled) map[string]error {
+func (m *Router) deliverLocal(ctx context.Context, env *envelope.Envelope, dests []destination, errs []error, msg *content) map[string]error {
 	type job struct {
 		user *accounts.User
 		rcpt string
@@ -330,7 +374,7 @@ func (m *Router) deliverLocal(ctx context.Context, env *envelope.Envelope, dests
 	return results
 }
 
-func (m *Router) deliverCopy(ctx context.Context, env *envelope.Envelope, u *accounts.User, rcpt string, only bool, msg *spooled) error {
+func (m *Router) deliverCopy(ctx context.Context, env *envelope.Envelope, u *accounts.User, rcpt string, only bool, c *content) error {
 	if err := ctx.Err(); err != nil {
 		return envelope.Temp(err)
 	}
@@ -342,12 +386,22 @@ func (m *Router) deliverCopy(ctx context.Context, env *envelope.Envelope, u *acc
 	if only {
 		forRcpt = rcpt
 	}
-	prefix := traceHeaders(env, m.opts.Hostname, u.Address, forRcpt)
-	body, err := msg.reader()
-	if err != nil {
-		return envelope.Temp(err)
+	prefix := traceHeaders(env, m.opts.Hostname, u.Address, forRcpt) + c.prefix()
+	opts := maildir.DeliverOptions{Quota: u.Quota}
+	if c.inbound {
+		if v, ok := m.judge(env, u, mu, c); ok {
+			prefix += v.fields()
+			if v.junk {
+				opts.Mailbox = "Junk"
+			}
+		}
 	}
-	d, err := mu.Deliver(io.MultiReader(strings.NewReader(prefix), body), maildir.DeliverOptions{Quota: u.Quota})
+	d, err := m.store(mu, prefix, c, opts)
+	if errors.Is(err, maildir.ErrNoSuchMailbox) && opts.Mailbox != "" {
+		m.log.Warn("mda: no Junk folder, junk delivered to INBOX", "id", env.ID, "user", u.Address)
+		opts.Mailbox = ""
+		d, err = m.store(mu, prefix, c, opts)
+	}
 	switch {
 	case errors.Is(err, maildir.ErrQuotaExceeded):
 		m.log.Info("mda: over quota", "id", env.ID, "user", u.Address)
@@ -356,13 +410,22 @@ func (m *Router) deliverCopy(ctx context.Context, env *envelope.Envelope, u *acc
 		m.log.Error("mda: delivery failed", "id", env.ID, "user", u.Address, "err", err)
 		return envelope.Temp(fmt.Errorf("mda: deliver to %s: %w", u.Address, err))
 	}
-	m.log.Debug("mda: delivered", "id", env.ID, "user", u.Address, "file", d.Name, "size", d.Size)
+	m.log.Debug("mda: delivered", "id", env.ID, "user", u.Address, "mailbox", orDefault(opts.Mailbox, "INBOX"), "file", d.Name, "size", d.Size)
 	return nil
+}
+
+// store writes one copy: prefix, then the message as stored.
+func (m *Router) store(mu *maildir.User, prefix string, c *content, opts maildir.DeliverOptions) (maildir.Delivered, error) {
+	body, err := c.copyReader()
+	if err != nil {
+		return maildir.Delivered{}, err
+	}
+	return mu.Deliver(io.MultiReader(strings.NewReader(prefix), body), opts)
 }
 
 // forward queues one copy for all remote targets of the recipients still
 // without an error.
-func (m *Router) forward(ctx context.Context, env *envelope.Envelope, dests []destination, errs []error, msg *spooled) {
+func (m *Router) forward(ctx context.Context, env *envelope.Envelope, dests []destination, errs []error, msg *content) {
 	var remote []string
 	var owners []int
 	seen := map[string]bool{}
@@ -388,8 +451,8 @@ func (m *Router) forward(ctx context.Context, env *envelope.Envelope, dests []de
 		fwd := *env
 		fwd.To = remote
 		var body io.Reader
-		if body, err = msg.reader(); err == nil {
-			prefix := traceHeaders(env, m.opts.Hostname, "", "")
+		if body, err = msg.copyReader(); err == nil {
+			prefix := traceHeaders(env, m.opts.Hostname, "", "") + msg.prefix()
 			_, err = m.opts.Forwarder.Enqueue(ctx, &fwd, io.MultiReader(strings.NewReader(prefix), body))
 		}
 	}

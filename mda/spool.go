@@ -111,6 +111,15 @@ func (s *spooled) reader() (io.Reader, error) {
 	return bytes.NewReader(s.mem), nil
 }
 
+// readerAt reads the whole body at any offset, from several goroutines
+// at once.
+func (s *spooled) readerAt() io.ReaderAt {
+	if s.file != nil {
+		return s.file
+	}
+	return bytes.NewReader(s.mem)
+}
+
 func (s *spooled) Close() error {
 	if s.file != nil {
 		return s.file.Close()

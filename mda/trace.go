@@ -9,7 +9,9 @@ import (
 
 // traceHeaders builds the fields the router prepends to each copy: Return-Path
 // and Delivered-To (RFC 9228) for a local mailbox (deliveredTo != ""), and
-// always a Received: field (RFC 5321 §4.4).
+// always a Received: field (RFC 5321 §4.4). For mail from outside the
+// Received: field names the client's verified reverse DNS name, or says
+// "unknown" (RFC 5321 §4.4 TCP-info: the name, then the address literal).
 func traceHeaders(env *envelope.Envelope, hostname, deliveredTo, forRcpt string) string {
 	var b strings.Builder
 	if deliveredTo != "" {
@@ -19,7 +21,12 @@ func traceHeaders(env *envelope.Envelope, hostname, deliveredTo, forRcpt string)
 	b.WriteString("Received: ")
 	if env.Helo != "" || env.RemoteAddr != "" {
 		b.WriteString("from " + clean(orDefault(env.Helo, "unknown")))
-		if env.RemoteAddr != "" {
+		switch {
+		case env.RemoteAddr != "" && env.Inbound:
+			// From outside, the client's forward-confirmed name, or
+			// "unknown" (Postfix's word) when it has none.
+			b.WriteString(" (" + clean(orDefault(env.ClientName, "unknown")) + " [" + clean(env.RemoteAddr) + "])")
+		case env.RemoteAddr != "":
 			b.WriteString(" ([" + clean(env.RemoteAddr) + "])")
 		}
 		b.WriteString("\r\n\t")

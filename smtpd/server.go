@@ -4,7 +4,10 @@
 // authenticated users sending anywhere). It speaks the protocol and
 // enforces policy (relaying, sender binding, connection, size and rate
 // limits); storing mail is someone else's job, reached through the small
-// Recipients, Delivery and Auth interfaces declared here.
+// Recipients, Delivery and Auth interfaces declared here. On the MX role a
+// client outside the trusted networks is "outside": Checks looks it up
+// (reverse DNS, block lists, SPF), and its mail is marked
+// envelope.Envelope.Inbound for the trust checks made after DATA.
 package smtpd
 
 import (
@@ -66,6 +69,23 @@ type Delivery interface {
 	Deliver(ctx context.Context, env *envelope.Envelope, body io.Reader) []error
 }
 
+// Checks are the MX role's checks of clients from outside (not in
+// Options.TrustedNetworks). Every method is bounded in time by the
+// implementation and may be called from several goroutines.
+type Checks interface {
+	// ClientName returns the client's forward-confirmed reverse DNS name,
+	// "" when it has none. It is asked once per session, when the session
+	// starts, and awaited at DATA (for the Received: field).
+	ClientName(ctx context.Context, ip netip.Addr) string
+	// Blocked returns the refusal for a client on a DNS block list (an
+	// *envelope.Error, 554 5.7.1), nil when it is not listed. It is asked
+	// when the session starts and awaited at the first RCPT.
+	Blocked(ctx context.Context, ip netip.Addr) error
+	// StartMail begins the work that the envelope so far allows (SPF) at
+	// MAIL FROM and returns it for envelope.Envelope.Early.
+	StartMail(ctx context.Context, ip netip.Addr, helo, from string) any
+}
+
 // Auth checks submission logins and what they may send as.
 type Auth interface {
 	// Login returns accounts.ErrAuthFailed for bad credentials; any other
@@ -100,9 +120,14 @@ type Options struct {
 	// domain (RFC 5321 §4.1.1.3), stands for; "" = postmaster@Hostname.
 	// (Added for issue 9 item 7; used in session.go.)
 	Postmaster string
-	// TrustedNetworks are exempt from MessagesPerMinutePerIP; nil: none.
-	// (Added for issue 9 item 7; used in session.go.)
+	// TrustedNetworks are exempt from MessagesPerMinutePerIP and from
+	// Checks; on the MX role everyone else is outside, and their mail is
+	// marked envelope.Envelope.Inbound for the router's checks. nil: none.
 	TrustedNetworks []netip.Prefix
+	// Checks looks up clients from outside on the MX role: their reverse
+	// DNS, block lists (refused at RCPT, except for postmaster), SPF
+	// started at MAIL FROM. nil: none.
+	Checks Checks
 
 	Recipients Recipients // required
 	Delivery   Delivery   // required

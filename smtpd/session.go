@@ -32,6 +32,12 @@ type session struct {
 	ip       netip.Addr
 	loopback bool
 	tlsDesc  string // "TLS1.3 TLS_AES_128_GCM_SHA256"; "" in plaintext
+	// outside: the MX role and a client not in TrustedNetworks. With
+	// Options.Checks, name and blocked are its lookups, started with
+	// the session.
+	outside bool
+	name    *lookup[string]
+	blocked *lookup[error]
 
 	mu           sync.Mutex
 	greeting     string         // the EHLO/HELO argument, checked by validHelo
@@ -44,6 +50,37 @@ type session struct {
 	to           []string
 	seen         map[string]bool // envelope.Key of each recipient in to
 	resv         *reservation    // rate-limit slot taken at MAIL
+	early        any             // Checks.StartMail's work for this transaction
+	endEarly     context.CancelFunc
+}
+
+// lookup is a value being computed by its own goroutine.
+type lookup[T any] struct {
+	done chan struct{}
+	v    T
+}
+
+func startLookup[T any](f func() T) *lookup[T] {
+	l := &lookup[T]{done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		l.v = f()
+	}()
+	return l
+}
+
+// wait returns the value, or the zero value if ctx ends first.
+func (l *lookup[T]) wait(ctx context.Context) T {
+	var zero T
+	if l == nil {
+		return zero
+	}
+	select {
+	case <-l.done:
+		return l.v
+	case <-ctx.Done():
+		return zero
+	}
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
@@ -71,6 +108,11 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	sess.greeting = c.Hostname()
 	if s.opts.Role == RoleSubmission {
 		return &authSession{sess}, nil
+	}
+	sess.outside = !sess.trusted()
+	if chk := s.opts.Checks; chk != nil && sess.outside && ip.IsValid() {
+		sess.name = startLookup(func() string { return chk.ClientName(s.ctx, ip) })
+		sess.blocked = startLookup(func() error { return chk.Blocked(s.ctx, ip) })
 	}
 	return sess, nil
 }
@@ -106,6 +148,13 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 		return err
 	}
 	s.inTx, s.from, s.helo, s.to, s.seen, s.resv = true, addr, s.greeting, nil, nil, resv
+	if chk := s.srv.opts.Checks; chk != nil && s.outside && s.ip.IsValid() {
+		// Cancelled when the transaction ends: a client looping MAIL and
+		// RSET (which the rate limit does not count) keeps at most one
+		// SPF check running.
+		ctx, cancel := context.WithCancel(s.srv.ctx)
+		s.early, s.endEarly = chk.StartMail(ctx, s.ip, s.greeting, addr), cancel
+	}
 	if s.tc != nil {
 		s.tc.setBusy(true)
 	}
@@ -209,7 +258,12 @@ func (s *session) checkRcpt(addr string, user *accounts.User) *smtp.SMTPError {
 		return errRelayDenied
 	}
 	if strings.EqualFold(local, "postmaster") {
+		// Not even a listed client is kept from the postmaster, who can
+		// then hear about a wrong listing (RFC 5321 §4.5.1).
 		return nil
+	}
+	if err := s.blocked.wait(s.srv.ctx); err != nil {
+		return replyFor(err)
 	}
 	return replyFor(s.srv.opts.Recipients.CheckRecipient(s.srv.ctx, addr))
 }
@@ -225,8 +279,12 @@ func (s *session) Data(r io.Reader) error {
 	if s.ip.IsValid() {
 		env.RemoteAddr = s.ip.String()
 	}
+	env.Inbound, env.Early = s.outside, s.early
 	user := s.user
 	s.mu.Unlock()
+	if env.Inbound {
+		env.ClientName = s.name.wait(s.srv.ctx)
+	}
 	if user != nil {
 		env.AuthUser = user.Address
 	}
@@ -378,10 +436,13 @@ func (s *session) Reset() {
 // endTx ends the transaction without looking at the greeting.
 func (s *session) endTx() {
 	s.mu.Lock()
-	resv, wasTx := s.resv, s.inTx
-	s.inTx, s.from, s.to, s.seen, s.resv = false, "", nil, nil, nil
+	resv, wasTx, endEarly := s.resv, s.inTx, s.endEarly
+	s.inTx, s.from, s.to, s.seen, s.resv, s.early, s.endEarly = false, "", nil, nil, nil, nil, nil
 	s.mu.Unlock()
 	resv.release()
+	if endEarly != nil {
+		endEarly()
+	}
 	if wasTx && s.tc != nil {
 		s.tc.setBusy(false)
 	}
