@@ -106,7 +106,7 @@ type Options struct {
 // the outbound queue, and delivers it there. Its methods are safe for
 // concurrent use.
 type Router struct {
-	opts Options
+	opts  Options
 	log   *slog.Logger
 	bufs  sync.Pool // of *[]byte scratch for spool, so a message costs no fresh 96 KiB
 	notes sentNotes
