@@ -132,9 +132,12 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	op := map[imap.StoreFlagsOp]maildir.FlagOp{
 		imap.StoreFlagsSet: maildir.FlagsSet, imap.StoreFlagsAdd: maildir.FlagsAdd, imap.StoreFlagsDel: maildir.FlagsRemove,
 	}[flags.Op]
-	if _, err := sel.mbox.SetFlags(uids, op, bits, sel.st); err != nil {
+	training := s.prepareStoreTraining(sel, flags.Op, names, uids)
+	changed, err := sel.mbox.SetFlags(uids, op, bits, sel.st)
+	if err != nil {
 		return s.mailError("store", err)
 	}
+	training.queue(s, sel.mbox, changed)
 	if flags.Silent {
 		return nil
 	}
@@ -201,6 +204,7 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 	if len(src) == 0 {
 		return nil, nil
 	}
+	s.trainTransfer(s.sel.mbox, dst, dstUIDs)
 	return &imap.CopyData{UIDValidity: dst.UIDValidity(), SourceUIDs: uidSetOf(src), DestUIDs: uidSetOf(dstUIDs)}, nil
 }
 
@@ -226,6 +230,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	if len(src) == 0 {
 		return nil
 	}
+	s.trainTransfer(s.sel.mbox, dst, dstUIDs)
 	return w.WriteCopyData(&imap.CopyData{UIDValidity: dst.UIDValidity(), SourceUIDs: uidSetOf(src), DestUIDs: uidSetOf(dstUIDs)})
 }
 
@@ -249,6 +254,7 @@ func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.App
 	if err != nil {
 		return nil, s.mailError("append", err)
 	}
+	s.trainAppend(dst, uid, names)
 	return &imap.AppendData{UID: imap.UID(uid), UIDValidity: dst.UIDValidity()}, nil
 }
 

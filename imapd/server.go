@@ -49,6 +49,12 @@ type Options struct {
 	Logger    *slog.Logger
 	// HeaderCacheBytes bounds the header-field cache shared by all mailboxes; 0: 64 MiB, <0: none.
 	HeaderCacheBytes int64
+	// Trainer learns from messages users move into and out of Junk or mark $Junk/$NotJunk
+	// (train.go); nil: no training.
+	Trainer Trainer
+	// TrainQueue bounds the training jobs (up to 64 messages each) waiting for the Trainer; when it
+	// is full, training is dropped. 0: 1024.
+	TrainQueue int
 }
 
 const (
@@ -80,7 +86,8 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	closed   bool
-	busy     busyCount // sessions inside a command that changes mail
+	busy     busyCount   // sessions inside a command that changes mail
+	train    *trainQueue // nil without a Trainer
 }
 
 // New returns a server; it listens only when Serve or ServeTLS is called.
@@ -112,6 +119,7 @@ func New(opts Options) *Server {
 	})
 	s.cache = newFieldCache(max(opts.HeaderCacheBytes, 0))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.train = newTrainQueue(s.ctx, opts.Trainer, opts.TrainQueue, s.log)
 	s.boxes = newRegistry(s)
 	caps := imap.CapSet{}
 	for _, c := range []imap.Cap{
@@ -228,6 +236,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.tracker.StopAccepting()
 	err := s.busy.wait(ctx)
 	s.cancel()
+	s.train.wait(ctx) // training still queued is dropped; a Train under way sees ctx end
 	s.mu.Lock()
 	sessions := make([]*session, 0, len(s.sessions))
 	for sess := range s.sessions {
