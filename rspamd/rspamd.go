@@ -265,6 +265,10 @@ func (c *Client) do(req *http.Request) ([]byte, error) {
 		return body, nil
 	case resp.StatusCode == http.StatusAlreadyReported:
 		return nil, errAlreadyLearned
+	case resp.StatusCode == http.StatusNoContent:
+		// rspamd's learn reply when it learned nothing, as when no Bayes
+		// backend (redis) is configured; a 204 has no body to say more.
+		return nil, errors.New("http status 204: nothing learned (is a Bayes backend configured?)")
 	}
 	var e struct {
 		Error string `json:"error"`
