@@ -32,6 +32,7 @@ commands:
   alias add|del|list -config FILE [ADDRESS [TARGET...]]
   queue list|flush|delete ID|bounce ID -config FILE
   dkim keygen -config FILE DOMAIN
+  junk train|status -config FILE ADDRESS         bootstrap the junk filter from filed mail; show it
   version
 
 The config file defaults to $POSTIE_CONFIG, else ./config.toml.
@@ -88,6 +89,8 @@ func run(e *env, args []string) int {
 		err = cmdQueue(e, rest)
 	case "dkim":
 		err = cmdDKIM(e, rest)
+	case "junk":
+		err = cmdJunk(e, rest)
 	case "version":
 		fmt.Fprintln(e.stdout, "postie", version)
 		return exitOK
