@@ -17,11 +17,14 @@ import (
 	"postie/config"
 	"postie/dkim"
 	"postie/imapd"
+	"postie/inbound"
+	"postie/junk"
 	"postie/maildir"
 	"postie/mda"
 	"postie/outbound"
 	"postie/pop3d"
 	"postie/queue"
+	"postie/rspamd"
 	"postie/smtpd"
 	"postie/tlsconf"
 )
@@ -86,6 +89,8 @@ type server struct {
 	queue    *queue.Queue
 	outbound *outbound.Client
 	mda      *mda.Router
+	checks   *mda.Checks  // inbound trust checks of mail from outside
+	junk     *junk.Filter // nil when [spam] junk_filter is off
 
 	mx, submission *smtpd.Server
 	imap           *imapd.Server
@@ -130,12 +135,67 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mda = mda.New(mda.Options{
+	if err := s.buildTrust(); err != nil {
+		return nil, err
+	}
+	mopts := mda.Options{
 		Hostname: cfg.Hostname, Directory: s.accounts, Store: s.store, Forwarder: s.queue,
 		Postmaster: cfg.Postmaster, TmpDir: cfg.SpoolTmpDir(), Logger: log,
-	})
+		Inspector: s.checks,
+	}
+	if s.junk != nil {
+		mopts.Junk = s.junk
+	}
+	s.mda = mda.New(mopts)
 	s.buildFrontEnds()
 	return s, nil
+}
+
+// buildTrust makes the inbound trust checks (SPF, DKIM, DMARC, reverse
+// DNS, DNS block lists, rspamd when configured) and the junk filter. They
+// resolve through [outbound] resolver, as outbound delivery does.
+func (s *server) buildTrust() error {
+	cfg := s.cfg
+	resolver := newNetResolver(cfg.Outbound.Resolver)
+	checker := inbound.New(resolver, inbound.Options{
+		Hostname: cfg.Hostname, Domains: cfg.Domains,
+		AllowUnalignedOwnDomain: !cfg.SMTP.ProtectOwnDomains,
+		Timeout:                 cfg.SMTP.CheckTimeout, Logger: s.log,
+	})
+	o := mda.ChecksOptions{Checker: checker, Resolver: resolver, Timeout: cfg.SMTP.CheckTimeout, Logger: s.log}
+	if len(cfg.SMTP.DNSBL) > 0 {
+		o.DNSBL = inbound.NewDNSBL(resolver, inbound.DNSBLOptions{Zones: cfg.SMTP.DNSBL, Logger: s.log})
+	}
+	if cfg.Spam.RspamdURL != "" {
+		rc, err := rspamd.New(rspamd.Options{
+			URL: cfg.Spam.RspamdURL, ControllerURL: cfg.Spam.RspamdControllerURL,
+			Password: cfg.Spam.RspamdPassword, Timeout: cfg.Spam.RspamdTimeout, Logger: s.log,
+		})
+		if err != nil {
+			return err
+		}
+		o.Rspamd = rc
+	}
+	s.checks = mda.NewChecks(o)
+	if cfg.Spam.JunkFilter {
+		s.junk = junk.New(junk.Options{MinTrained: cfg.Spam.JunkMinTrained, Threshold: cfg.Spam.JunkThreshold})
+	}
+	return nil
+}
+
+// newNetResolver is a resolver asking addr ("host:port"), or the
+// system's when addr is "".
+func newNetResolver(addr string) *net.Resolver {
+	if addr == "" {
+		return net.DefaultResolver
+	}
+	d := net.Dialer{Timeout: 10 * time.Second}
+	return &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
+	}
 }
 
 func newOutbound(cfg *config.Config, log *slog.Logger) (*outbound.Client, error) {
@@ -175,7 +235,7 @@ func (s *server) buildFrontEnds() {
 		MaxMessageBytes: int64(cfg.SMTP.MaxMessageSize), MaxRecipients: cfg.SMTP.MaxRecipients,
 		MaxConnections: cfg.SMTP.MaxConnections, MaxConnectionsPerIP: cfg.SMTP.MaxConnectionsPerIP,
 		IdleTimeout: cfg.SMTP.IdleTimeout, MessagesPerMinutePerIP: cfg.SMTP.MessagesPerMinutePerIP,
-		TrustedNetworks: cfg.SMTP.TrustedPrefixes(), Postmaster: postmaster,
+		TrustedNetworks: cfg.SMTP.TrustedPrefixes(), Postmaster: postmaster, Checks: s.checks,
 		Recipients: s.mda, Delivery: s.mda, Logger: s.log,
 	})
 	s.submission = smtpd.NewServer(smtpd.Options{
@@ -190,7 +250,7 @@ func (s *server) buildFrontEnds() {
 		Store: s.store, Auth: auth.Authenticator, TLSConfig: tlsCfg, Hostname: cfg.Hostname,
 		AppendLimit: int64(cfg.IMAP.AppendLimit), MaxConnections: cfg.IMAP.MaxConnections,
 		MaxConnectionsPerIP: cfg.IMAP.MaxConnectionsPerIP, IdleTimeout: cfg.IMAP.IdleTimeout,
-		Logger: s.log.With("role", "imap"),
+		Trainer: nil, Logger: s.log.With("role", "imap"),
 	})
 	s.pop3 = pop3d.New(pop3d.Options{
 		Store: s.store, Auth: auth.Authenticator, TLSConfig: tlsCfg, Hostname: cfg.Hostname,
