@@ -403,6 +403,7 @@ func TestRealRspamd(t *testing.T) {
 		return res
 	}
 
+	t.Cleanup(func() { t.Logf("rspamd asked the test's DNS server %d queries", r.dns.Total()) })
 	t.Run("GTUBE rejects", func(t *testing.T) {
 		res := check(t, testMessage("test", gtube+"\r\n"), plainMeta())
 		if res.Action != ActionReject || !res.Reject() || res.SoftReject() || res.Junk() {

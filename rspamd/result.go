@@ -121,7 +121,7 @@ func formatHeader(r Result) string {
 		spam = "True"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "default: %s [%.2f / %.2f]", spam, r.Score, r.Required)
+	fmt.Fprintf(&b, "default: %s [%s / %s]", spam, score(r.Score), score(r.Required))
 	for i, s := range r.Symbols {
 		item := formatSymbol(s)
 		if b.Len()+len(";\r\n\t")+len(item) > maxHeader-len(";\r\n\t...") {
@@ -138,7 +138,7 @@ func formatHeader(r Result) string {
 // options that do not fit maxSymbolLen.
 func formatSymbol(s Symbol) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s(%.2f)[", sanitize(s.Name, maxOptionLen), s.Score)
+	fmt.Fprintf(&b, "%s(%s)[", sanitize(s.Name, maxOptionLen), score(s.Score))
 	for i, o := range s.Options {
 		o = sanitize(o, maxOptionLen)
 		if b.Len()+len(o)+len(",...]") > maxSymbolLen {
@@ -152,6 +152,15 @@ func formatSymbol(s Symbol) string {
 	}
 	b.WriteByte(']')
 	return b.String()
+}
+
+// score formats a score as rspamd does ("%.2f"), keeping absurd ones
+// short.
+func score(x float64) string {
+	if math.Abs(x) >= 1e9 {
+		return fmt.Sprintf("%.3g", x)
+	}
+	return fmt.Sprintf("%.2f", x)
 }
 
 // sanitize makes text from rspamd safe in a header or a log line:
