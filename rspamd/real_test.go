@@ -1,3 +1,5 @@
+//go:build linux
+
 package rspamd
 
 // Tests against the real rspamd of the Debian package, run by the test as
@@ -19,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +37,7 @@ type realRspamd struct {
 	dns             *dnstest.Server
 	dir             string
 	startup         time.Duration // from exec to both workers answering
+	stop            func()        // ends rspamd; safe to call again
 }
 
 // The start-up bound: rspamd loads its rules in about 2 s on an idle machine.
@@ -82,7 +86,8 @@ func startRspamd(t *testing.T) *realRspamd {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() { stopChild(t, "rspamd", cmd, exited) })
+	r.stop = sync.OnceFunc(func() { stopChild(t, "rspamd", cmd, exited) })
+	t.Cleanup(r.stop)
 	for _, base := range []string{r.url, r.controller} {
 		if err := waitPing(base, exited, start.Add(rspamdStartTimeout)); err != nil {
 			r.dumpLog(t)
@@ -444,6 +449,13 @@ func TestRealRspamd(t *testing.T) {
 		if res := check(t, msg, m); !hasSymbol(res, "FROM_EQ_ENVFROM") || !hasSymbol(res, "TO_MATCH_ENVRCPT_ALL") {
 			t.Errorf("symbols %v, want FROM_EQ_ENVFROM and TO_MATCH_ENVRCPT_ALL", res.Symbols)
 		}
+		// Without a Hostname rspamd resolves the client's address itself,
+		// from the test's DNS server.
+		m.Hostname = ""
+		if res := check(t, msg, m); hasSymbol(res, "RDNS_NONE") || hasSymbol(res, "RDNS_DNSFAIL") || r.dns.Count("25.2.0.192.in-addr.arpa", "PTR") == 0 {
+			t.Errorf("symbols %v, PTR queries %d: want rspamd to resolve 192.0.2.25 through the test's DNS server",
+				res.Symbols, r.dns.Count("25.2.0.192.in-addr.arpa", "PTR"))
+		}
 		m.From = "bounces@lists.sender.test"
 		m.Rcpts = []string{"carol@example.test"}
 		if res := check(t, msg, m); !hasSymbol(res, "FROM_NEQ_ENVFROM") || !hasSymbol(res, "TO_MATCH_ENVRCPT_SOME") {
@@ -486,6 +498,23 @@ func TestRealRspamd(t *testing.T) {
 		}
 		if stat.Learned == nil || *stat.Learned != 2 {
 			t.Errorf("rspamd /stat learned = %v, want 2", stat.Learned)
+		}
+	})
+	t.Run("stopped rspamd is an error", func(t *testing.T) {
+		// The caller's contract: an error, quickly, and it accepts the
+		// message.
+		r.stop()
+		start := time.Now()
+		res, err := c.Check(ctx, strings.NewReader(testMessage("test", gtube+"\r\n")), plainMeta())
+		if err == nil || res.Reject() {
+			t.Fatalf("Check with rspamd stopped: %+v, %v", res, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("the error took %v", d)
+		}
+		t.Logf("%v", err)
+		if err := c.Learn(ctx, true, strings.NewReader(testMessage("test", plainBody))); err == nil {
+			t.Error("Learn with rspamd stopped succeeded")
 		}
 	})
 }
