@@ -7,7 +7,10 @@ package tests
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -271,4 +274,56 @@ func TestJunkCommands(t *testing.T) {
 			t.Errorf("postie %v: exit %d, %q; want exit %d naming %q", tc.args, code, errOut, tc.code, tc.msg)
 		}
 	}
+}
+
+// learnCall is one request a fake rspamd controller received.
+type learnCall struct {
+	path, password string
+	body           []byte
+}
+
+// TestJunkTrainingTeachesRspamd: with [spam] rspamd_controller_url set, the
+// IMAP moves into and out of Junk reach rspamd's learn endpoints with the
+// message and the controller password.
+func TestJunkTrainingTeachesRspamd(t *testing.T) {
+	calls := make(chan learnCall, 10)
+	ctl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		calls <- learnCall{r.URL.Path, r.Header.Get("Password"), b}
+		io.WriteString(w, `{"success":true}`)
+	}))
+	defer ctl.Close()
+	in := newInstance(t, fmt.Sprintf("\n[spam]\nrspamd_controller_url = %q\nrspamd_password = \"ctl-secret\"\n", ctl.URL))
+	in.addUser("ann@example.test")
+	in.mustRun(spamLike("s@world.test", 1), "deliver", "-f", "s@world.test", "ann@example.test")
+	in.start()
+	c, err := imapclient.DialInsecure(in.ports["imap"], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("ann@example.test", password("ann@example.test")).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	expect := func(path string) {
+		t.Helper()
+		select {
+		case call := <-calls:
+			if call.path != path || call.password != "ctl-secret" || !bytes.Contains(call.body, []byte("Subject: spam 1:")) {
+				t.Fatalf("rspamd got %s (password %q):\n%s", call.path, call.password, call.body)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("rspamd got no %s:\n%s", path, in.log())
+		}
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	moveBySubject(t, c, "spam 1:", "Junk")
+	expect("/learnspam")
+	if _, err := c.Select("Junk", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	moveBySubject(t, c, "spam 1:", "INBOX")
+	expect("/learnham")
 }
