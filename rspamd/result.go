@@ -20,6 +20,10 @@ const (
 	ActionReject         = "reject"
 )
 
+// HeaderName is the name of the header field whose value is
+// Result.Header, as rspamd's milter_headers module names it.
+const HeaderName = "X-Spamd-Result"
+
 // Result is rspamd's verdict on one message.
 type Result struct {
 	// Action is rspamd's action, one of the Action constants (an action

@@ -1,23 +1,31 @@
 // Package rspamd is a client for rspamd's HTTP protocol, for the
 // organisations that already run rspamd beside Postie.
 //
-// Check sends one message with its SMTP envelope to the normal worker's
-// /checkv2 endpoint and returns rspamd's verdict: its action, score,
-// symbols and an X-Spamd-Result style header value that records them.
+// Check sends one message with its SMTP envelope (Meta) to the normal
+// worker's /checkv2 endpoint and returns rspamd's verdict (Result): its
+// action, score, symbols, and an X-Spamd-Result header value recording
+// them. The caller maps the action: Result.Reject (rspamd's "reject") to a
+// permanent refusal (550 5.7.1), Result.SoftReject ("soft reject" and
+// "greylist") to a temporary one (451), Result.Junk ("add header",
+// "rewrite subject") to delivery into the Junk folder; anything else,
+// including an action this package does not know, to normal delivery.
 // Learn sends a message to the controller's /learnspam or /learnham
-// endpoint, authenticated by the controller password.
+// endpoint with the controller password.
 //
 // The contract for callers: an error from Check means rspamd gave no
-// verdict (it is down, slow beyond Options.Timeout, answered with an HTTP
-// error, an oversized or malformed reply). It never means the message is
-// bad. The caller accepts the message as if rspamd had said "no action"
-// and logs the error: mail is never lost or refused because rspamd
-// failed. Errors from Learn are likewise only logged; a message rspamd has
-// already learned the same way is not an error.
+// verdict (it is down, slower than Options.Timeout, answered with an HTTP
+// error, or sent an oversized or malformed reply). It never means the
+// message is bad: the caller accepts the message as if rspamd had said
+// "no action" and logs the error, so mail is never lost or refused because
+// rspamd failed. Errors from Learn are likewise only logged. A message
+// rspamd has already learned the same way (its 208 reply) is not an error;
+// a learn rspamd answers with 204 (it learned nothing, as when it has no
+// Bayes backend) is.
 //
 // Every request is bounded in time by Options.Timeout (and the caller's
 // context) and every reply in size (1 MiB), so a misbehaving rspamd costs
-// a bounded amount of time and memory per message.
+// a bounded amount of time and memory per message. Text from rspamd that
+// reaches a header or an error is stripped of control characters.
 package rspamd
 
 import (
@@ -142,8 +150,9 @@ func baseURL(s string) (string, error) {
 }
 
 // Check asks rspamd for its verdict on msg (the whole message, header and
-// body, as received) with its envelope. See the package comment for what
-// an error means to the caller.
+// body, as received) with its envelope. The body is streamed (chunked when
+// msg's length is unknown). See the package comment for what an error
+// means to the caller.
 func (c *Client) Check(ctx context.Context, msg io.Reader, meta Meta) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -152,13 +161,17 @@ func (c *Client) Check(ctx context.Context, msg io.Reader, meta Meta) (Result, e
 		return Result{}, fmt.Errorf("rspamd: check: %w", err)
 	}
 	setMeta(req.Header, meta)
+	what := "rspamd: check"
+	if meta.QueueID != "" {
+		what += " " + sanitize(meta.QueueID, 64)
+	}
 	body, err := c.do(req)
 	if err != nil {
-		return Result{}, fmt.Errorf("rspamd: check %s: %w", meta.QueueID, err)
+		return Result{}, fmt.Errorf("%s: %w", what, err)
 	}
 	res, err := parseResult(body)
 	if err != nil {
-		return Result{}, fmt.Errorf("rspamd: check %s: %w", meta.QueueID, err)
+		return Result{}, fmt.Errorf("%s: %w", what, err)
 	}
 	c.log.Debug("rspamd check", "id", meta.QueueID, "action", res.Action, "score", res.Score, "required", res.Required)
 	return res, nil

@@ -276,6 +276,14 @@ func TestCheckTimeout(t *testing.T) {
 	close(release)
 }
 
+func TestCheckErrorWithoutQueueID(t *testing.T) {
+	f := newFake(t, answer(500, ""))
+	_, err := newClient(t, Options{URL: f.URL}).Check(context.Background(), strings.NewReader("x"), Meta{})
+	if err == nil || !strings.HasPrefix(err.Error(), "rspamd: check: http status 500") {
+		t.Errorf("error %v", err)
+	}
+}
+
 func TestCheckDown(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
