@@ -32,10 +32,10 @@ type Trainer interface {
 //     and old Thunderbirds set it) trains spam, $NotJunk (also NotJunk, NonJunk) trains ham, when
 //     the message did not have that keyword yet. A request naming both kinds says nothing.
 //
-// Training runs on one goroutine per server behind a bounded queue: a command never waits for it,
-// and when the queue is full the training is dropped (one log line per run of drops). The messages
-// are read from their files in the folder they reached; one moved again before its turn is skipped
-// (the later move trains it).
+// Training runs on one goroutine per server behind a bounded queue: a command only queues what it
+// did (the folders' roles are read, and the messages, on the worker), and when the queue is full the
+// training is dropped (one log line per run of drops). The messages are read from their files in
+// the folder they reached; one moved again before its turn is skipped (the later move trains it).
 
 var (
 	spamKeywords = []string{"$Junk", "Junk"}
@@ -54,6 +54,10 @@ type trainJob struct {
 	mbox *maildir.Mailbox
 	uids []uint32
 	spam bool
+	// by, when set, decides from the user's folders whether (ok) the messages train, and how
+	// (spam). It runs on the worker: reading the folder list costs a directory read, which the
+	// command does not wait for.
+	by func(folderKinds) (spam, ok bool)
 }
 
 // trainQueue runs the training of one server.
@@ -104,13 +108,14 @@ func (q *trainQueue) wait(ctx context.Context) {
 	}
 }
 
-// add queues the training of uids in mbox, in jobs of trainBatch, without ever blocking.
-func (q *trainQueue) add(user string, mail *maildir.User, mbox *maildir.Mailbox, uids []uint32, spam bool) {
+// add queues j, split into jobs of trainBatch messages, without ever blocking.
+func (q *trainQueue) add(j trainJob) {
 	if q == nil {
 		return
 	}
+	uids := j.uids
 	for batch := range slices.Chunk(uids, trainBatch) {
-		j := trainJob{user: user, mail: mail, mbox: mbox, uids: slices.Clone(batch), spam: spam}
+		j.uids = slices.Clone(batch)
 		select {
 		case q.jobs <- j:
 			q.mu.Lock()
@@ -127,7 +132,7 @@ func (q *trainQueue) add(user string, mail *maildir.User, mbox *maildir.Mailbox,
 			q.mu.Unlock()
 			if first {
 				q.log.Warn("imap: training queue full; training dropped until it drains",
-					"user", user, "mailbox", mbox.Name(), "queue", cap(q.jobs))
+					"user", j.user, "mailbox", j.mbox.Name(), "queue", cap(q.jobs))
 			}
 		}
 	}
@@ -135,6 +140,17 @@ func (q *trainQueue) add(user string, mail *maildir.User, mbox *maildir.Mailbox,
 
 // train makes one Train call with the messages of j still in their folder.
 func (q *trainQueue) train(ctx context.Context, j trainJob) {
+	if j.by != nil {
+		k, err := kindsOf(j.mail)
+		if err != nil {
+			q.log.Warn("imap: training: list folders", "user", j.user, "err", err)
+			return
+		}
+		var ok bool
+		if j.spam, ok = j.by(k); !ok {
+			return
+		}
+	}
 	msgs := make([]*io.SectionReader, 0, len(j.uids))
 	for _, uid := range j.uids {
 		f, err := j.mbox.OpenMessage(uid)
@@ -161,11 +177,11 @@ type folderKinds struct {
 	junk, trash []string // the folders with the special use; those under them count too
 }
 
-// kinds reads the user's folders; an error leaves them unknown (no training).
-func (s *session) kinds() (folderKinds, bool) {
-	infos, err := s.mail.ListMailboxes()
+// kindsOf reads the user's folders.
+func kindsOf(mail *maildir.User) (folderKinds, error) {
+	infos, err := mail.ListMailboxes()
 	if err != nil {
-		return folderKinds{}, false
+		return folderKinds{}, err
 	}
 	var k folderKinds
 	for _, mi := range infos {
@@ -182,7 +198,7 @@ func (s *session) kinds() (folderKinds, bool) {
 	if len(k.trash) == 0 {
 		k.trash = []string{"Trash"}
 	}
-	return k, true
+	return k, nil
 }
 
 func within(name string, roots []string) bool {
@@ -203,17 +219,18 @@ func (s *session) trainTransfer(src, dst *maildir.Mailbox, dstUIDs []uint32) {
 	if s.srv.train == nil || len(dstUIDs) == 0 {
 		return
 	}
-	k, ok := s.kinds()
-	if !ok {
-		return
-	}
-	from, to := k.isJunk(src.Name()), k.isJunk(dst.Name())
-	switch {
-	case to && !from:
-		s.srv.train.add(s.user.Address, s.mail, dst, dstUIDs, true)
-	case from && !to && !k.isTrash(dst.Name()):
-		s.srv.train.add(s.user.Address, s.mail, dst, dstUIDs, false)
-	}
+	srcName, dstName := src.Name(), dst.Name()
+	s.srv.train.add(trainJob{user: s.user.Address, mail: s.mail, mbox: dst, uids: dstUIDs,
+		by: func(k folderKinds) (spam, ok bool) {
+			from, to := k.isJunk(srcName), k.isJunk(dstName)
+			switch {
+			case to && !from:
+				return true, true
+			case from && !to && !k.isTrash(dstName):
+				return false, true
+			}
+			return false, false
+		}})
 }
 
 // trainAppend queues what an APPEND of uid into dst with flags teaches.
@@ -221,17 +238,17 @@ func (s *session) trainAppend(dst *maildir.Mailbox, uid uint32, flags []string) 
 	if s.srv.train == nil {
 		return
 	}
-	spam, ham := junkKeywords(flags)
-	if !spam && !ham {
-		k, ok := s.kinds()
-		if !ok || !k.isJunk(dst.Name()) {
-			return
-		}
-		spam = true
+	j := trainJob{user: s.user.Address, mail: s.mail, mbox: dst, uids: []uint32{uid}}
+	switch spam, ham := junkKeywords(flags); {
+	case spam && ham:
+		return
+	case spam || ham:
+		j.spam = spam
+	default:
+		dstName := dst.Name()
+		j.by = func(k folderKinds) (bool, bool) { return true, k.isJunk(dstName) }
 	}
-	if spam != ham {
-		s.srv.train.add(s.user.Address, s.mail, dst, []uint32{uid}, spam)
-	}
+	s.srv.train.add(j)
 }
 
 // junkKeywords reports whether names hold a spam keyword and a ham keyword.
@@ -298,6 +315,6 @@ func (st *storeTraining) queue(s *session, mbox *maildir.Mailbox, changed []mail
 		}
 	}
 	if len(uids) > 0 {
-		s.srv.train.add(s.user.Address, s.mail, mbox, uids, st.spam)
+		s.srv.train.add(trainJob{user: s.user.Address, mail: s.mail, mbox: mbox, uids: uids, spam: st.spam})
 	}
 }
