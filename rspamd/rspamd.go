@@ -180,7 +180,7 @@ func (c *Client) Check(ctx context.Context, msg io.Reader, meta Meta) (Result, e
 // setMeta writes meta as rspamd's request headers.
 func setMeta(h http.Header, m Meta) {
 	if m.IP.IsValid() {
-		h.Set("IP", m.IP.Unmap().String())
+		h.Set("IP", m.IP.Unmap().WithZone("").String())
 	}
 	set := func(k, v string) {
 		if v != "" {
