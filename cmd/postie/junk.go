@@ -36,7 +36,7 @@ func cmdJunk(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(e, cfg)
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})) // no "accounts loaded"
 	db, err := accounts.Open(cfg.AccountsFile(), cfg.Domains, log)
 	if err != nil {
 		return err
