@@ -1,6 +1,7 @@
 package mda
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"fmt"
@@ -22,15 +23,20 @@ type Rspamd interface {
 
 // ChecksOptions configure Checks.
 type ChecksOptions struct {
-	Checker  *inbound.Checker // required: SPF, DKIM, DMARC
-	Resolver inbound.Resolver // required: the reverse DNS of clients
-	DNSBL    *inbound.DNSBL   // nil: no block lists
-	Rspamd   Rspamd           // nil: rspamd is not asked
+	Resolver inbound.Resolver // required: all DNS goes through it
+	// Inbound configures the SPF, DKIM and DMARC checks (Hostname is
+	// required); a zero Timeout takes Timeout below, a nil Logger Logger.
+	Inbound inbound.Options
+	DNSBL   []string // block list zones; none: no block lists
+	Rspamd  Rspamd   // nil: rspamd is not asked
 	// Timeout bounds each lookup about a client (reverse DNS, block
 	// lists, the SPF check started at MAIL FROM); what is not answered by
 	// then counts as a temporary error. Zero means 20 seconds.
 	Timeout time.Duration
-	Logger  *slog.Logger // nil: slog.Default()
+	// CacheTTL is how long the DNS answers of SPF, DKIM and DMARC are
+	// kept (see dnsCache); zero means a minute, negative not at all.
+	CacheTTL time.Duration
+	Logger   *slog.Logger // nil: slog.Default()
 }
 
 // Checks is the inbound trust checks, for both of their callers: the MX
@@ -43,17 +49,21 @@ type ChecksOptions struct {
 // Reverse DNS answers are kept per client address for nameTTL (at most
 // maxNames of them), and a lookup in flight is shared, so that STARTTLS
 // (a new session on the same connection) and a sender's next connection
-// cost no lookup. Temporary failures are not kept.
+// cost no lookup. Temporary failures are not kept. Block list answers
+// are kept by inbound.DNSBL (10 minutes), the records SPF, DKIM and DMARC
+// read for CacheTTL.
 type Checks struct {
-	o     ChecksOptions
-	log   *slog.Logger
-	names nameCache
+	o       ChecksOptions
+	log     *slog.Logger
+	checker *inbound.Checker
+	dnsbl   *inbound.DNSBL
+	names   nameCache
 }
 
 // NewChecks returns Checks over o.
 func NewChecks(o ChecksOptions) *Checks {
-	if o.Checker == nil || o.Resolver == nil {
-		panic("mda: NewChecks: Checker and Resolver are required")
+	if o.Resolver == nil {
+		panic("mda: NewChecks: a Resolver is required")
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 20 * time.Second
@@ -62,7 +72,19 @@ func NewChecks(o ChecksOptions) *Checks {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Checks{o: o, log: log, names: nameCache{byIP: map[netip.Addr]*list.Element{}, lru: list.New()}}
+	c := &Checks{o: o, log: log, names: nameCache{byIP: map[netip.Addr]*list.Element{}, lru: list.New()}}
+	r := o.Resolver
+	if o.CacheTTL >= 0 {
+		r = newDNSCache(o.Resolver, cmp.Or(o.CacheTTL, time.Minute))
+	}
+	opts := o.Inbound
+	opts.Timeout = cmp.Or(opts.Timeout, o.Timeout)
+	opts.Logger = cmp.Or(opts.Logger, log)
+	c.checker = inbound.New(r, opts)
+	if len(o.DNSBL) > 0 {
+		c.dnsbl = inbound.NewDNSBL(o.Resolver, inbound.DNSBLOptions{Zones: o.DNSBL, Logger: log})
+	}
+	return c
 }
 
 // ClientName returns ip's forward-confirmed reverse DNS name, "" when it
@@ -90,12 +112,12 @@ func (c *Checks) ClientName(ctx context.Context, ip netip.Addr) string {
 // for a client on one of the DNS block lists, nil otherwise. A list that
 // cannot be asked in time counts as not listing the client.
 func (c *Checks) Blocked(ctx context.Context, ip netip.Addr) error {
-	if c.o.DNSBL == nil {
+	if c.dnsbl == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
-	if l := c.o.DNSBL.Check(ctx, ip); l != nil {
+	if l := c.dnsbl.Check(ctx, ip); l != nil {
 		c.log.Info("mda: client on a block list", "remote", ip.String(), "zone", l.Zone, "reason", l.Reason)
 		return l.Reply()
 	}
@@ -118,7 +140,7 @@ func (c *Checks) StartMail(ctx context.Context, ip netip.Addr, helo, from string
 		defer close(f.done)
 		sctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 		defer cancel()
-		f.res = c.o.Checker.SPF(sctx, ip, helo, from)
+		f.res = c.checker.SPF(sctx, ip, helo, from)
 	}()
 	return f
 }
@@ -147,7 +169,7 @@ func (c *Checks) Inspect(ctx context.Context, env *envelope.Envelope, msg io.Rea
 			rs = c.askRspamd(ctx, env, ip, msg, size)
 		}()
 	}
-	v := c.o.Checker.Check(ctx, in, msg, size)
+	v := c.checker.Check(ctx, in, msg, size)
 	wg.Wait()
 	ins := &Inspection{Action: v.Action, Reply: v.Reply, Reason: v.Reason, Header: v.Header(), Verified: v.Verified()}
 	if rs != nil {

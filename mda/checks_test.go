@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"postie/envelope"
 	"postie/inbound"
@@ -18,14 +19,14 @@ import (
 
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func newTestChecks(t *testing.T, edit func(*ChecksOptions)) (*Checks, *dnstest.Server) {
+func newTestChecks(t testing.TB, edit func(*ChecksOptions)) (*Checks, *dnstest.Server) {
 	t.Helper()
 	dns := dnstest.New(t)
 	r := dns.Resolver()
 	o := ChecksOptions{
-		Checker:  inbound.New(r, inbound.Options{Hostname: "mx.example.test", Domains: []string{"example.test"}, Logger: quietLog}),
 		Resolver: r,
-		DNSBL:    inbound.NewDNSBL(r, inbound.DNSBLOptions{Zones: []string{"bl.test"}, Logger: quietLog}),
+		Inbound:  inbound.Options{Hostname: "mx.example.test", Domains: []string{"example.test"}},
+		DNSBL:    []string{"bl.test"},
 		Logger:   quietLog,
 	}
 	if edit != nil {
@@ -88,7 +89,7 @@ func inspectMsg(c *Checks, env *envelope.Envelope) *Inspection {
 
 // The SPF check begun at MAIL FROM is the one Inspect uses.
 func TestChecksEarlySPF(t *testing.T) {
-	c, dns := newTestChecks(t, nil)
+	c, dns := newTestChecks(t, func(o *ChecksOptions) { o.CacheTTL = -1 })
 	dns.TXT("remote.test", "v=spf1 ip4:192.0.2.0/24 -all")
 	env := inboundEnv("ann@example.test")
 	env.Early = c.StartMail(context.Background(), client, env.Helo, env.From)
@@ -168,5 +169,42 @@ func TestChecksBehindRouter(t *testing.T) {
 	}
 	if countMail(t, root, "ann") != 0 {
 		t.Error("a refused message is stored")
+	}
+}
+
+// The checks' DNS answers are kept for the TTL: found and not found, but
+// not temporary failures.
+func TestDNSCache(t *testing.T) {
+	dns := dnstest.New(t)
+	dns.TXT("a.test", "v=spf1 -all")
+	dns.ServFail("broken.test")
+	c := newDNSCache(dns.Resolver(), time.Hour)
+	ctx := context.Background()
+	for range 3 {
+		if txt, err := c.LookupTXT(ctx, "A.test."); err != nil || len(txt) != 1 || txt[0] != "v=spf1 -all" {
+			t.Fatalf("LookupTXT = %q, %v", txt, err)
+		}
+		if _, err := c.LookupTXT(ctx, "nothing.test"); !isDefinite(err) {
+			t.Fatalf("not found: %v", err)
+		}
+		if _, err := c.LookupTXT(ctx, "broken.test"); err == nil || isDefinite(err) {
+			t.Fatalf("server failure: %v", err)
+		}
+	}
+	if n := dns.Count("a.test", "TXT"); n != 1 {
+		t.Errorf("a.test asked %d times, want once", n)
+	}
+	if n := dns.Count("nothing.test", "TXT"); n != 1 {
+		t.Errorf("nothing.test asked %d times, want once", n)
+	}
+	if n := dns.Count("broken.test", "TXT"); n < 3 {
+		t.Errorf("a temporary failure was kept: broken.test asked %d times", n)
+	}
+	short := newDNSCache(dns.Resolver(), time.Millisecond)
+	short.LookupTXT(ctx, "a.test")
+	time.Sleep(5 * time.Millisecond)
+	short.LookupTXT(ctx, "a.test")
+	if n := dns.Count("a.test", "TXT"); n != 3 {
+		t.Errorf("an expired answer was used: a.test asked %d times in all, want 3", n)
 	}
 }

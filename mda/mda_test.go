@@ -40,7 +40,7 @@ func (f *fakeForwarder) Enqueue(ctx context.Context, env *envelope.Envelope, bod
 	return "q1", nil
 }
 
-func newTestMDA(t *testing.T, fwd Forwarder) (*Router, string) {
+func newTestMDA(t testing.TB, fwd Forwarder) (*Router, string) {
 	t.Helper()
 	dir := t.TempDir()
 	domains := []string{"example.test"}

@@ -156,15 +156,13 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server, error) {
 // resolve through [outbound] resolver, as outbound delivery does.
 func (s *server) buildTrust() error {
 	cfg := s.cfg
-	resolver := newNetResolver(cfg.Outbound.Resolver)
-	checker := inbound.New(resolver, inbound.Options{
-		Hostname: cfg.Hostname, Domains: cfg.Domains,
-		AllowUnalignedOwnDomain: !cfg.SMTP.ProtectOwnDomains,
-		Timeout:                 cfg.SMTP.CheckTimeout, Logger: s.log,
-	})
-	o := mda.ChecksOptions{Checker: checker, Resolver: resolver, Timeout: cfg.SMTP.CheckTimeout, Logger: s.log}
-	if len(cfg.SMTP.DNSBL) > 0 {
-		o.DNSBL = inbound.NewDNSBL(resolver, inbound.DNSBLOptions{Zones: cfg.SMTP.DNSBL, Logger: s.log})
+	o := mda.ChecksOptions{
+		Resolver: newNetResolver(cfg.Outbound.Resolver),
+		Inbound: inbound.Options{
+			Hostname: cfg.Hostname, Domains: cfg.Domains,
+			AllowUnalignedOwnDomain: !cfg.SMTP.ProtectOwnDomains,
+		},
+		DNSBL: cfg.SMTP.DNSBL, Timeout: cfg.SMTP.CheckTimeout, Logger: s.log,
 	}
 	if cfg.Spam.RspamdURL != "" {
 		rc, err := rspamd.New(rspamd.Options{
