@@ -14,11 +14,11 @@ import (
 
 // FuzzStripAuthResults: the output is the input less whole fields, none
 // of them left claiming our id, and stripping again changes nothing.
-func FuzzStripAuthResults(f *testing.F) {
+func FuzzStripForged(f *testing.F) {
 	f.Add([]byte("Authentication-Results: mx.ours.test; none\r\nA: b\r\n\r\nbody"), "mx.ours.test")
 	f.Fuzz(func(t *testing.T, hdr []byte, id string) {
 		orig := bytes.Clone(hdr)
-		out := StripAuthResults(hdr, id)
+		out := StripForged(hdr, id)
 		if !bytes.Equal(hdr, orig) {
 			t.Fatal("input modified")
 		}
@@ -40,7 +40,7 @@ func FuzzStripAuthResults(f *testing.F) {
 		if !bytes.HasSuffix(out, hdr[fieldsLen(in):]) {
 			t.Fatal("text after the header changed")
 		}
-		if again := StripAuthResults(out, id); !bytes.Equal(again, out) {
+		if again := StripForged(out, id); !bytes.Equal(again, out) {
 			t.Fatalf("not idempotent: %q → %q", out, again)
 		}
 	})

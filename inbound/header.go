@@ -22,7 +22,7 @@ var errHeaderTooLong = errors.New("header section longer than 1 MiB")
 
 // ReadHeader returns msg's header section up to and including the blank
 // line that ends it (the whole message if there is none), for
-// StripAuthResults: the body then starts at offset len(header). A header
+// StripForged: the body then starts at offset len(header). A header
 // section over 1 MiB is cut at a line end and reported with an error.
 func ReadHeader(msg io.ReaderAt, size int64) ([]byte, error) {
 	n := min(size, 64<<10)
@@ -110,19 +110,21 @@ func splitFields(hdr []byte) []field {
 	return fields
 }
 
-// StripAuthResults returns header with every Authentication-Results field
-// whose authserv-id is authservID (compared case-insensitively, final dot
-// ignored) removed, as RFC 8601 §5 asks of a border MTA so that nobody can
-// forge our verdict. header may be a header section or a whole message;
-// only fields before the first blank line are considered, and every other
-// byte, folding included, is kept. When nothing is removed header itself
-// is returned.
-func StripAuthResults(header []byte, authservID string) []byte {
+// StripForged returns header without the fields that would speak in our
+// name: every Authentication-Results field whose authserv-id is authservID
+// (compared case-insensitively, final dot ignored), as RFC 8601 §5 asks of
+// a border MTA, and the spam verdict fields Postie writes itself
+// (X-Spam-Flag, X-Spam-Score, X-Spam-Reason, X-Spamd-Result), so that
+// nobody can forge our verdicts and fool the user's mail rules. header may
+// be a header section or a whole message; only fields before the first
+// blank line are considered, and every other byte, folding included, is
+// kept. When nothing is removed header itself is returned.
+func StripForged(header []byte, authservID string) []byte {
 	fields := splitFields(header)
 	var out []byte
 	pos, kept := 0, 0
 	for _, f := range fields {
-		if isOurAuthResults(f, authservID) {
+		if isOurAuthResults(f, authservID) || isVerdictField(f) {
 			if out == nil {
 				out = make([]byte, 0, len(header))
 			}
@@ -135,6 +137,16 @@ func StripAuthResults(header []byte, authservID string) []byte {
 		return header
 	}
 	return append(out, header[kept:]...)
+}
+
+// isVerdictField reports whether f is one of the spam verdict fields that
+// Postie (and rspamd through it) writes on mail from outside.
+func isVerdictField(f field) bool {
+	switch strings.ToLower(f.name) {
+	case "x-spam-flag", "x-spam-score", "x-spam-reason", "x-spamd-result":
+		return true
+	}
+	return false
 }
 
 func isOurAuthResults(f field, authservID string) bool {

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestStripAuthResults(t *testing.T) {
+func TestStripForged(t *testing.T) {
 	in := "Received: from a\r\n" +
 		"Authentication-Results: MX.OURS.TEST; spf=pass smtp.mailfrom=x@y.test\r\n" + // forged, other case
 		"Authentication-Results: mx.elsewhere.test; dkim=pass header.d=y.test\r\n" + // another host's: kept
@@ -14,6 +14,11 @@ func TestStripAuthResults(t *testing.T) {
 		"Authentication-Results: \"mx.ours.test\"; none\r\n" + // quoted
 		"Authentication-Results: mx.ours.testing; none\n" + // a longer name, LF only: kept
 		"X-Authentication-Results: mx.ours.test; none\r\n" + // another field: kept
+		"X-Spam-Flag: NO\r\n" + // verdicts in our name: gone
+		"x-spam-score: 0.000\r\n" +
+		"X-Spam-Reason: known sender\r\n" +
+		"X-Spamd-Result: default: False [0.00 / 15.00];\r\n\tHAM(-9)\r\n" +
+		"X-Spam-Status: No\r\n" + // another filter's field: kept
 		"Subject: hi\r\n" +
 		"\r\n" +
 		"Authentication-Results: mx.ours.test; in the body, kept\r\n"
@@ -21,19 +26,20 @@ func TestStripAuthResults(t *testing.T) {
 		"Authentication-Results: mx.elsewhere.test; dkim=pass header.d=y.test\r\n" +
 		"Authentication-Results: mx.ours.testing; none\n" +
 		"X-Authentication-Results: mx.ours.test; none\r\n" +
+		"X-Spam-Status: No\r\n" +
 		"Subject: hi\r\n" +
 		"\r\n" +
 		"Authentication-Results: mx.ours.test; in the body, kept\r\n"
-	if got := string(StripAuthResults([]byte(in), "mx.ours.test")); got != want {
+	if got := string(StripForged([]byte(in), "mx.ours.test")); got != want {
 		t.Errorf("got\n%q\nwant\n%q", got, want)
 	}
 	// Nothing to remove: the same slice back.
 	clean := []byte("From: a@b.test\r\nSubject: x\r\n\r\nbody")
-	if got := StripAuthResults(clean, ourHost); &got[0] != &clean[0] || !bytes.Equal(got, clean) {
+	if got := StripForged(clean, ourHost); &got[0] != &clean[0] || !bytes.Equal(got, clean) {
 		t.Error("clean header not returned as is")
 	}
 	// Header without a final blank line, last field forged.
-	if got := string(StripAuthResults([]byte("A: b\r\nAuthentication-Results: mx.ours.test; none"), ourHost)); got != "A: b\r\n" {
+	if got := string(StripForged([]byte("A: b\r\nAuthentication-Results: mx.ours.test; none"), ourHost)); got != "A: b\r\n" {
 		t.Errorf("unterminated: %q", got)
 	}
 }

@@ -33,8 +33,8 @@
 // authenticated submission) is the caller's business.
 //
 // Check reads the message as received; the stored copy is then built as
-// Verdict.Header() + StripAuthResults(ReadHeader(msg)) + the body:
-// StripAuthResults removes forged Authentication-Results fields claiming
+// Verdict.Header() + StripForged(ReadHeader(msg)) + the body:
+// StripForged removes forged Authentication-Results fields claiming
 // our authserv-id (RFC 8601 §5), leaving every other byte as it was. ReverseDNS does the forward-confirmed PTR lookup; DNSBL
 // checks client addresses against block lists with a bounded cache.
 //

@@ -46,7 +46,7 @@ type JunkFilter interface {
 
 // content is one message as its copies are made: the spooled message
 // and, for mail from outside, what the checks found and the header
-// section with forged Authentication-Results fields removed.
+// section with the fields forged in our name removed (StripForged).
 type content struct {
 	*spooled
 	inbound bool        // from outside: the copies carry the X-Spam fields
@@ -100,8 +100,8 @@ func (m *Router) inspect(ctx context.Context, env *envelope.Envelope, msg *spool
 	if err != nil && hdr == nil {
 		return nil, envelope.Temp(fmt.Errorf("mda: read header: %w", err))
 	}
-	if stripped := inbound.StripAuthResults(hdr, m.opts.Hostname); len(stripped) != len(hdr) {
-		m.log.Info("mda: forged Authentication-Results removed", "id", env.ID, "remote", env.RemoteAddr)
+	if stripped := inbound.StripForged(hdr, m.opts.Hostname); len(stripped) != len(hdr) {
+		m.log.Info("mda: fields forged in our name removed", "id", env.ID, "remote", env.RemoteAddr)
 		c.header, c.bodyOff = stripped, int64(len(hdr))
 	}
 	return c, nil

@@ -282,7 +282,9 @@ func TestIssue10InboundChecks(t *testing.T) {
 		msg := testMessage("bob@none.test", "forged-ar",
 			"Authentication-Results: mx.example.test; spf=pass smtp.mailfrom=x@none.test; dkim=pass; dmarc=pass",
 			"Authentication-Results: MX.Example.Test.;\r\n\tdmarc=pass header.from=none.test",
-			"Authentication-Results: other.example.net; spf=pass smtp.mailfrom=bob@none.test")
+			"Authentication-Results: other.example.net; spf=pass smtp.mailfrom=bob@none.test",
+			"X-Spam-Flag: NO",
+			"X-Spam-Reason: known sender")
 		if err := sendFrom(outsideIP, addr, "bob@none.test", rcpt, msg); err != nil {
 			t.Fatal(err)
 		}
@@ -290,6 +292,10 @@ func TestIssue10InboundChecks(t *testing.T) {
 		ar := authResults(got)
 		if len(ar) != 2 || !strings.Contains(ar[0], "spf=none") || !strings.HasPrefix(ar[1], "Authentication-Results: other.example.net;") {
 			t.Errorf("want our one field and the other server's, got %q", ar)
+		}
+		// The verdict fields are ours alone: the sender's copies are gone.
+		if n := strings.Count(got, "X-Spam-Reason:"); n != 1 || strings.Contains(got, "X-Spam-Flag: NO") || strings.Contains(got, "known sender") {
+			t.Errorf("forged verdict fields kept (%d X-Spam-Reason):\n%s", n, got)
 		}
 	})
 
