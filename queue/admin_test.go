@@ -86,13 +86,12 @@ func TestAdminWhileRunning(t *testing.T) {
 		t.Errorf("text part:\n%s", p.text)
 	}
 
+	// c's two files, no requests or answers left over. A finished message
+	// loses its state file first, then its message file: wait for both.
 	waitFor(t, "only one message left", func() bool {
 		items, _ := List(h.dir)
-		return len(items) == 1 && items[0].ID == c
+		return len(items) == 1 && items[0].ID == c && len(spoolFiles(t, h.dir)) == 2
 	})
-	if files := spoolFiles(t, h.dir); len(files) != 2 {
-		t.Errorf("spool holds %v", files) // c's two files, no requests or answers left over
-	}
 }
 
 // With no server running, the admin functions edit the spool themselves;

@@ -213,9 +213,13 @@ func TestStateSaveFaultAfterAttempt(t *testing.T) {
 			h.run()
 			h.settle()
 			waitFor(t, "a failed save", func() bool { return inj.Hits() > 0 })
-			if got, want := strings.Join(spoolFiles(t, h.dir), " "), id+".json "+id+".msg"; got != want {
-				t.Errorf("spool holds %q, want %q", got, want)
-			}
+			// The retries keep writing (and failing) every poll: between
+			// two, the spool must hold the message's two files and no
+			// temporary one. A temporary file that stays fails this.
+			want := id + ".json " + id + ".msg"
+			waitFor(t, "a spool without temporary files", func() bool {
+				return strings.Join(spoolFiles(t, h.dir), " ") == want
+			})
 			if now, _ := os.ReadFile(statePath); step.op != safeio.OpSyncDir && !bytes.Equal(now, onDisk) {
 				t.Errorf("the state file changed although its write failed:\n%s", now)
 			}
