@@ -12,7 +12,7 @@ import (
 
 // The seed corpora are in testdata/fuzz/<FuzzName>.
 
-// FuzzStripAuthResults: the output is the input less whole fields, none
+// FuzzStripForged: the output is the input less whole fields, none
 // of them left claiming our id, and stripping again changes nothing.
 func FuzzStripForged(f *testing.F) {
 	f.Add([]byte("Authentication-Results: mx.ours.test; none\r\nA: b\r\n\r\nbody"), "mx.ours.test")
