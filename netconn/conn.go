@@ -113,6 +113,16 @@ func (c *Conn) EndTransaction() {
 	}
 }
 
+// Stopped reports whether reading has ended for good (a deadline passed,
+// Stop, or a drain). An engine that reads lines through bufio gets the part
+// of a line that came before the end as if it were whole: a server asks
+// this before acting on a command, and acts on none once it is true.
+func (c *Conn) Stopped() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stop != nil
+}
+
 // Stop makes every later Read return err (an engine that writes its last reply and then reads
 // sees err and ends the connection). The first Stop wins.
 func (c *Conn) Stop(err error) {

@@ -172,3 +172,39 @@ func TestCapFullOfIdle(t *testing.T) {
 		t.Fatalf("%d connections held, cap %d", n, capacity)
 	}
 }
+
+// A command line cut short by the deadline is not acted on: bufio hands
+// go-smtp the part that came in time as if it were a whole line, but a
+// RCPT whose CRLF never came adds no recipient, and a MAIL starts no
+// transaction.
+func TestCommandCutShortIsNotActedOn(t *testing.T) {
+	f := start(t, RoleMX, slowDeadlines)
+	for _, tc := range []struct {
+		setup []string
+		cut   string
+	}{
+		{nil, "MAIL FROM:<a@remote.example>"},
+		{[]string{"MAIL FROM:<a@remote.example>"}, "RCPT TO:<ann@example.test>"},
+	} {
+		r := dialRaw(t, f.addr)
+		r.cmd(250, "EHLO client.example.net")
+		for _, c := range tc.setup {
+			r.cmd(250, "%s", c)
+		}
+		r.write(tc.cut) // no CRLF: the line is never finished
+		code, msg, _ := r.tp.ReadResponse(0)
+		if code != 421 || !strings.Contains(msg, "4.4.2") {
+			t.Errorf("%q cut short: %d %q, want 421 4.4.2 and nothing done", tc.cut, code, msg)
+		}
+		// go-smtp says its own 421 when it reads the timeout next.
+		if code, msg, err := r.tp.ReadResponse(421); err != nil {
+			t.Errorf("%q cut short, then: %d %q %v, want go-smtp's 421", tc.cut, code, msg, err)
+		}
+		if !r.closed() {
+			t.Errorf("%q cut short: connection left open", tc.cut)
+		}
+	}
+	if got := f.rcpts.checkedList(); len(got) != 0 {
+		t.Errorf("recipients checked for lines cut short: %q", got)
+	}
+}

@@ -117,8 +117,21 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	return sess, nil
 }
 
+// cutShort reports whether the connection's reading ended (a deadline) while
+// go-smtp read the command now at hand: bufio hands over the part of a line
+// that came before the end as if it were a whole line, and such a command is
+// not acted on: the caller answers errCutShort, and go-smtp then reads the
+// timeout, says 421 once more and closes.
+func (s *session) cutShort() bool { return s.tc != nil && s.tc.Stopped() }
+
+// errCutShort answers a command whose line was cut short by a deadline.
+var errCutShort = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout, closing connection"}
+
 // Mail starts a transaction (RFC 5321 §4.1.1.2).
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	if s.cutShort() {
+		return errCutShort
+	}
 	if s.srv.isClosing() {
 		if s.tc != nil {
 			s.tc.kill()
@@ -211,6 +224,9 @@ func (s *session) mailSubmission(from string) (string, *reservation, error) {
 // Rcpt adds a recipient: ours on both roles (postmaster always, RFC 5321
 // §4.5.1), anyone's for an authenticated submission, nobody else's.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.cutShort() {
+		return errCutShort
+	}
 	if strings.EqualFold(to, "postmaster") {
 		// RFC 5321 §4.1.1.3: <Postmaster> without a domain, in any case.
 		to = s.srv.postmaster()

@@ -48,6 +48,9 @@ func (a *authSession) AuthMechanisms() []string {
 
 // Auth starts a SASL exchange.
 func (a *authSession) Auth(mech string) (sasl.Server, error) {
+	if a.cutShort() {
+		return nil, errCutShort
+	}
 	if !a.authAllowed() {
 		return nil, errTLSRequired
 	}
