@@ -42,6 +42,12 @@ var (
 	hamKeywords  = []string{"$NotJunk", "NotJunk", "NonJunk"}
 )
 
+// The special uses (RFC 6154) whose folders training looks at.
+const (
+	junkUse  = string(imap.MailboxAttrJunk)
+	trashUse = string(imap.MailboxAttrTrash)
+)
+
 const (
 	defaultTrainQueue = 1024 // jobs
 	trainBatch        = 64   // messages per job (and files open at once)
@@ -57,7 +63,7 @@ type trainJob struct {
 	// by, when set, decides from the user's folders whether (ok) the messages train, and how
 	// (spam). It runs on the worker: reading the folder list costs a directory read, which the
 	// command does not wait for.
-	by func(folderKinds) (spam, ok bool)
+	by func(maildir.Roles) (spam, ok bool)
 }
 
 // trainQueue runs the training of one server.
@@ -141,7 +147,7 @@ func (q *trainQueue) add(j trainJob) {
 // train makes one Train call with the messages of j still in their folder.
 func (q *trainQueue) train(ctx context.Context, j trainJob) {
 	if j.by != nil {
-		k, err := kindsOf(j.mail)
+		k, err := j.mail.Roles()
 		if err != nil {
 			q.log.Warn("imap: training: list folders", "user", j.user, "err", err)
 			return
@@ -172,47 +178,6 @@ func (q *trainQueue) train(ctx context.Context, j trainJob) {
 	}
 }
 
-// folderKinds tells which folders are Junk and Trash, for one user at one moment.
-type folderKinds struct {
-	junk, trash []string // the folders with the special use; those under them count too
-}
-
-// kindsOf reads the user's folders.
-func kindsOf(mail *maildir.User) (folderKinds, error) {
-	infos, err := mail.ListMailboxes()
-	if err != nil {
-		return folderKinds{}, err
-	}
-	var k folderKinds
-	for _, mi := range infos {
-		switch mi.SpecialUse {
-		case string(imap.MailboxAttrJunk):
-			k.junk = append(k.junk, mi.Name)
-		case string(imap.MailboxAttrTrash):
-			k.trash = append(k.trash, mi.Name)
-		}
-	}
-	if len(k.junk) == 0 {
-		k.junk = []string{"Junk"}
-	}
-	if len(k.trash) == 0 {
-		k.trash = []string{"Trash"}
-	}
-	return k, nil
-}
-
-func within(name string, roots []string) bool {
-	for _, r := range roots {
-		if name == r || strings.HasPrefix(name, r) && name[len(r)] == delim {
-			return true
-		}
-	}
-	return false
-}
-
-func (k folderKinds) isJunk(name string) bool  { return within(name, k.junk) }
-func (k folderKinds) isTrash(name string) bool { return within(name, k.trash) }
-
 // trainTransfer queues what a COPY or MOVE from src into dst teaches; dstUIDs are the messages in
 // dst.
 func (s *session) trainTransfer(src, dst *maildir.Mailbox, dstUIDs []uint32) {
@@ -221,12 +186,12 @@ func (s *session) trainTransfer(src, dst *maildir.Mailbox, dstUIDs []uint32) {
 	}
 	srcName, dstName := src.Name(), dst.Name()
 	s.srv.train.add(trainJob{user: s.user.Address, mail: s.mail, mbox: dst, uids: dstUIDs,
-		by: func(k folderKinds) (spam, ok bool) {
-			from, to := k.isJunk(srcName), k.isJunk(dstName)
+		by: func(k maildir.Roles) (spam, ok bool) {
+			from, to := k.Has(srcName, junkUse), k.Has(dstName, junkUse)
 			switch {
 			case to && !from:
 				return true, true
-			case from && !to && !k.isTrash(dstName):
+			case from && !to && !k.Has(dstName, trashUse):
 				return false, true
 			}
 			return false, false
@@ -246,7 +211,7 @@ func (s *session) trainAppend(dst *maildir.Mailbox, uid uint32, flags []string) 
 		j.spam = spam
 	default:
 		dstName := dst.Name()
-		j.by = func(k folderKinds) (bool, bool) { return true, k.isJunk(dstName) }
+		j.by = func(k maildir.Roles) (bool, bool) { return true, k.Has(dstName, junkUse) }
 	}
 	s.srv.train.add(j)
 }

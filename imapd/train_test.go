@@ -263,15 +263,3 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
-
-func TestWithin(t *testing.T) {
-	roots := []string{"Junk", "Lists/Spam"}
-	for name, want := range map[string]bool{
-		"Junk": true, "Junk/a": true, "Junk/a/b": true, "Junkyard": false, "junk": false, "INBOX": false,
-		"Lists": false, "Lists/Spam": true, "Lists/Spam/x": true, "Lists/Spammy": false,
-	} {
-		if got := within(name, roots); got != want {
-			t.Errorf("within(%q) = %v, want %v", name, got, want)
-		}
-	}
-}

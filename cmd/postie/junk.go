@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"strings"
 
 	"postie/accounts"
 	"postie/config"
@@ -71,27 +70,16 @@ func junkTrain(e *env, filter *junk.Filter, mail *maildir.User, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	var junkRoots, trashRoots []string
-	for _, mi := range infos {
-		switch mi.SpecialUse {
-		case `\Junk`:
-			junkRoots = append(junkRoots, mi.Name)
-		case `\Trash`:
-			trashRoots = append(trashRoots, mi.Name)
-		}
-	}
-	if len(junkRoots) == 0 {
-		junkRoots = []string{"Junk"}
-	}
-	if len(trashRoots) == 0 {
-		trashRoots = []string{"Trash"}
+	roles, err := mail.Roles()
+	if err != nil {
+		return err
 	}
 	var ham, spam []string
 	for _, mi := range infos {
 		switch {
-		case under(mi.Name, junkRoots):
+		case roles.Has(mi.Name, `\Junk`):
 			spam = append(spam, mi.Name)
-		case !under(mi.Name, trashRoots):
+		case !roles.Has(mi.Name, `\Trash`):
 			ham = append(ham, mi.Name)
 		}
 	}
@@ -110,12 +98,6 @@ func junkTrain(e *env, filter *junk.Filter, mail *maildir.User, log *slog.Logger
 	}
 	fmt.Fprintf(e.stdout, "read %d ham and %d spam messages\n", total[0], total[1])
 	return nil
-}
-
-func under(name string, roots []string) bool {
-	return slices.ContainsFunc(roots, func(r string) bool {
-		return name == r || strings.HasPrefix(name, r+"/")
-	})
 }
 
 // trainBatch is how many messages one Train call (one rewrite of the
