@@ -1,0 +1,169 @@
+package dnsrecords
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"postie/dkim"
+	"postie/internal/dnstest"
+)
+
+func testOptions(t *testing.T) Options {
+	t.Helper()
+	dir := t.TempDir()
+	if _, _, err := dkim.KeyGen(dir, "example.test", "postie"); err != nil {
+		t.Fatal(err)
+	}
+	return Options{
+		Hostname: "mx.example.test", Domains: []string{"example.test"},
+		IPs:     []netip.Addr{netip.MustParseAddr("192.0.2.1")},
+		DKIMDir: dir, DKIMSelector: "postie",
+		Ports: Ports{Submissions: 465, Submission: 587, IMAPS: 993},
+	}
+}
+
+func find(t *testing.T, recs []Record, name, typ string) Record {
+	t.Helper()
+	for _, r := range recs {
+		if r.Name == name && r.Type == typ {
+			return r
+		}
+	}
+	t.Fatalf("no %s %s in %+v", typ, name, recs)
+	return Record{}
+}
+
+func TestWant(t *testing.T) {
+	o := testOptions(t)
+	recs := Want(o)
+	for _, c := range []struct{ name, typ, value string }{
+		{"example.test", "MX", "10 mx.example.test."},
+		{"mx.example.test", "A", "192.0.2.1"},
+		{"1.2.0.192.in-addr.arpa", "PTR", "mx.example.test."},
+		{"example.test", "TXT", "v=spf1 mx -all"},
+		{"_dmarc.example.test", "TXT", "v=DMARC1; p=quarantine; rua=mailto:postmaster@example.test"},
+		{"_smtp._tls.example.test", "TXT", "v=TLSRPTv1; rua=mailto:postmaster@example.test"},
+		{"_submissions._tcp.example.test", "SRV", "0 1 465 mx.example.test."},
+		{"_imap._tcp.example.test", "SRV", "0 0 0 ."},
+		{"_autodiscover._tcp.example.test", "SRV", "0 1 443 mx.example.test."},
+		{"autoconfig.example.test", "CNAME", "mx.example.test."},
+		{"mta-sts.example.test", "CNAME", "mx.example.test."},
+	} {
+		if got := find(t, recs, c.name, c.typ).Value; got != c.value {
+			t.Errorf("%s %s = %q, want %q", c.name, c.typ, got, c.value)
+		}
+	}
+	_, dk, _ := dkim.Record(o.DKIMDir, "example.test", "postie")
+	if got := find(t, recs, "postie._domainkey.example.test", "TXT").Value; got != dk {
+		t.Errorf("DKIM = %q, want %q", got, dk)
+	}
+	sts := find(t, recs, "_mta-sts.example.test", "TXT").Value
+	o.STS = STSPolicy{Mode: "enforce", MaxAge: 604800}
+	if sts2 := find(t, Want(o), "_mta-sts.example.test", "TXT").Value; sts2 == sts || !strings.HasPrefix(sts2, "v=STSv1; id=") {
+		t.Errorf("MTA-STS id did not change with the policy: %q, %q", sts, sts2)
+	}
+
+	o.IPs, o.DKIMDir = nil, t.TempDir()
+	recs = Want(o)
+	if a := find(t, recs, "mx.example.test", "A"); !a.Placeholder || !strings.Contains(a.Note, "filled in") {
+		t.Errorf("A without -ip: %+v", a)
+	}
+	if d := find(t, recs, "postie._domainkey.example.test", "TXT"); !d.Placeholder || !strings.Contains(d.Note, "postie dkim keygen") {
+		t.Errorf("DKIM without key: %+v", d)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	o := testOptions(t)
+	_, dk, _ := dkim.Record(o.DKIMDir, "example.test", "postie")
+	s := dnstest.New(t)
+	// right
+	s.MX("example.test", 10, "mx.example.test")
+	s.A("mx.example.test", "192.0.2.1")
+	s.PTR("192.0.2.1", "mx.example.test")
+	s.TXT("example.test", "v=spf1 ip4:192.0.2.0/24 ~all")
+	s.TXT("postie._domainkey.example.test", dk)
+	s.TXT("_smtp._tls.example.test", "v=TLSRPTv1; rua=mailto:x@example.test")
+	s.SRV("_submissions._tcp.example.test", 0, 1, 465, "mx.example.test")
+	s.SRV("_imap._tcp.example.test", 0, 0, 0, ".")
+	s.CNAME("autoconfig.example.test", "mx.example.test")
+	s.A("mta-sts.example.test", "192.0.2.1")
+	// wrong
+	s.TXT("_dmarc.example.test", "p=none")
+	s.SRV("_submission._tcp.example.test", 0, 1, 25, "mx.example.test")
+	s.CNAME("autodiscover.example.test", "elsewhere.test")
+	s.A("elsewhere.test", "198.51.100.1")
+	s.TXT("_mta-sts.example.test", "v=STSv1; id=old")
+	// missing: _imaps, _pop3s, _pop3, _autodiscover._tcp
+
+	res := Check(context.Background(), s.Resolver(), o)
+	want := map[string]Status{
+		"MX example.test": OK, "A mx.example.test": OK, "PTR 1.2.0.192.in-addr.arpa": OK,
+		"TXT example.test": OK, "TXT postie._domainkey.example.test": OK,
+		"TXT _smtp._tls.example.test": OK, "SRV _submissions._tcp.example.test": OK,
+		"SRV _imap._tcp.example.test": OK, "CNAME autoconfig.example.test": OK,
+		"CNAME mta-sts.example.test": OK,
+		"TXT _dmarc.example.test": Wrong, "SRV _submission._tcp.example.test": Wrong,
+		"CNAME autodiscover.example.test": Wrong, "TXT _mta-sts.example.test": Wrong,
+		"SRV _imaps._tcp.example.test": Missing, "SRV _pop3._tcp.example.test": Missing,
+		"SRV _autodiscover._tcp.example.test": Missing,
+	}
+	got := map[string]Result{}
+	for _, r := range res {
+		got[r.Type+" "+r.Name] = r
+	}
+	for k, st := range want {
+		if r, ok := got[k]; !ok || r.Status != st {
+			t.Errorf("%s: %s (found %q), want %s", k, r.Status, r.Found, st)
+		}
+	}
+	if r := got["TXT _dmarc.example.test"]; r.Found != "p=none" || !strings.Contains(r.Want, "DMARC1") {
+		t.Errorf("WRONG DMARC says found %q want %q", r.Found, r.Want)
+	}
+	if AllRequiredOK(res) {
+		t.Error("AllRequiredOK with a wrong DMARC record")
+	}
+	s.TXT("_dmarc.example.test", "v=DMARC1; p=reject")
+	if res := Check(context.Background(), s.Resolver(), o); !AllRequiredOK(res) {
+		t.Errorf("required records right but AllRequiredOK false: %+v", res)
+	}
+}
+
+func TestCheckSemantics(t *testing.T) {
+	o := testOptions(t)
+	o.Domains = []string{"example.test"}
+	s := dnstest.New(t)
+	s.MX("example.test", 10, "other-mx.test")
+	s.A("mx.example.test", "192.0.2.1")
+	s.PTR("192.0.2.1", "mx.example.test")
+	s.A("unconfirmed.test", "192.0.2.9")
+	s.TXT("example.test", "v=spf1 mx ?all")
+	s.TXT("postie._domainkey.example.test", "v=DKIM1; k=rsa; p=AAAAnotthekey")
+	res := Check(context.Background(), s.Resolver(), o)
+	for _, r := range res {
+		switch r.Type + " " + r.Name {
+		case "MX example.test", "TXT example.test", "TXT postie._domainkey.example.test":
+			if r.Status != Wrong {
+				t.Errorf("%s %s: %s (found %q), want WRONG", r.Type, r.Name, r.Status, r.Found)
+			}
+		}
+	}
+
+	// Without known addresses the host's are taken from DNS; a PTR that
+	// is not forward-confirmed is wrong.
+	o.IPs = nil
+	s2 := dnstest.New(t)
+	s2.A("mx.example.test", "192.0.2.7")
+	s2.PTR("192.0.2.7", "mx.example.test")
+	s2.A("mx2.example.test", "192.0.2.8")
+	s2.PTR("192.0.2.8", "mx.example.test")
+	if r := Check(context.Background(), s2.Resolver(), o); r[0].Status != OK || r[1].Type != "PTR" || r[1].Status != OK {
+		t.Errorf("host from DNS: %+v", r[:2])
+	}
+	st, ok, err := checkPTR(context.Background(), s2.Resolver(), netip.MustParseAddr("192.0.2.8"), "mx.example.test")
+	if ok || err != nil {
+		t.Errorf("PTR not forward-confirmed: ok=%v err=%v found=%q", ok, err, st)
+	}
+}
