@@ -105,7 +105,7 @@ func TestCheck(t *testing.T) {
 		"TXT _smtp._tls.example.test": OK, "SRV _submissions._tcp.example.test": OK,
 		"SRV _imap._tcp.example.test": OK, "CNAME autoconfig.example.test": OK,
 		"CNAME mta-sts.example.test": OK,
-		"TXT _dmarc.example.test": Wrong, "SRV _submission._tcp.example.test": Wrong,
+		"TXT _dmarc.example.test":    Wrong, "SRV _submission._tcp.example.test": Wrong,
 		"CNAME autodiscover.example.test": Wrong, "TXT _mta-sts.example.test": Wrong,
 		"SRV _imaps._tcp.example.test": Missing, "SRV _pop3._tcp.example.test": Missing,
 		"SRV _autodiscover._tcp.example.test": Missing,
