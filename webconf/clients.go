@@ -1,0 +1,250 @@
+package webconf
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// ClientConfig is Thunderbird's autoconfig document (clientConfig v1.1).
+type ClientConfig struct {
+	XMLName  xml.Name      `xml:"clientConfig"`
+	Version  string        `xml:"version,attr"`
+	Provider EmailProvider `xml:"emailProvider"`
+}
+
+// EmailProvider is the clientConfig's one provider.
+type EmailProvider struct {
+	ID               string         `xml:"id,attr"`
+	Domains          []string       `xml:"domain"`
+	DisplayName      string         `xml:"displayName"`
+	DisplayShortName string         `xml:"displayShortName"`
+	Incoming         []ServerConfig `xml:"incomingServer"`
+	Outgoing         []ServerConfig `xml:"outgoingServer"`
+}
+
+// ServerConfig is one incomingServer or outgoingServer.
+type ServerConfig struct {
+	Type           string `xml:"type,attr"` // imap, pop3, smtp
+	Hostname       string `xml:"hostname"`
+	Port           int    `xml:"port"`
+	SocketType     string `xml:"socketType"` // SSL or STARTTLS
+	Username       string `xml:"username"`
+	Authentication string `xml:"authentication"`
+}
+
+// endpoint is one advertised protocol port.
+type endpoint struct {
+	port     int
+	implicit bool // implicit TLS; else STARTTLS
+}
+
+// endpoints lists p's ports, implicit TLS first, leaving out zeros.
+func endpoints(p Ports) []endpoint {
+	var out []endpoint
+	if p.TLS != 0 {
+		out = append(out, endpoint{p.TLS, true})
+	}
+	if p.STARTTLS != 0 {
+		out = append(out, endpoint{p.STARTTLS, false})
+	}
+	return out
+}
+
+func (e endpoint) socketType() string {
+	if e.implicit {
+		return "SSL"
+	}
+	return "STARTTLS"
+}
+
+// ClientConfigFor builds the autoconfig document for domain.
+func (s *Server) ClientConfigFor(domain string) ClientConfig {
+	p := EmailProvider{ID: domain, DisplayName: domain, DisplayShortName: domain}
+	p.Domains = append(p.Domains, s.opts.Domains...)
+	add := func(list *[]ServerConfig, typ string, ports Ports) {
+		for _, e := range endpoints(ports) {
+			*list = append(*list, ServerConfig{
+				Type: typ, Hostname: s.opts.Host, Port: e.port, SocketType: e.socketType(),
+				Username: "%EMAILADDRESS%", Authentication: "password-cleartext",
+			})
+		}
+	}
+	add(&p.Incoming, "imap", s.opts.IMAP)
+	add(&p.Incoming, "pop3", s.opts.POP3)
+	add(&p.Outgoing, "smtp", s.opts.Submission)
+	return ClientConfig{Version: "1.1", Provider: p}
+}
+
+func (s *Server) autoconfig(w http.ResponseWriter, r *http.Request) {
+	domain := s.domainFor(r)
+	if addr := r.URL.Query().Get("emailaddress"); addr != "" {
+		var err error
+		if _, domain, err = s.parseAddress(addr); err != nil {
+			s.addressError(w, r, addr, err)
+			return
+		}
+	}
+	writeXML(w, "application/xml", s.ClientConfigFor(domain))
+}
+
+func writeXML(w http.ResponseWriter, contentType string, v any) {
+	b, err := xml.MarshalIndent(v, "", "  ")
+	if err != nil { // our own structs: cannot happen
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", contentType+"; charset=utf-8")
+	io.WriteString(w, xml.Header)
+	w.Write(b)
+	io.WriteString(w, "\n")
+}
+
+// The autodiscover namespaces.
+const (
+	NSAutodiscover = "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006"
+	NSOutlook      = "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
+)
+
+// AutodiscoverResponse is the POX answer, in the outlook response schema.
+type AutodiscoverResponse struct {
+	XMLName  xml.Name        `xml:"http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006 Autodiscover"`
+	Response OutlookResponse `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Response"`
+}
+
+// OutlookResponse is the Response element of the outlook schema.
+type OutlookResponse struct {
+	Account Account `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Account"`
+}
+
+// Account is the account's settings.
+type Account struct {
+	AccountType string     `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a AccountType"`
+	Action      string     `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Action"`
+	Protocols   []Protocol `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Protocol"`
+}
+
+// Protocol is one server: IMAP, POP3 or SMTP.
+type Protocol struct {
+	Type           string `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Type"`
+	Server         string `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Server"`
+	Port           int    `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Port"`
+	LoginName      string `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a LoginName,omitempty"`
+	DomainRequired string `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a DomainRequired"`
+	SPA            string `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a SPA"`
+	SSL            string `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a SSL"`
+	Encryption     string `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Encryption"`
+	AuthRequired   string `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a AuthRequired"`
+}
+
+// AutodiscoverFor builds the POX answer for addr ("" leaves LoginName
+// out). Each protocol gets one block, on its implicit-TLS port when there
+// is one (Encryption SSL), else on its STARTTLS port (Encryption TLS).
+func (s *Server) AutodiscoverFor(addr string) AutodiscoverResponse {
+	acct := Account{AccountType: "email", Action: "settings"}
+	for _, p := range []struct {
+		typ   string
+		ports Ports
+	}{{"IMAP", s.opts.IMAP}, {"POP3", s.opts.POP3}, {"SMTP", s.opts.Submission}} {
+		eps := endpoints(p.ports)
+		if len(eps) == 0 {
+			continue
+		}
+		e := eps[0]
+		enc := "TLS"
+		if e.implicit {
+			enc = "SSL"
+		}
+		acct.Protocols = append(acct.Protocols, Protocol{
+			Type: p.typ, Server: s.opts.Host, Port: e.port, LoginName: addr,
+			DomainRequired: "off", SPA: "off", SSL: "on", Encryption: enc, AuthRequired: "on",
+		})
+	}
+	return AutodiscoverResponse{Response: OutlookResponse{Account: acct}}
+}
+
+// autodiscoverRequest is the POX request; namespaces are not checked.
+type autodiscoverRequest struct {
+	XMLName xml.Name `xml:"Autodiscover"`
+	Email   string   `xml:"Request>EMailAddress"`
+}
+
+func (s *Server) autodiscover(w http.ResponseWriter, r *http.Request) {
+	addr := r.URL.Query().Get("Email")
+	if r.Method == http.MethodPost {
+		var req autodiscoverRequest
+		err := xml.NewDecoder(r.Body).Decode(&req)
+		if err != nil || req.Email == "" {
+			s.log.Debug("http: bad autodiscover request", "remote", r.RemoteAddr, "err", err)
+			status := http.StatusBadRequest
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				status = http.StatusRequestEntityTooLarge
+			}
+			http.Error(w, "bad autodiscover request", status)
+			return
+		}
+		addr = req.Email
+	}
+	if addr != "" {
+		var err error
+		if addr, _, err = s.parseAddress(addr); err != nil {
+			s.addressError(w, r, addr, err)
+			return
+		}
+	}
+	writeXML(w, "application/xml", s.AutodiscoverFor(addr))
+}
+
+// AutodiscoverJSON is the answer of the JSON form.
+type AutodiscoverJSON struct {
+	Protocol string `json:"Protocol"`
+	URL      string `json:"Url"`
+}
+
+// autodiscoverJSONError is Microsoft's error document of the JSON form.
+type autodiscoverJSONError struct {
+	ErrorCode    string `json:"ErrorCode"`
+	ErrorMessage string `json:"ErrorMessage"`
+}
+
+func (s *Server) autodiscoverJSON(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	addr := q.Get("Email")
+	const prefix = "/autodiscover/autodiscover.json/v1.0/"
+	if rest := r.URL.Path[len("/autodiscover/autodiscover.json"):]; rest != "" && rest != "/" {
+		if !strings.HasPrefix(strings.ToLower(r.URL.Path), prefix) {
+			http.NotFound(w, r)
+			return
+		}
+		addr = r.URL.Path[len(prefix):]
+	}
+	proto := q.Get("Protocol")
+	if proto == "" {
+		proto = "AutodiscoverV1"
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	if !strings.EqualFold(proto, "AutodiscoverV1") {
+		w.WriteHeader(http.StatusNotFound)
+		json.NewEncoder(w).Encode(autodiscoverJSONError{
+			ErrorCode:    "InvalidProtocol",
+			ErrorMessage: "The given protocol value '" + proto + "' is invalid. Supported values are 'AutodiscoverV1'",
+		})
+		return
+	}
+	if addr != "" {
+		if _, _, err := s.parseAddress(addr); err != nil {
+			w.Header().Del("Content-Type")
+			s.addressError(w, r, addr, err)
+			return
+		}
+	}
+	host := s.opts.Host
+	if p := s.opts.HTTPSPort; p != 0 && p != 443 {
+		host += ":" + strconv.Itoa(p)
+	}
+	json.NewEncoder(w).Encode(AutodiscoverJSON{Protocol: "AutodiscoverV1", URL: "https://" + host + "/autodiscover/autodiscover.xml"})
+}
