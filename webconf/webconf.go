@@ -247,4 +247,3 @@ func MTASTSPolicy(mode, mx string, maxAge time.Duration) string {
 	return "version: STSv1\r\nmode: " + mode + "\r\nmx: " + mx + "\r\nmax_age: " +
 		strconv.Itoa(int(maxAge/time.Second)) + "\r\n"
 }
-
