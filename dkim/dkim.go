@@ -4,7 +4,10 @@
 //
 // One PEM file per domain and selector lives in a key directory, named
 // "<domain>.<selector>.key". KeyGen creates one and returns the TXT record
-// to publish; LoadSigner loads those present for our domains.
+// to publish; EnsureKeys makes one for each domain that has none (what
+// `postie serve` does at start). LoadSigner returns a Signer for our
+// domains that re-checks each domain's key file (one stat per message) and
+// picks up a key that appears, changes or goes away without a restart.
 package dkim
 
 import (
@@ -23,6 +26,7 @@ import (
 	"path/filepath"
 	"postie/safeio"
 	"strings"
+	"sync"
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
@@ -43,9 +47,24 @@ var headerKeys = []string{
 
 // Signer signs messages for the domains it holds a key for. It is safe for
 // concurrent use; a nil *Signer signs nothing.
+//
+// Before each use of a domain's key it stats the key file: a file that
+// appeared or changed (size, modification time or inode) since it was last
+// read is read again, so a key made by `postie dkim keygen` while the
+// server runs is used from the next message on. A file that is removed
+// stops signing for its domain; a file that cannot be parsed leaves the
+// key read before in use (or none) until the file changes again.
 type Signer struct {
 	selector string
-	keys     map[string]crypto.Signer // by lower-case domain
+	mu       sync.Mutex
+	keys     map[string]*keyFile // by lower-case domain; only our domains
+}
+
+// keyFile is one domain's key file and what was last read from it.
+type keyFile struct {
+	path string
+	seen os.FileInfo   // the file as last read; nil when absent
+	key  crypto.Signer // nil when there is none (yet)
 }
 
 // KeyGen makes a new RSA-2048 key for domain and selector, stores it in dir
@@ -112,32 +131,70 @@ func Record(dir, domain, selector string) (txtName, txtValue string, err error) 
 // LoadSigner loads the keys in dir for the given selector and domains.
 // A domain without a key file is simply not signed; a key file that
 // cannot be read or parsed is an error.
+// Key files that appear or change later are picked up (see Signer).
 func LoadSigner(dir, selector string, domains []string) (*Signer, error) {
-	s := &Signer{selector: selector, keys: make(map[string]crypto.Signer)}
+	s := &Signer{selector: selector, keys: make(map[string]*keyFile)}
 	for _, d := range domains {
 		path, d, err := keyPath(dir, d, selector)
 		if err != nil {
 			return nil, err
 		}
-		key, err := readKey(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
+		kf := &keyFile{path: path}
+		if err := kf.refresh(); err != nil {
 			return nil, err
 		}
-		s.keys[d] = key
+		s.keys[d] = kf
 	}
 	return s, nil
 }
 
+// refresh re-reads the key file when it differs from the one last read.
+// On a parse error the previous key stays, and the file is not read again
+// until it changes.
+func (kf *keyFile) refresh() error {
+	fi, err := os.Stat(kf.path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			kf.seen, kf.key = nil, nil
+			return nil
+		}
+		return fmt.Errorf("dkim: key: %w", err)
+	}
+	if kf.seen != nil && sameFile(kf.seen, fi) {
+		return nil
+	}
+	kf.seen = fi
+	key, err := readKey(kf.path)
+	if err != nil {
+		return err
+	}
+	kf.key = key
+	return nil
+}
+
+// sameFile reports whether b is a's file, unchanged.
+func sameFile(a, b os.FileInfo) bool {
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
+}
+
+// key returns the current key for the canonical domain d, or nil.
+func (s *Signer) key(d string) crypto.Signer {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kf := s.keys[d]
+	if kf == nil {
+		return nil
+	}
+	_ = kf.refresh() // on error the key read before (if any) stays in use
+	return kf.key
+}
+
 // Has reports whether s holds a key for domain.
 func (s *Signer) Has(domain string) bool {
-	if s == nil {
-		return false
-	}
-	_, ok := s.keys[envelope.CanonDomain(domain)]
-	return ok
+	return s.key(envelope.CanonDomain(domain)) != nil
 }
 
 // Signature reads the whole message from r and returns the DKIM-Signature
@@ -145,14 +202,15 @@ func (s *Signer) Has(domain string) bool {
 // message. It returns "" when s has no key for domain. Callers that can
 // read the message twice use it to sign without buffering the message.
 func (s *Signer) Signature(r io.Reader, domain string) (string, error) {
-	if !s.Has(domain) {
+	domain = envelope.CanonDomain(domain)
+	key := s.key(domain)
+	if key == nil {
 		return "", nil
 	}
-	domain = envelope.CanonDomain(domain)
 	signer, err := msgdkim.NewSigner(&msgdkim.SignOptions{
 		Domain:                 domain,
 		Selector:               s.selector,
-		Signer:                 s.keys[domain],
+		Signer:                 key,
 		Hash:                   crypto.SHA256,
 		HeaderCanonicalization: msgdkim.CanonicalizationRelaxed,
 		BodyCanonicalization:   msgdkim.CanonicalizationRelaxed,
@@ -169,6 +227,35 @@ func (s *Signer) Signature(r io.Reader, domain string) (string, error) {
 		return "", fmt.Errorf("dkim: sign for %s: %w", domain, err)
 	}
 	return signer.Signature(), nil
+}
+
+// NewKey is a key EnsureKeys made, with the DNS TXT record to publish.
+type NewKey struct {
+	Domain, TXTName, TXTValue string
+}
+
+// EnsureKeys makes a key (see KeyGen) for each of domains that has none
+// for selector in dir, and returns those it made. Existing keys are kept.
+func EnsureKeys(dir, selector string, domains []string) ([]NewKey, error) {
+	var made []NewKey
+	for _, d := range domains {
+		path, canon, err := keyPath(dir, d, selector)
+		if err != nil {
+			return made, err
+		}
+		if _, err := os.Lstat(path); err == nil {
+			continue
+		}
+		name, value, err := KeyGen(dir, canon, selector)
+		if errors.Is(err, ErrKeyExists) {
+			continue // made concurrently: kept, like any existing key
+		}
+		if err != nil {
+			return made, err
+		}
+		made = append(made, NewKey{Domain: canon, TXTName: name, TXTValue: value})
+	}
+	return made, nil
 }
 
 // keyPath validates domain and selector, since both become part of a file

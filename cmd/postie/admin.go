@@ -135,7 +135,7 @@ func cmdDKIM(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "Publish this DNS TXT record, then restart postie to sign with the key:\n\n%s. IN TXT ( %s )\n", name, txtChunks(value))
+	fmt.Fprintf(e.stdout, "Publish this DNS TXT record; a running postie signs with the key from the next message on:\n\n%s. IN TXT ( %s )\n", name, txtChunks(value))
 	return nil
 }
 

@@ -197,6 +197,9 @@ func newNetResolver(addr string) *net.Resolver {
 }
 
 func newOutbound(cfg *config.Config, log *slog.Logger) (*outbound.Client, error) {
+	if err := ensureDKIMKeys(cfg, log); err != nil {
+		return nil, err
+	}
 	signer, err := dkim.LoadSigner(cfg.DKIMDir(), cfg.Outbound.DKIMSelector, cfg.Domains)
 	if err != nil {
 		return nil, err
@@ -301,7 +304,7 @@ func (s *server) listen() error {
 func (s *server) bind(role, addr string, serve func(net.Listener) error) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("%s: listen on %s: %w", role, addr, err)
+		return listenError(role, addr, err)
 	}
 	s.listeners = append(s.listeners, boundListener{role: role, ln: ln, serve: serve})
 	return nil
