@@ -33,6 +33,32 @@ type Config struct {
 	Queue      Queue      `toml:"queue"`
 	Outbound   Outbound   `toml:"outbound"`
 	Spam       Spam       `toml:"spam"`
+	HTTP       HTTP       `toml:"http"`
+}
+
+// HTTP is the web role: client autoconfiguration (Thunderbird, Outlook,
+// Apple) and the MTA-STS policy, served by package webconf.
+type HTTP struct {
+	Listen    []string `toml:"listen"`     // plain HTTP; production [":80"]
+	TLSListen []string `toml:"tls_listen"` // HTTPS with [tls]'s certificate; production [":443"]
+	// AdvertiseHost is the host name the documents tell clients to
+	// connect to; "" means Hostname (set it only for NAT and the like).
+	AdvertiseHost string `toml:"advertise_host"`
+	// MTASTSMode is the MTA-STS policy's mode: "testing" (default),
+	// "enforce" or "none".
+	MTASTSMode string `toml:"mta_sts_mode"`
+	// MTASTSMaxAge is the policy's max_age (default 168h, one week; at
+	// most 31557600 seconds, RFC 8461).
+	MTASTSMaxAge time.Duration `toml:"mta_sts_max_age"`
+}
+
+// AdvertisedHost is the host name client documents name:
+// http.advertise_host, else hostname.
+func (c *Config) AdvertisedHost() string {
+	if c.HTTP.AdvertiseHost != "" {
+		return c.HTTP.AdvertiseHost
+	}
+	return c.Hostname
 }
 
 // Spam configures the junk filter and the optional rspamd.
@@ -220,6 +246,10 @@ func defaults() *Config {
 			JunkThreshold:  0.95,
 			JunkMinTrained: 30,
 			RspamdTimeout:  10 * time.Second,
+		},
+		HTTP: HTTP{
+			MTASTSMode:   "testing",
+			MTASTSMaxAge: 7 * 24 * time.Hour,
 		},
 		Outbound: Outbound{
 			SmarthostTLS:   "starttls",

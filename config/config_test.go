@@ -125,6 +125,8 @@ func TestExampleFile(t *testing.T) {
 		"imap.tls_listen":       c.IMAP.TLSListen,
 		"pop3.listen":           c.POP3.Listen,
 		"pop3.tls_listen":       c.POP3.TLSListen,
+		"http.listen":           c.HTTP.Listen,
+		"http.tls_listen":       c.HTTP.TLSListen,
 	}
 	want := map[string]string{
 		"smtp.listen":           "127.0.0.1:2525",
@@ -134,6 +136,8 @@ func TestExampleFile(t *testing.T) {
 		"imap.tls_listen":       "127.0.0.1:2993",
 		"pop3.listen":           "127.0.0.1:2110",
 		"pop3.tls_listen":       "127.0.0.1:2995",
+		"http.listen":           "127.0.0.1:2080",
+		"http.tls_listen":       "127.0.0.1:2443",
 	}
 	for k, got := range listeners {
 		if !slices.Equal(got, []string{want[k]}) {
@@ -147,6 +151,7 @@ func TestExampleFile(t *testing.T) {
 	c.Path, c.Hostname, c.Domains, c.DataDir = "", "", nil, "./data"
 	c.SMTP.Listen, c.Submission.Listen, c.Submission.TLSListen = nil, nil, nil
 	c.IMAP.Listen, c.IMAP.TLSListen, c.POP3.Listen, c.POP3.TLSListen = nil, nil, nil, nil
+	c.HTTP.Listen, c.HTTP.TLSListen = nil, nil
 	if d := defaults(); !reflect.DeepEqual(c, d) {
 		t.Errorf("example values differ from the defaults:\n%+v\n%+v", c, d)
 	}

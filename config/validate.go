@@ -23,6 +23,33 @@ func (d *decoder) validate(c *Config) {
 	d.validateOutbound(&c.Outbound)
 	d.validateChecks(&c.SMTP)
 	d.validateSpam(&c.Spam)
+	d.validateHTTP(&c.HTTP)
+}
+
+// maxMTASTSAge is RFC 8461's ceiling on max_age: 31557600 seconds.
+const maxMTASTSAge = 31557600 * time.Second
+
+// validateHTTP checks the web role's settings (its listeners are checked
+// with the others, in validateListeners).
+func (d *decoder) validateHTTP(h *HTTP) {
+	if h.AdvertiseHost != "" {
+		h.AdvertiseHost = normalDomain(h.AdvertiseHost)
+		if err := validDomain(h.AdvertiseHost); err != nil {
+			d.errf("http.advertise_host", "%v", err)
+		}
+	}
+	h.MTASTSMode = strings.ToLower(h.MTASTSMode)
+	switch h.MTASTSMode {
+	case "testing", "enforce", "none":
+	default:
+		d.errf("http.mta_sts_mode", "%q: want \"testing\", \"enforce\" or \"none\"", h.MTASTSMode)
+	}
+	switch {
+	case h.MTASTSMaxAge < time.Second:
+		d.errf("http.mta_sts_max_age", "must be at least 1s, like \"168h\"")
+	case h.MTASTSMaxAge > maxMTASTSAge:
+		d.errf("http.mta_sts_max_age", "%s: at most 31557600s (about a year, RFC 8461)", fmtDuration(h.MTASTSMaxAge))
+	}
 }
 
 // validateChecks checks the MX's trust settings.
@@ -154,6 +181,8 @@ func (d *decoder) validateListeners(c *Config) {
 		{"imap.tls_listen", c.IMAP.TLSListen},
 		{"pop3.listen", c.POP3.Listen},
 		{"pop3.tls_listen", c.POP3.TLSListen},
+		{"http.listen", c.HTTP.Listen},
+		{"http.tls_listen", c.HTTP.TLSListen},
 	}
 	seen := map[string]string{} // address → key of its first use
 	for _, l := range lists {
