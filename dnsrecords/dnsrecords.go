@@ -132,8 +132,7 @@ func hostRecords(o Options) []Record {
 		recs = append(recs, Record{Name: h, Type: typ, Value: ip.String(), Required: true, ip: ip})
 	}
 	for _, ip := range o.IPs {
-		recs = append(recs, Record{Name: reverseName(ip), Type: "PTR", Value: fqdn(h), Required: true, ip: ip, host: h,
-			Note: "set by whoever owns the address (the hosting provider's panel)"})
+		recs = append(recs, Record{Name: reverseName(ip), Type: "PTR", Value: fqdn(h), Required: true, ip: ip, host: h})
 	}
 	return recs
 }

@@ -33,6 +33,7 @@ commands:
   queue list|flush|delete ID|bounce ID -config FILE
   dkim keygen -config FILE DOMAIN
   junk train|status -config FILE ADDRESS         bootstrap the junk filter from filed mail; show it
+  dns [check] -config FILE [-ip ADDR]... [DOMAIN...]  print the DNS records to publish; check them live
   version
 
 The config file defaults to $POSTIE_CONFIG, else ./config.toml.
@@ -91,6 +92,8 @@ func run(e *env, args []string) int {
 		err = cmdDKIM(e, rest)
 	case "junk":
 		err = cmdJunk(e, rest)
+	case "dns":
+		err = cmdDNS(e, rest)
 	case "version":
 		fmt.Fprintln(e.stdout, "postie", version)
 		return exitOK
