@@ -166,4 +166,9 @@ func TestCheckSemantics(t *testing.T) {
 	if ok || err != nil {
 		t.Errorf("PTR not forward-confirmed: ok=%v err=%v found=%q", ok, err, st)
 	}
+	s2.PTR("192.0.2.10", "other.test")
+	s2.A("mx.example.test", "192.0.2.10")
+	if st, ok, err := checkPTR(context.Background(), s2.Resolver(), netip.MustParseAddr("192.0.2.10"), "mx.example.test"); ok || err != nil {
+		t.Errorf("PTR naming another host: ok=%v err=%v found=%q", ok, err, st)
+	}
 }
