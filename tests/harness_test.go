@@ -53,6 +53,9 @@ type instance struct {
 	cmd     *exec.Cmd
 	logPath string
 	exited  chan error
+	// extraRoles are listeners start also waits for, beyond roles (such
+	// as "http" and "https", which only some tests configure).
+	extraRoles []string
 }
 
 // roles are the listeners every test instance gets.
@@ -181,8 +184,8 @@ func (in *instance) waitListening(timeout time.Duration) map[string]string {
 		for _, m := range listeningRE.FindAllStringSubmatch(string(b), -1) {
 			ports[m[1]] = m[2]
 		}
-		if len(ports) == len(roles) {
-			for _, r := range roles {
+		if want := append(append([]string{}, roles...), in.extraRoles...); len(ports) == len(want) {
+			for _, r := range want {
 				if ports[r] == "" {
 					in.t.Fatalf("no %s listener in the log, got %v", r, ports)
 				}

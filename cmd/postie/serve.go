@@ -27,6 +27,7 @@ import (
 	"postie/rspamd"
 	"postie/smtpd"
 	"postie/tlsconf"
+	"postie/webconf"
 )
 
 // shutdownGrace bounds how long SIGTERM waits for transactions in flight.
@@ -95,6 +96,7 @@ type server struct {
 	mx, submission *smtpd.Server
 	imap           *imapd.Server
 	pop3           *pop3d.Server
+	web            *webconf.Server // the [http] role; built by listenWeb
 
 	listeners []boundListener
 }
@@ -298,7 +300,7 @@ func (s *server) listen() error {
 			}
 		}
 	}
-	return nil
+	return s.listenWeb()
 }
 
 func (s *server) bind(role, addr string, serve func(net.Listener) error) error {
@@ -347,7 +349,7 @@ func (s *server) run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	var swg sync.WaitGroup
-	for _, sh := range []func(context.Context) error{s.mx.Shutdown, s.submission.Shutdown, s.imap.Shutdown, s.pop3.Shutdown} {
+	for _, sh := range []func(context.Context) error{s.mx.Shutdown, s.submission.Shutdown, s.imap.Shutdown, s.pop3.Shutdown, s.web.Shutdown} {
 		swg.Add(1)
 		go func() {
 			defer swg.Done()
