@@ -122,6 +122,9 @@ func cmdCheckConfig(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := checkLoaded(cfg).report(e); err != nil {
+		return fmt.Errorf("%s: %w", cfg.Path, err)
+	}
 	fmt.Fprintf(e.stdout, "%s: ok (hostname %s, domains %v, data in %s)\n", cfg.Path, cfg.Hostname, cfg.Domains, cfg.DataDir)
 	return nil
 }
