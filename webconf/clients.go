@@ -112,33 +112,36 @@ const (
 
 // AutodiscoverResponse is the POX answer, in the outlook response schema.
 type AutodiscoverResponse struct {
-	XMLName  xml.Name        `xml:"http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006 Autodiscover"`
-	Response OutlookResponse `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Response"`
+	XMLName  xml.Name        `xml:"Autodiscover"`
+	Xmlns    string          `xml:"xmlns,attr"` // NSAutodiscover
+	Response OutlookResponse `xml:"Response"`
 }
 
 // OutlookResponse is the Response element of the outlook schema.
 type OutlookResponse struct {
-	Account Account `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Account"`
+	XMLName xml.Name `xml:"Response"`
+	Xmlns   string   `xml:"xmlns,attr"` // NSOutlook; its children inherit it
+	Account Account  `xml:"Account"`
 }
 
 // Account is the account's settings.
 type Account struct {
-	AccountType string     `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a AccountType"`
-	Action      string     `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Action"`
-	Protocols   []Protocol `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Protocol"`
+	AccountType string     `xml:"AccountType"`
+	Action      string     `xml:"Action"`
+	Protocols   []Protocol `xml:"Protocol"`
 }
 
 // Protocol is one server: IMAP, POP3 or SMTP.
 type Protocol struct {
-	Type           string `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Type"`
-	Server         string `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Server"`
-	Port           int    `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Port"`
-	LoginName      string `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a LoginName,omitempty"`
-	DomainRequired string `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a DomainRequired"`
-	SPA            string `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a SPA"`
-	SSL            string `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a SSL"`
-	Encryption     string `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Encryption"`
-	AuthRequired   string `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a AuthRequired"`
+	Type           string `xml:"Type"`
+	Server         string `xml:"Server"`
+	Port           int    `xml:"Port"`
+	LoginName      string `xml:"LoginName,omitempty"`
+	DomainRequired string `xml:"DomainRequired"`
+	SPA            string `xml:"SPA"`
+	SSL            string `xml:"SSL"`
+	Encryption     string `xml:"Encryption"`
+	AuthRequired   string `xml:"AuthRequired"`
 }
 
 // AutodiscoverFor builds the POX answer for addr ("" leaves LoginName
@@ -164,7 +167,7 @@ func (s *Server) AutodiscoverFor(addr string) AutodiscoverResponse {
 			DomainRequired: "off", SPA: "off", SSL: "on", Encryption: enc, AuthRequired: "on",
 		})
 	}
-	return AutodiscoverResponse{Response: OutlookResponse{Account: acct}}
+	return AutodiscoverResponse{Xmlns: NSAutodiscover, Response: OutlookResponse{Xmlns: NSOutlook, Account: acct}}
 }
 
 // autodiscoverRequest is the POX request; namespaces are not checked.

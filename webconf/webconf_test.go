@@ -130,16 +130,17 @@ func TestAutodiscoverPOX(t *testing.T) {
 			t.Fatalf("%s %s: %v\n%s", c.method, c.path, err, body)
 		}
 		want := AutodiscoverResponse{
-			XMLName: xml.Name{Space: NSAutodiscover, Local: "Autodiscover"},
-			Response: OutlookResponse{Account: Account{AccountType: "email", Action: "settings", Protocols: []Protocol{
+			XMLName: xml.Name{Space: NSAutodiscover, Local: "Autodiscover"}, Xmlns: NSAutodiscover,
+			Response: OutlookResponse{XMLName: xml.Name{Space: NSOutlook, Local: "Response"}, Xmlns: NSOutlook, Account: Account{AccountType: "email", Action: "settings", Protocols: []Protocol{
 				proto("IMAP", 993, "SSL", c.login), proto("POP3", 995, "SSL", c.login), proto("SMTP", 465, "SSL", c.login),
 			}}},
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s %s:\n got %+v\nwant %+v", c.method, c.path, got, want)
 		}
-		// The namespaces as clients match them, literally.
-		for _, s := range []string{`<Autodiscover xmlns="` + NSAutodiscover + `">`, `<Response xmlns="` + NSOutlook + `">`} {
+		// The namespaces as clients match them, literally, declared once.
+		for _, s := range []string{`<Autodiscover xmlns="` + NSAutodiscover + `">`, `<Response xmlns="` + NSOutlook + `">`,
+			"<Account>", "<Protocol>", "<Type>IMAP</Type>", "<Encryption>SSL</Encryption>"} {
 			if !strings.Contains(body, s) {
 				t.Errorf("%s %s: no %s in\n%s", c.method, c.path, s, body)
 			}
