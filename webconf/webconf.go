@@ -13,7 +13,8 @@
 //     and /autodiscover/autodiscover.json/v1.0/{address};
 //   - an Apple configuration profile, GET /apple/mobileconfig?email=ADDRESS
 //     (unsigned, com.apple.mail.managed);
-//   - the MTA-STS policy, GET /.well-known/mta-sts.txt.
+//   - the MTA-STS policy, GET /.well-known/mta-sts.txt;
+//   - ACME http-01 challenges, when Options.ACMEChallenge is set.
 //
 // What is advertised is Options.Host and the ports in Options: implicit TLS
 // first, then STARTTLS, a kind with port 0 left out. Any other path is 404;
@@ -68,6 +69,10 @@ type Options struct {
 	MTASTSMode string
 	// MTASTSMaxAge is the policy's max_age; 0 means one week.
 	MTASTSMaxAge time.Duration
+
+	// ACMEChallenge, when set, answers /.well-known/acme-challenge/...
+	// (ACME http-01, e.g. autocert.Manager.HTTPHandler(nil)); nil: 404.
+	ACMEChallenge http.Handler
 
 	// TLSConfig is used by ServeTLS; nil makes ServeTLS fail.
 	TLSConfig *tls.Config
@@ -151,6 +156,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if getOnly(w, r) {
 			s.mobileconfig(w, r)
 		}
+	case strings.HasPrefix(path, "/.well-known/acme-challenge/") && s.opts.ACMEChallenge != nil:
+		s.opts.ACMEChallenge.ServeHTTP(w, r)
 	case path == "/.well-known/mta-sts.txt":
 		if getOnly(w, r) {
 			s.mtaSTS(w)

@@ -376,3 +376,16 @@ func TestUnknownAndMethods(t *testing.T) {
 		}
 	}
 }
+
+func TestACMEChallenge(t *testing.T) {
+	ts := testServer(t, nil)
+	if code, _, _ := do(t, "GET", ts.URL+"/.well-known/acme-challenge/tok", ""); code != 404 {
+		t.Errorf("without a handler: %d, want 404", code)
+	}
+	ts = testServer(t, func(o *Options) {
+		o.ACMEChallenge = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "key-auth "+r.URL.Path) })
+	})
+	if code, _, body := do(t, "GET", ts.URL+"/.well-known/acme-challenge/tok", ""); code != 200 || body != "key-auth /.well-known/acme-challenge/tok" {
+		t.Errorf("with a handler: %d %q", code, body)
+	}
+}
