@@ -5,9 +5,11 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"postie/dkim"
 	"postie/internal/dnstest"
+	"postie/webconf"
 )
 
 func testOptions(t *testing.T) Options {
@@ -63,6 +65,11 @@ func TestWant(t *testing.T) {
 	o.STS = STSPolicy{Mode: "enforce", MaxAge: 604800}
 	if sts2 := find(t, Want(o), "_mta-sts.example.test", "TXT").Value; sts2 == sts || !strings.HasPrefix(sts2, "v=STSv1; id=") {
 		t.Errorf("MTA-STS id did not change with the policy: %q, %q", sts, sts2)
+	}
+
+	// The id hashes the very text the [http] role serves.
+	if got, want := o.STS.Text("mx.example.test"), webconf.MTASTSPolicy("enforce", "mx.example.test", 604800*time.Second); got != want {
+		t.Errorf("policy text %q, webconf serves %q", got, want)
 	}
 
 	o.IPs, o.DKIMDir = nil, t.TempDir()

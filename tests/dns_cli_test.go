@@ -79,6 +79,14 @@ func TestDNSPrint(t *testing.T) {
 			t.Errorf("postie dns output lacks %q:\n%s", want, out)
 		}
 	}
+	id := "v=STSv1; id=" + dnsrecords.DefaultSTSPolicy.ID("mx.example.test")
+	if !strings.Contains(out, id) {
+		t.Errorf("default policy: output lacks %q", id)
+	}
+	enforce := newInstance(t, "\n[http]\nmta_sts_mode = \"enforce\"\n")
+	if out := enforce.mustRun("", "dns"); strings.Contains(out, id) || !strings.Contains(out, "v=STSv1; id=") {
+		t.Errorf("the _mta-sts id does not follow http.mta_sts_mode:\n%s", out)
+	}
 	if out := in.mustRun("", "dns", "other.test"); strings.Contains(out, "_dmarc.example.test") || !strings.Contains(out, "must be filled in") {
 		t.Errorf("postie dns other.test without -ip:\n%s", out)
 	}

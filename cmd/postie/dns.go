@@ -96,11 +96,17 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
-// stsPolicy is the MTA-STS policy the server publishes. Until the [http]
-// section (which serves the policy and holds its mode and max_age) is in
-// the config, it is the default; point this at the config then.
-func stsPolicy(*config.Config) dnsrecords.STSPolicy {
-	return dnsrecords.DefaultSTSPolicy
+// stsPolicy is the MTA-STS policy that serve publishes ([http]
+// mta_sts_mode and mta_sts_max_age), so the _mta-sts id changes with it.
+func stsPolicy(cfg *config.Config) dnsrecords.STSPolicy {
+	p := dnsrecords.DefaultSTSPolicy
+	if cfg.HTTP.MTASTSMode != "" {
+		p.Mode = cfg.HTTP.MTASTSMode
+	}
+	if cfg.HTTP.MTASTSMaxAge > 0 {
+		p.MaxAge = int(cfg.HTTP.MTASTSMaxAge / time.Second)
+	}
+	return p
 }
 
 // firstPort is the port of the first listener, 0 when there is none. A
