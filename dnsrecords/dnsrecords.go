@@ -20,6 +20,7 @@
 package dnsrecords
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -58,6 +59,9 @@ type Record struct {
 // means the role has no listener.
 type Ports struct {
 	Submissions, Submission, IMAPS, IMAP, POP3S, POP3 uint16
+	// Autodiscover is the HTTPS port of Outlook's autodiscover; zero
+	// means 443.
+	Autodiscover uint16
 }
 
 // STSPolicy is the MTA-STS policy (RFC 8461) served at
@@ -161,7 +165,7 @@ func domainRecords(o Options, d string) []Record {
 		{"_submissions._tcp.", p.Submissions}, {"_submission._tcp.", p.Submission},
 		{"_imaps._tcp.", p.IMAPS}, {"_imap._tcp.", p.IMAP},
 		{"_pop3s._tcp.", p.POP3S}, {"_pop3._tcp.", p.POP3},
-		{"_autodiscover._tcp.", 443},
+		{"_autodiscover._tcp.", cmp.Or(p.Autodiscover, 443)},
 	} {
 		recs = append(recs, srvRecord(s.svc+d, h, s.port))
 	}

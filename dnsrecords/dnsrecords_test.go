@@ -67,6 +67,11 @@ func TestWant(t *testing.T) {
 		t.Errorf("MTA-STS id did not change with the policy: %q, %q", sts, sts2)
 	}
 
+	o.Ports.Autodiscover = 8443
+	if got := find(t, Want(o), "_autodiscover._tcp.example.test", "SRV").Value; got != "0 1 8443 mx.example.test." {
+		t.Errorf("_autodiscover._tcp with HTTPS on 8443: %q", got)
+	}
+
 	// The id hashes the very text the [http] role serves.
 	if got, want := o.STS.Text("mx.example.test"), webconf.MTASTSPolicy("enforce", "mx.example.test", 604800*time.Second); got != want {
 		t.Errorf("policy text %q, webconf serves %q", got, want)

@@ -71,6 +71,9 @@ func dnsOptions(cfg *config.Config, ips []netip.Addr, domains []string) (dnsreco
 			IMAP:        firstPort(cfg.IMAP.Listen, 143),
 			POP3S:       firstPort(cfg.POP3.TLSListen, 995),
 			POP3:        firstPort(cfg.POP3.Listen, 110),
+			// the [http] role's HTTPS port, which the autodiscover
+			// documents also name; 443 when it has none (a proxy).
+			Autodiscover: firstPort(cfg.HTTP.TLSListen, 443),
 		},
 		STS: stsPolicy(cfg),
 	}
