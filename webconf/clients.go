@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 )
 
@@ -245,9 +244,8 @@ func (s *Server) autodiscoverJSON(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	host := s.opts.Host
-	if p := s.opts.HTTPSPort; p != 0 && p != 443 {
-		host += ":" + strconv.Itoa(p)
-	}
-	json.NewEncoder(w).Encode(AutodiscoverJSON{Protocol: "AutodiscoverV1", URL: "https://" + host + "/autodiscover/autodiscover.xml"})
+	// The URL names the host alone, as Outlook expects on 443 (the
+	// production port); a test setup on another port is not reachable by
+	// name anyway.
+	json.NewEncoder(w).Encode(AutodiscoverJSON{Protocol: "AutodiscoverV1", URL: "https://" + s.opts.Host + "/autodiscover/autodiscover.xml"})
 }

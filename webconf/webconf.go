@@ -59,11 +59,6 @@ type Options struct {
 
 	IMAP, POP3, Submission Ports
 
-	// HTTPSPort is the port of the HTTPS listener, named in the JSON
-	// autodiscover URL unless it is 443 or 0 (0: none configured, 443
-	// assumed).
-	HTTPSPort int
-
 	// MTASTSMode is the policy mode: "testing" (the default for ""),
 	// "enforce" or "none".
 	MTASTSMode string

@@ -17,7 +17,7 @@ func testServer(t *testing.T, mod func(*Options)) *httptest.Server {
 	o := Options{
 		Host: "mail.example.test", Domains: []string{"example.test", "other.test"},
 		IMAP: Ports{TLS: 993, STARTTLS: 143}, POP3: Ports{TLS: 995, STARTTLS: 110},
-		Submission: Ports{TLS: 465, STARTTLS: 587}, HTTPSPort: 443,
+		Submission: Ports{TLS: 465, STARTTLS: 587},
 	}
 	if mod != nil {
 		mod(&o)
@@ -209,11 +209,6 @@ func TestAutodiscoverJSON(t *testing.T) {
 				t.Errorf("%s: %v %q", c.path, err, h.Get("Content-Type"))
 			}
 		}
-	}
-	ts2 := testServer(t, func(o *Options) { o.HTTPSPort = 2443 })
-	_, _, body := do(t, "GET", ts2.URL+"/autodiscover/autodiscover.json?Email=a%40example.test", "")
-	if want := `{"Protocol":"AutodiscoverV1","Url":"https://mail.example.test:2443/autodiscover/autodiscover.xml"}` + "\n"; body != want {
-		t.Errorf("got %q, want %q", body, want)
 	}
 }
 

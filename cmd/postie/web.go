@@ -45,7 +45,6 @@ func (s *server) listenWeb() error {
 		IMAP:         webconf.Ports{TLS: port("imaps"), STARTTLS: port("imap")},
 		POP3:         webconf.Ports{TLS: port("pop3s"), STARTTLS: port("pop3")},
 		Submission:   webconf.Ports{TLS: port("submissions"), STARTTLS: port("submission")},
-		HTTPSPort:    port("https"),
 		MTASTSMode:   s.cfg.HTTP.MTASTSMode,
 		MTASTSMaxAge: s.cfg.HTTP.MTASTSMaxAge,
 		TLSConfig:    s.tls.Config(),
