@@ -27,6 +27,7 @@ func needPython(t *testing.T) {
 var exampleListeners = map[string]string{
 	"smtp": "127.0.0.1:2525", "submission": "127.0.0.1:2587", "submissions": "127.0.0.1:2465",
 	"imap": "127.0.0.1:2143", "imaps": "127.0.0.1:2993", "pop3": "127.0.0.1:2110", "pop3s": "127.0.0.1:2995",
+	"http": "127.0.0.1:2080", "https": "127.0.0.1:2443",
 }
 
 // exampleInstance runs the server on config.toml.example as it ships,
@@ -44,6 +45,7 @@ func exampleInstance(t *testing.T) *instance {
 	got := map[string][]string{
 		"smtp": cfg.SMTP.Listen, "submission": cfg.Submission.Listen, "submissions": cfg.Submission.TLSListen,
 		"imap": cfg.IMAP.Listen, "imaps": cfg.IMAP.TLSListen, "pop3": cfg.POP3.Listen, "pop3s": cfg.POP3.TLSListen,
+		"http": cfg.HTTP.Listen, "https": cfg.HTTP.TLSListen,
 	}
 	for role, want := range exampleListeners {
 		if len(got[role]) != 1 || got[role][0] != want {
@@ -62,7 +64,7 @@ func exampleInstance(t *testing.T) *instance {
 		}
 		text = strings.Replace(text, quoted, `"127.0.0.1:0"`, 1)
 	}
-	in := &instance{t: t, dir: t.TempDir()}
+	in := &instance{t: t, dir: t.TempDir(), extraRoles: []string{"http", "https"}}
 	in.config = filepath.Join(in.dir, "config.toml")
 	if err := os.WriteFile(in.config, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
