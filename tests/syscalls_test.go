@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -275,6 +276,7 @@ func (tr trace) socketWrites(client string) []call {
 
 // find returns the first completed call in (after, before) — call
 // positions — for which match is true.
+// after and before are line numbers of the trace (signal lines count too).
 func (tr trace) find(after, before int, match func(call) bool) (call, bool) {
 	for _, c := range tr {
 		if c.start > after && c.ok() && c.end < before && match(c) {
@@ -371,7 +373,7 @@ func (tr trace) checkUIDListAck(client, folder, ackText string) error {
 // 250 is found as the first write on its socket after the message file
 // was created: the server writes nothing else to a client in DATA.
 func (tr trace) checkSpoolAck(client, spool string) error {
-	created, ok := tr.find(-1, len(tr)+1, func(c call) bool {
+	created, ok := tr.find(-1, math.MaxInt, func(c call) bool {
 		return (c.name == "openat" || c.name == "open" || c.name == "creat") && strings.Contains(c.args, "O_CREAT") &&
 			filepath.Dir(quotedArg(c)) == spool && strings.HasSuffix(quotedArg(c), ".msg")
 	})
