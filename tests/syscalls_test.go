@@ -274,9 +274,8 @@ func (tr trace) socketWrites(client string) []call {
 	return out
 }
 
-// find returns the first completed call in (after, before) — call
-// positions — for which match is true.
-// after and before are line numbers of the trace (signal lines count too).
+// find returns the first completed call in (after, before) for which match
+// is true; positions are line numbers of the trace, signal lines included.
 func (tr trace) find(after, before int, match func(call) bool) (call, bool) {
 	for _, c := range tr {
 		if c.start > after && c.ok() && c.end < before && match(c) {
