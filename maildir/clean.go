@@ -6,8 +6,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"postie/safeio"
 )
 
 // What crashed writers leave in a tmp/ directory, and when it may go.
@@ -83,7 +84,7 @@ func (u *User) cleanScratch(path string, mtime, now time.Time) {
 	if now.Sub(mtime) < scratchGrace {
 		return
 	}
-	lock, err := lockDir(path, true)
+	lock, err := safeio.LockDir(path, true)
 	if err != nil {
 		return // held (or gone): its owner is at work
 	}
@@ -139,28 +140,4 @@ func parseTmpName(name string) (created time.Time, host string, pid int, ok bool
 		return time.Time{}, "", 0, false
 	}
 	return time.Unix(t, us*1000), host, p, true
-}
-
-// lockDir takes a flock(2) on a directory, exclusive; with nonblock a lock
-// held elsewhere is an error at once. Closing the file releases it.
-func lockDir(path string, nonblock bool) (*os.File, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	how := syscall.LOCK_EX
-	if nonblock {
-		how |= syscall.LOCK_NB
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), how)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, &os.PathError{Op: "flock", Path: path, Err: err}
-	}
-	return f, nil
 }

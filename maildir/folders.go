@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"postie/safeio"
 )
 
 // MailboxInfo describes a folder for LIST.
@@ -331,7 +333,7 @@ func (u *User) makeFolder(name string, uidValidity uint32) error {
 	if err != nil {
 		return err
 	}
-	lock, err := lockDir(scratch, false)
+	lock, err := safeio.LockDir(scratch, false)
 	if err != nil {
 		os.Remove(scratch)
 		return err
@@ -411,7 +413,7 @@ func (u *User) DeleteMailbox(name string) error {
 	dir := u.folderPath(canon)
 	// Locked while it moves into tmp/ and is removed there, so that no
 	// other process's cleanTmp races with our removal.
-	lock, err := lockDir(dir, false)
+	lock, err := safeio.LockDir(dir, false)
 	if err != nil {
 		return fmt.Errorf("maildir: delete %s: %w", canon, err)
 	}

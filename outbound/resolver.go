@@ -16,7 +16,10 @@ type Resolver interface {
 
 // NewResolver returns a resolver that asks the DNS server at addr
 // ("host:port") for every query, or the system's resolver when addr is "".
-func NewResolver(addr string) Resolver {
+// Every DNS user of the server (delivery, the inbound checks, `postie dns
+// check`) asks through one of these, so `[outbound] resolver` points them
+// all at the same server.
+func NewResolver(addr string) *net.Resolver {
 	if addr == "" {
 		return net.DefaultResolver
 	}

@@ -43,6 +43,23 @@ func Lock(path string, shared, nonblock bool) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
+	return flock(f, path, shared, nonblock)
+}
+
+// LockDir takes an exclusive flock(2) on the directory at path, which must
+// exist, as Lock does on a lock file: a folder being built or taken apart
+// is locked by its owner so that nobody cleans it away meanwhile.
+func LockDir(path string, nonblock bool) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	return flock(f, path, false, nonblock)
+}
+
+// flock locks the open file f (named path, for errors), closing it if it
+// cannot.
+func flock(f *os.File, path string, shared, nonblock bool) (*os.File, error) {
 	how := syscall.LOCK_EX
 	if shared {
 		how = syscall.LOCK_SH
@@ -50,6 +67,7 @@ func Lock(path string, shared, nonblock bool) (*os.File, error) {
 	if nonblock {
 		how |= syscall.LOCK_NB
 	}
+	var err error
 	for {
 		err = syscall.Flock(int(f.Fd()), how)
 		if !errors.Is(err, syscall.EINTR) {

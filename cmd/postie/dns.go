@@ -14,6 +14,7 @@ import (
 	"postie/config"
 	"postie/dnsrecords"
 	"postie/envelope"
+	"postie/outbound"
 )
 
 // ipFlags collects repeated -ip flags.
@@ -180,7 +181,7 @@ func zoneValue(r dnsrecords.Record) string {
 func dnsCheck(e *env, cfg *config.Config, o dnsrecords.Options) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res := dnsrecords.Check(ctx, newNetResolver(cfg.Outbound.Resolver), o)
+	res := dnsrecords.Check(ctx, outbound.NewResolver(cfg.Outbound.Resolver), o)
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	bad := 0
 	for _, r := range res {

@@ -159,7 +159,7 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server, error) {
 func (s *server) buildTrust() error {
 	cfg := s.cfg
 	o := mda.ChecksOptions{
-		Resolver: newNetResolver(cfg.Outbound.Resolver),
+		Resolver: outbound.NewResolver(cfg.Outbound.Resolver),
 		Inbound: inbound.Options{
 			Hostname: cfg.Hostname, Domains: cfg.Domains,
 			AllowUnalignedOwnDomain: !cfg.SMTP.ProtectOwnDomains,
@@ -181,21 +181,6 @@ func (s *server) buildTrust() error {
 		s.junk = junk.New(junk.Options{MinTrained: cfg.Spam.JunkMinTrained, Threshold: cfg.Spam.JunkThreshold})
 	}
 	return nil
-}
-
-// newNetResolver is a resolver asking addr ("host:port"), or the
-// system's when addr is "".
-func newNetResolver(addr string) *net.Resolver {
-	if addr == "" {
-		return net.DefaultResolver
-	}
-	d := net.Dialer{Timeout: 10 * time.Second}
-	return &net.Resolver{
-		PreferGo: true,
-		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, addr)
-		},
-	}
 }
 
 func newOutbound(cfg *config.Config, log *slog.Logger) (*outbound.Client, error) {
