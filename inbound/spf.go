@@ -44,8 +44,13 @@ func (c *Checker) SPF(ctx context.Context, ip netip.Addr, helo, mailFrom string)
 	r, err := spf.CheckHostWithSender(net.IP(ip.Unmap().AsSlice()), helo, local+"@"+d,
 		spf.WithContext(ctx), spf.WithResolver(c.r))
 	res.Result = Result(r)
-	if err != nil && (r == spf.TempError || r == spf.PermError) {
-		res.Reason = err.Error()
+	switch {
+	case err != nil && r == spf.TempError:
+		// The error names our DNS server's address, which is nobody's
+		// business in a stored header.
+		res.Reason = "DNS lookup failed"
+	case err != nil && r == spf.PermError:
+		res.Reason = err.Error() // about the sender's record
 	}
 	return res
 }

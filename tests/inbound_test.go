@@ -195,6 +195,11 @@ func TestIssue10InboundChecks(t *testing.T) {
 			t.Errorf("%s: filed in %q, want %s", subject, folder, c.folder)
 		}
 	}
+	// A DNS failure is recorded without naming our DNS server's address
+	// (Go's resolver names the server of resolv.conf, "lookup x on a:53").
+	if msg, _ := findMessage(t, in, "ann", "spf-temp.test"); strings.Contains(msg, "lookup temp.test") || strings.Contains(msg, ":53") {
+		t.Errorf("the temperror copy names the resolver:\n%s", msg)
+	}
 	// The SPF fail without a DMARC policy went to Junk, saying why.
 	if msg, _ := findMessage(t, in, "ann", "spf-fail.test"); !strings.Contains(msg, "X-Spam-Flag: YES\r\n") || !strings.Contains(msg, "X-Spam-Reason: spf fail\r\n") || !strings.Contains(msg, "X-Spam-Score: 1.000\r\n") {
 		t.Errorf("SPF fail copy lacks its X-Spam fields:\n%s", msg)
