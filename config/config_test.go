@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"postie/internal/testutil"
 )
 
 // minimal is the least a valid file holds.
@@ -128,17 +130,7 @@ func TestExampleFile(t *testing.T) {
 		"http.listen":           c.HTTP.Listen,
 		"http.tls_listen":       c.HTTP.TLSListen,
 	}
-	want := map[string]string{
-		"smtp.listen":           "127.0.0.1:2525",
-		"submission.listen":     "127.0.0.1:2587",
-		"submission.tls_listen": "127.0.0.1:2465",
-		"imap.listen":           "127.0.0.1:2143",
-		"imap.tls_listen":       "127.0.0.1:2993",
-		"pop3.listen":           "127.0.0.1:2110",
-		"pop3.tls_listen":       "127.0.0.1:2995",
-		"http.listen":           "127.0.0.1:2080",
-		"http.tls_listen":       "127.0.0.1:2443",
-	}
+	want := testutil.ExampleListeners(t, "../README.md")
 	for k, got := range listeners {
 		if !slices.Equal(got, []string{want[k]}) {
 			t.Errorf("%s = %v, want [%s]", k, got, want[k])

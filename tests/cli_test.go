@@ -14,7 +14,7 @@ func TestCheckConfig(t *testing.T) {
 	}
 
 	bad := filepath.Join(t.TempDir(), "bad.toml")
-	os.WriteFile(bad, []byte("hostname = \"mx.example.test\"\ndomains = [\"example.test\"]\n\n[smtp]\nlisten = [\"127.0.0.1:2525\"]\nmax_recipents = 5\n"), 0o600)
+	os.WriteFile(bad, []byte("hostname = \"mx.example.test\"\ndomains = [\"example.test\"]\n\n[smtp]\nlisten = [\"127.0.0.1:0\"]\nmax_recipents = 5\n"), 0o600)
 	_, errOut, code := runBinary(t, "", "check-config", "-config", bad)
 	if code != 1 {
 		t.Errorf("unknown key: exit %d, want 1", code)

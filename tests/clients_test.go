@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"postie/config"
+	"postie/internal/testutil"
 )
 
 func needPython(t *testing.T) {
@@ -22,12 +23,12 @@ func needPython(t *testing.T) {
 	}
 }
 
-// exampleListeners are the loopback addresses the README promises the
-// shipped config.toml.example listens on, by role.
-var exampleListeners = map[string]string{
-	"smtp": "127.0.0.1:2525", "submission": "127.0.0.1:2587", "submissions": "127.0.0.1:2465",
-	"imap": "127.0.0.1:2143", "imaps": "127.0.0.1:2993", "pop3": "127.0.0.1:2110", "pop3s": "127.0.0.1:2995",
-	"http": "127.0.0.1:2080", "https": "127.0.0.1:2443",
+// exampleRoles are the listener keys of config.toml.example by the role
+// names the log gives them.
+var exampleRoles = map[string]string{
+	"smtp": "smtp.listen", "submission": "submission.listen", "submissions": "submission.tls_listen",
+	"imap": "imap.listen", "imaps": "imap.tls_listen", "pop3": "pop3.listen", "pop3s": "pop3.tls_listen",
+	"http": "http.listen", "https": "http.tls_listen",
 }
 
 // exampleInstance runs the server on config.toml.example as it ships,
@@ -47,7 +48,12 @@ func exampleInstance(t *testing.T) *instance {
 		"imap": cfg.IMAP.Listen, "imaps": cfg.IMAP.TLSListen, "pop3": cfg.POP3.Listen, "pop3s": cfg.POP3.TLSListen,
 		"http": cfg.HTTP.Listen, "https": cfg.HTTP.TLSListen,
 	}
-	for role, want := range exampleListeners {
+	promised := map[string]string{} // by role
+	byKey := testutil.ExampleListeners(t, "../README.md")
+	for role, key := range exampleRoles {
+		promised[role] = byKey[key]
+	}
+	for role, want := range promised {
 		if len(got[role]) != 1 || got[role][0] != want {
 			t.Fatalf("config.toml.example: %s listens on %v, the README promises %s", role, got[role], want)
 		}
@@ -57,7 +63,7 @@ func exampleInstance(t *testing.T) *instance {
 		t.Fatal(err)
 	}
 	text := string(b)
-	for role, addr := range exampleListeners {
+	for role, addr := range promised {
 		quoted := fmt.Sprintf("%q", addr)
 		if n := strings.Count(text, quoted); n != 1 {
 			t.Fatalf("config.toml.example names %s (%s) %d times, want once", quoted, role, n)

@@ -430,7 +430,7 @@ func quotedArg(c call) string {
 // to fail: an acknowledgement written before a step completed is caught.
 func TestTraceChecks(t *testing.T) {
 	const (
-		sock   = `write(9<TCP:[127.0.0.1:2525->127.0.0.1:5000]>, `
+		sock   = `write(9<TCP:[127.0.0.1:40025->127.0.0.1:5000]>, `
 		ann    = "/d/mail/example.test/ann"
 		spool  = "/d/queue"
 		client = "127.0.0.1:5000"

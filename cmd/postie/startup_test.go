@@ -23,7 +23,7 @@ func TestListenErrorNamesTheFix(t *testing.T) {
 	}
 	// Not a privileged port, or not a permission error: no hint.
 	for _, e := range []error{
-		listenError("smtp", "127.0.0.1:2525", denied),
+		listenError("smtp", "127.0.0.1:1024", denied),
 		listenError("smtp", "0.0.0.0:25", &net.OpError{Op: "listen", Net: "tcp", Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}),
 	} {
 		if strings.Contains(e.Error(), "CAP_NET_BIND_SERVICE") {
