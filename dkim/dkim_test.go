@@ -261,13 +261,7 @@ func TestLoadPKCS1AndBadKeys(t *testing.T) {
 
 func TestSignMalformedMessage(t *testing.T) {
 	dir := t.TempDir()
-	if _, _, err := KeyGen(dir, "example.test", "postie"); err != nil {
-		t.Fatal(err)
-	}
-	s, err := LoadSigner(dir, "postie", []string{"example.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := keyedSigner(t, dir)
 	// No blank line ending the header: go-msgauth cannot sign it.
 	if _, err := s.Signature(strings.NewReader("From: a@example.test"), "example.test"); err == nil {
 		t.Error("signed a message without a header end")
@@ -276,13 +270,7 @@ func TestSignMalformedMessage(t *testing.T) {
 
 func FuzzSign(f *testing.F) {
 	dir := f.TempDir()
-	if _, _, err := KeyGen(dir, "example.test", "postie"); err != nil {
-		f.Fatal(err)
-	}
-	s, err := LoadSigner(dir, "postie", []string{"example.test"})
-	if err != nil {
-		f.Fatal(err)
-	}
+	s := keyedSigner(f, dir)
 	f.Add([]byte(testMessage))
 	f.Add([]byte("From: a\n\nbody"))
 	f.Add([]byte("\r\n\r\n"))
@@ -298,13 +286,7 @@ func FuzzSign(f *testing.F) {
 
 func BenchmarkSign1MB(b *testing.B) {
 	dir := b.TempDir()
-	if _, _, err := KeyGen(dir, "example.test", "postie"); err != nil {
-		b.Fatal(err)
-	}
-	s, err := LoadSigner(dir, "postie", []string{"example.test"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := keyedSigner(b, dir)
 	line := strings.Repeat("x", 76) + "\r\n"
 	msg := []byte(testMessage + strings.Repeat(line, (1<<20)/len(line)))
 	b.SetBytes(int64(len(msg)))
@@ -331,4 +313,18 @@ func sign(s *Signer, w io.Writer, r io.Reader, domain string) (signed bool, err 
 	io.WriteString(w, sig)
 	buf.WriteTo(w)
 	return sig != "", nil
+}
+
+// keyedSigner makes a key for example.test (selector postie) in dir and
+// loads a Signer over dir.
+func keyedSigner(tb testing.TB, dir string) *Signer {
+	tb.Helper()
+	if _, _, err := KeyGen(dir, "example.test", "postie"); err != nil {
+		tb.Fatal(err)
+	}
+	s, err := LoadSigner(dir, "postie", []string{"example.test"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
 }

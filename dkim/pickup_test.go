@@ -61,13 +61,7 @@ func TestSignerPicksUpKeyWithoutReload(t *testing.T) {
 // A key file that turns unparsable keeps the key read before in use.
 func TestSignerKeepsKeyWhenFileTurnsBad(t *testing.T) {
 	dir := t.TempDir()
-	if _, _, err := KeyGen(dir, "example.test", "postie"); err != nil {
-		t.Fatal(err)
-	}
-	s, err := LoadSigner(dir, "postie", []string{"example.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := keyedSigner(t, dir)
 	if err := os.WriteFile(filepath.Join(dir, "example.test.postie.key"), []byte("half a key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
