@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-msgauth/authres"
 )
@@ -373,5 +374,24 @@ func TestDMARCSeveralRecords(t *testing.T) {
 	v := e.check(t, "", message("a@news.sender.test"))
 	if v.DMARC.Result != None || v.Action != Accept || e.dns.Count("_dmarc.sender.test", "TXT") != 0 {
 		t.Errorf("several records: %s %s, org asked %d times", v.DMARC.Result, v.Action, e.dns.Count("_dmarc.sender.test", "TXT"))
+	}
+}
+
+// A header that go-msgauth's verifier would take seconds of CPU over (a
+// field folded into many thousands of lines: quadratic in the library) is
+// not given to it: its signatures are permerror, at once.
+func TestDKIMOversizedHeader(t *testing.T) {
+	e := newEnv(t)
+	signed := e.sign(t, message("bob@sender.test"), "sender.test", "s1", rsaKey())
+	folded := append([]byte("X-Junk: a"+strings.Repeat("\r\n\tb", 50_000)+"\r\n"), signed...)
+	start := time.Now()
+	v := e.check(t, "bob@sender.test", folded)
+	if len(v.DKIM) != 1 || v.DKIM[0].Result != PermError || !strings.Contains(v.DKIM[0].Reason, "folded") {
+		t.Fatalf("DKIM = %+v, want one permerror for the folding", v.DKIM)
+	}
+	t.Logf("checked in %v", time.Since(start))
+	// The same signed message unfolded still verifies.
+	if v := e.check(t, "bob@sender.test", signed); len(v.DKIM) != 1 || v.DKIM[0].Result != Pass {
+		t.Fatalf("plain message: DKIM = %+v", v.DKIM)
 	}
 }
