@@ -217,12 +217,15 @@ func (s *Server) autodiscoverJSON(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	addr := q.Get("Email")
 	const prefix = "/autodiscover/autodiscover.json/v1.0/"
-	if rest := r.URL.Path[len("/autodiscover/autodiscover.json"):]; rest != "" && rest != "/" {
-		if !strings.HasPrefix(strings.ToLower(r.URL.Path), prefix) {
+	// The route matched the path in any case; the address is cut from the
+	// path itself only where its bytes are the prefix (case folding may
+	// change lengths: "İ" is two bytes, "i" one).
+	if p := r.URL.Path; len(p) > len("/autodiscover/autodiscover.json/") {
+		if len(p) < len(prefix) || !strings.EqualFold(p[:len(prefix)], prefix) {
 			http.NotFound(w, r)
 			return
 		}
-		addr = r.URL.Path[len(prefix):]
+		addr = p[len(prefix):]
 	}
 	proto := q.Get("Protocol")
 	if proto == "" {
