@@ -126,9 +126,6 @@ func setDefault(d *time.Duration, def time.Duration) {
 	}
 }
 
-// Options returns the options in force, defaults filled in.
-func (t *Tracker) Options() Options { return t.opts }
-
 // atRate is the time n bytes take at MinRate.
 func (t *Tracker) atRate(n int64) time.Duration {
 	r := int64(t.opts.MinRate)
@@ -314,13 +311,6 @@ func (t *Tracker) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.conns)
-}
-
-// Closing reports whether Shutdown has been called.
-func (t *Tracker) Closing() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.closing
 }
 
 // StopAccepting closes every listener and waits for their Serve loops to return; from then on
