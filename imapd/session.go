@@ -203,6 +203,10 @@ const maxLogLines = 20
 
 // logf logs for this connection within maxLogLines.
 func (s *session) logf(level slog.Level, msg string, args ...any) {
+	if level < slog.LevelWarn { // not counted: debug lines must not use up the bound
+		s.srv.log.Log(context.Background(), level, msg, args...)
+		return
+	}
 	switch n := s.logged.Add(1); {
 	case n <= maxLogLines:
 		s.srv.log.Log(context.Background(), level, msg, args...)
