@@ -38,6 +38,10 @@ type session struct {
 	outside bool
 	name    *lookup[string]
 	blocked *lookup[error]
+	// endLookups cancels the lookups when the session ends (Logout: the
+	// connection closed, or STARTTLS replaced the session), so a client
+	// that hangs up leaves no lookup running.
+	endLookups context.CancelFunc
 
 	mu           sync.Mutex
 	greeting     string         // the EHLO/HELO argument, checked by validHelo
@@ -111,8 +115,10 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	sess.outside = !sess.trusted()
 	if chk := s.opts.Checks; chk != nil && sess.outside && ip.IsValid() {
-		sess.name = startLookup(func() string { return chk.ClientName(s.ctx, ip) })
-		sess.blocked = startLookup(func() error { return chk.Blocked(s.ctx, ip) })
+		ctx, cancel := context.WithCancel(s.ctx)
+		sess.endLookups = cancel
+		sess.name = startLookup(func() string { return chk.ClientName(ctx, ip) })
+		sess.blocked = startLookup(func() error { return chk.Blocked(ctx, ip) })
 	}
 	return sess, nil
 }
@@ -182,7 +188,7 @@ func (s *session) mailMX(from string) (string, *reservation, error) {
 			return "", nil, errBadSender
 		}
 	}
-	if limit := s.srv.opts.MessagesPerMinutePerIP; limit > 0 && !s.trusted() {
+	if limit := s.srv.opts.MessagesPerMinutePerIP; limit > 0 && s.outside {
 		key, now := limitKey(s.ip), s.srv.opts.Now()
 		if !s.srv.ipRate.take(key, limit, now) {
 			return "", nil, errRateIP
@@ -467,6 +473,9 @@ func (s *session) endTx() {
 // Logout is called when the connection closes or switches to TLS.
 func (s *session) Logout() error {
 	s.endTx()
+	if s.endLookups != nil {
+		s.endLookups()
+	}
 	return nil
 }
 
