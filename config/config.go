@@ -34,6 +34,15 @@ type Config struct {
 	Outbound   Outbound   `toml:"outbound"`
 	Spam       Spam       `toml:"spam"`
 	HTTP       HTTP       `toml:"http"`
+	Metrics    Metrics    `toml:"metrics"`
+}
+
+// Metrics is the Prometheus endpoint.
+type Metrics struct {
+	// Listen serves GET /metrics (Prometheus text format) on each address;
+	// empty (the default) serves none. Keep it on loopback or a private
+	// network: the figures are not secret, but they are not for the world.
+	Listen []string `toml:"listen"`
 }
 
 // HTTP is the web role: client autoconfiguration (Thunderbird, Outlook,
@@ -160,10 +169,29 @@ type POP3 struct {
 
 // TLS names the server certificate. Both empty: a self-signed certificate
 // under TLSDir(); otherwise both must be set.
+//
+// With ACME on, certificates for hostname and, for each domain,
+// mta-sts.<domain>, autoconfig.<domain> and autodiscover.<domain> are
+// obtained and renewed from the ACME server; until one exists the
+// configured or self-signed certificate is served.
 type TLS struct {
 	CertFile string `toml:"cert_file"`
 	KeyFile  string `toml:"key_file"`
+	// ACME turns automatic certificates on (default false).
+	ACME bool `toml:"acme"`
+	// ACMEEmail is the contact address given to the ACME server ("" for none).
+	ACMEEmail string `toml:"acme_email"`
+	// ACMEDirectory is the ACME server's directory URL; the default is
+	// Let's Encrypt's production directory (DefaultACMEDirectory).
+	ACMEDirectory string `toml:"acme_directory"`
+	// ACMECAFile is a PEM file of root certificates to trust for the ACME
+	// server's own HTTPS (a private ACME server; tests use Pebble's); ""
+	// means the system's roots.
+	ACMECAFile string `toml:"acme_ca_file"`
 }
+
+// DefaultACMEDirectory is Let's Encrypt's production ACME directory.
+const DefaultACMEDirectory = "https://acme-v02.api.letsencrypt.org/directory"
 
 // Queue tunes the outbound spool's scheduler.
 type Queue struct {
@@ -172,7 +200,24 @@ type Queue struct {
 	Lifetime       time.Duration `toml:"lifetime"`      // then the sender gets a bounce
 	DelayWarning   time.Duration `toml:"delay_warning"` // 0: never
 	MaxConcurrency int           `toml:"max_concurrency"`
-	MaxPerDomain   int           `toml:"max_per_domain"`
+	MaxPerDomain   int           `toml:"max_per_domain"` // connections per destination unless a throttle says otherwise
+	// MessagesPerMinute is the default cap on messages per minute to one
+	// destination domain (and to one MX host); 0 means no cap.
+	MessagesPerMinute int `toml:"messages_per_minute"`
+	// Throttles override the defaults for named destinations.
+	Throttles []Throttle `toml:"throttle"`
+}
+
+// Throttle limits delivery to one destination: [[queue.throttle]].
+type Throttle struct {
+	// Domain is a recipient domain ("gmail.com") or an MX host name
+	// ("gmail-smtp-in.l.google.com"); a leading "." matches every name
+	// below it (".google.com"). Lower case.
+	Domain string `toml:"domain"`
+	// MessagesPerMinute caps messages per minute; 0 means no cap.
+	MessagesPerMinute int `toml:"messages_per_minute"`
+	// Connections caps concurrent connections; 0 means queue.max_per_domain.
+	Connections int `toml:"connections"`
 }
 
 // Outbound configures delivery to remote servers.
@@ -186,6 +231,18 @@ type Outbound struct {
 	ConnectTimeout        time.Duration `toml:"connect_timeout"`
 	CommandTimeout        time.Duration `toml:"command_timeout"`
 	Port                  int           `toml:"port"` // the remote SMTP port; changed only by tests and odd networks
+	// CAFile is a PEM file of extra root certificates trusted when
+	// verifying remote servers (MTA-STS, DANE-TA, smarthost): for tests
+	// and private networks. "" means the system's roots only.
+	CAFile string `toml:"ca_file"`
+	// SourceIP and SourceIPv6 bind outgoing SMTP connections to one local
+	// address of each family ("" lets the system choose). The PTR of each
+	// should name hostname.
+	SourceIP   string `toml:"source_ip"`
+	SourceIPv6 string `toml:"source_ipv6"`
+	// SuppressFor is how long a recipient that hard-bounced is refused at
+	// submission (default 720h, 30 days; 0 turns the suppression list off).
+	SuppressFor time.Duration `toml:"suppress_for"`
 }
 
 // Default returns a configuration with every default set, hostname
@@ -238,8 +295,10 @@ func defaults() *Config {
 			MaxRetry:       time.Hour,
 			Lifetime:       120 * time.Hour,
 			DelayWarning:   4 * time.Hour,
-			MaxConcurrency: 20,
-			MaxPerDomain:   4,
+			MaxConcurrency:    20,
+			MaxPerDomain:      4,
+			MessagesPerMinute: 60,
+			Throttles:         []Throttle{},
 		},
 		Spam: Spam{
 			JunkFilter:     true,
@@ -247,6 +306,7 @@ func defaults() *Config {
 			JunkMinTrained: 30,
 			RspamdTimeout:  10 * time.Second,
 		},
+		TLS: TLS{ACMEDirectory: DefaultACMEDirectory},
 		HTTP: HTTP{
 			MTASTSMode:   "testing",
 			MTASTSMaxAge: 7 * 24 * time.Hour,
@@ -257,7 +317,9 @@ func defaults() *Config {
 			ConnectTimeout: 30 * time.Second,
 			CommandTimeout: 5 * time.Minute,
 			Port:           25,
+			SuppressFor:    30 * 24 * time.Hour,
 		},
+		Metrics: Metrics{Listen: []string{}},
 	}
 }
 
@@ -301,7 +363,8 @@ func parse(file, abs, text string) (*Config, error) {
 
 // resolvePaths makes the configured paths absolute, relative to dir.
 func (c *Config) resolvePaths(dir string) {
-	for _, p := range []*string{&c.DataDir, &c.TLS.CertFile, &c.TLS.KeyFile, &c.Outbound.SmarthostPasswordFile} {
+	for _, p := range []*string{&c.DataDir, &c.TLS.CertFile, &c.TLS.KeyFile, &c.TLS.ACMECAFile,
+		&c.Outbound.SmarthostPasswordFile, &c.Outbound.CAFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -316,6 +379,9 @@ func (c *Config) QueueDir() string { return filepath.Join(c.DataDir, "queue") }
 
 // TLSDir holds the self-signed certificate: data_dir/tls.
 func (c *Config) TLSDir() string { return filepath.Join(c.DataDir, "tls") }
+
+// ACMEDir caches ACME accounts and certificates: data_dir/acme.
+func (c *Config) ACMEDir() string { return filepath.Join(c.DataDir, "acme") }
 
 // DKIMDir holds the per-domain signing keys: data_dir/dkim.
 func (c *Config) DKIMDir() string { return filepath.Join(c.DataDir, "dkim") }

@@ -206,6 +206,10 @@ func TestSchemaTypes(t *testing.T) {
 				m[tag] = true
 			case f.Type.Kind() == reflect.Float64:
 				m[tag] = 0.5
+			case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+				sub := map[string]any{}
+				fill(f.Type.Elem(), sub)
+				m[tag] = []map[string]any{sub}
 			case f.Type.Kind() == reflect.Slice:
 				m[tag] = []any{"x"}
 			case f.Type.Kind() == reflect.Struct:

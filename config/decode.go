@@ -172,6 +172,8 @@ func (d *decoder) bindValue(v any, fv reflect.Value, path []string) {
 		}
 	case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.String:
 		d.bindStrings(v, fv, key)
+	case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Struct:
+		d.bindTables(v, fv, path)
 	case fv.Kind() == reflect.Struct:
 		m, ok := v.(map[string]any)
 		if !ok {
@@ -239,6 +241,35 @@ func (d *decoder) bindStrings(v any, fv reflect.Value, key string) {
 		out = append(out, s)
 	}
 	fv.Set(reflect.ValueOf(out))
+}
+
+// bindTables sets the slice of structs fv from an array of tables
+// ([[queue.throttle]] or an inline array of inline tables).
+func (d *decoder) bindTables(v any, fv reflect.Value, path []string) {
+	key := toml.Key(path).String()
+	var tables []map[string]any
+	switch x := v.(type) {
+	case []map[string]any:
+		tables = x
+	case []any:
+		for i, e := range x {
+			m, ok := e.(map[string]any)
+			if !ok {
+				d.fail(key+"["+strconv.Itoa(i)+"]", "must be a table, not %s", tomlType(e))
+				d.bad[key] = true
+				return
+			}
+			tables = append(tables, m)
+		}
+	default:
+		d.fail(key, "must be an array of tables, not %s", tomlType(v))
+		return
+	}
+	out := reflect.MakeSlice(fv.Type(), len(tables), len(tables))
+	for i, m := range tables {
+		d.bindTable(m, out.Index(i), path)
+	}
+	fv.Set(out)
 }
 
 // tomlType names the TOML type of a decoded value, for messages.

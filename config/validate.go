@@ -24,6 +24,18 @@ func (d *decoder) validate(c *Config) {
 	d.validateChecks(&c.SMTP)
 	d.validateSpam(&c.Spam)
 	d.validateHTTP(&c.HTTP)
+	d.validateMetrics(&c.Metrics)
+}
+
+// validateMetrics checks the metrics listeners (host and port required:
+// metrics belong on loopback or a private address, never on every one by
+// accident).
+func (d *decoder) validateMetrics(m *Metrics) {
+	for i, addr := range m.Listen {
+		if _, err := hostPort(addr, false); err != nil {
+			d.errf(fmt.Sprintf("metrics.listen[%d]", i), "%v", err)
+		}
+	}
 }
 
 // maxMTASTSAge is RFC 8461's ceiling on max_age: 31557600 seconds.
@@ -273,6 +285,21 @@ func (d *decoder) validateQueue(q *Queue) {
 	}
 	d.positive("queue.max_concurrency", q.MaxConcurrency)
 	d.positive("queue.max_per_domain", q.MaxPerDomain)
+	d.notNegative("queue.messages_per_minute", q.MessagesPerMinute)
+	seen := map[string]bool{}
+	for i := range q.Throttles {
+		t := &q.Throttles[i]
+		key := fmt.Sprintf("queue.throttle[%d]", i)
+		t.Domain = normalDomain(t.Domain)
+		if err := validDomain(strings.TrimPrefix(t.Domain, ".")); err != nil {
+			d.errf(key+".domain", "%v", err)
+		} else if seen[t.Domain] {
+			d.errf(key+".domain", "%q is listed twice", t.Domain)
+		}
+		seen[t.Domain] = true
+		d.notNegative(key+".messages_per_minute", t.MessagesPerMinute)
+		d.notNegative(key+".connections", t.Connections)
+	}
 }
 
 func (d *decoder) validateTLS(t *TLS) {
@@ -281,6 +308,14 @@ func (d *decoder) validateTLS(t *TLS) {
 		d.errf("tls.key_file", "required when tls.cert_file is set")
 	case t.CertFile == "" && t.KeyFile != "":
 		d.errf("tls.cert_file", "required when tls.key_file is set")
+	}
+	if !strings.HasPrefix(t.ACMEDirectory, "https://") && !strings.HasPrefix(t.ACMEDirectory, "http://") {
+		d.errf("tls.acme_directory", "%q: want the ACME server's directory URL, like %q", t.ACMEDirectory, DefaultACMEDirectory)
+	}
+	if t.ACMEEmail != "" {
+		if err := envelope.Validate(t.ACMEEmail); err != nil {
+			d.errf("tls.acme_email", "%q: not a mail address", t.ACMEEmail)
+		}
 	}
 }
 
@@ -316,6 +351,26 @@ func (d *decoder) validateOutbound(o *Outbound) {
 	d.positiveDuration("outbound.command_timeout", o.CommandTimeout)
 	if o.Port < 1 || o.Port > 65535 {
 		d.errf("outbound.port", "must be a port number, 1 to 65535")
+	}
+	for _, s := range []struct {
+		key, val string
+		v4       bool
+	}{{"outbound.source_ip", o.SourceIP, true}, {"outbound.source_ipv6", o.SourceIPv6, false}} {
+		if s.val == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(s.val)
+		switch {
+		case err != nil:
+			d.errf(s.key, "%q: not an IP address", s.val)
+		case s.v4 && !a.Unmap().Is4():
+			d.errf(s.key, "%q: want an IPv4 address (IPv6 goes in outbound.source_ipv6)", s.val)
+		case !s.v4 && (a.Is4() || a.Is4In6()):
+			d.errf(s.key, "%q: want an IPv6 address (IPv4 goes in outbound.source_ip)", s.val)
+		}
+	}
+	if o.SuppressFor < 0 {
+		d.errf("outbound.suppress_for", "must be >= 0 (0 turns the suppression list off)")
 	}
 }
 
