@@ -18,6 +18,8 @@ require (
 	golang.org/x/text v0.43.0
 )
 
-require (
-	golang.org/x/sys v0.49.0 // indirect
-)
+require golang.org/x/sys v0.49.0 // indirect
+
+replace github.com/emersion/go-smtp => ./third_party/go-smtp
+
+replace github.com/emersion/go-imap/v2 => ./third_party/go-imap
