@@ -155,7 +155,7 @@ func TestEHLOArgument(t *testing.T) {
 			}
 		}
 	}
-	r.cmd(502, "MAIL FROM:<a@remote.example>") // no session yet (go-smtp says 502, not 503)
+	r.cmd(503, "MAIL FROM:<a@remote.example>") // no session yet: bad sequence
 	for _, h := range []string{"DESKTOP_4F2", "[192.0.2.1]", "[IPv6:2001:db8::1]", "bücher.example", "x"} {
 		r.cmd(250, "EHLO %s", h)
 	}

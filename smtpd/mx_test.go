@@ -39,6 +39,12 @@ func TestMXBannerAndEHLO(t *testing.T) {
 	if ok, _ := tc.Extension("STARTTLS"); ok {
 		t.Error("STARTTLS advertised inside TLS")
 	}
+	// AUTH is not a command of this role: 502, not a TLS or temporary error.
+	r := dialRaw(t, f.addr)
+	r.cmd(250, "EHLO client.example.net")
+	if msg := r.cmd(502, "AUTH PLAIN %s", b64("\x00ann@example.test\x00secret")); !strings.HasPrefix(msg, "5.7.0") {
+		t.Errorf("AUTH on the MX: %q", msg)
+	}
 }
 
 func TestMXRecipients(t *testing.T) {

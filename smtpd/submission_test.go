@@ -30,8 +30,8 @@ func TestSubmissionNoOpenRelay(t *testing.T) {
 	r := dialRaw(t, f.addr)
 	r.cmd(250, "EHLO client.example.net")
 	r.cmd(530, "MAIL FROM:<ann@example.test>")
-	r.cmd(502, "RCPT TO:<someone@elsewhere.example>")
-	r.cmd(502, "DATA")
+	r.cmd(503, "RCPT TO:<someone@elsewhere.example>")
+	r.cmd(503, "DATA")
 	if len(f.deliv.all()) != 0 {
 		t.Fatal("unauthenticated mail delivered")
 	}
