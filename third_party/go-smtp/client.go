@@ -127,6 +127,24 @@ func NewClientStartTLS(conn net.Conn, tlsConfig *tls.Config) (*Client, error) {
 	return c, nil
 }
 
+// NewClientStartTLSWithLocalName is NewClientStartTLS with the name the
+// client gives in the EHLO (or HELO) it sends before STARTTLS: a relay
+// must name itself there too (RFC 5321 section 4.1.1.1), not "localhost".
+// After STARTTLS, Hello may be called with the same or another name.
+func NewClientStartTLSWithLocalName(conn net.Conn, tlsConfig *tls.Config, localName string) (*Client, error) {
+	if err := validateLine(localName); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	c := NewClient(conn)
+	c.localName = localName
+	if err := initStartTLS(c, tlsConfig); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 func initStartTLS(c *Client, tlsConfig *tls.Config) error {
 	if err := c.hello(); err != nil {
 		return err
