@@ -51,6 +51,16 @@ func trackedOf(c net.Conn) *trackedConn {
 	return nil
 }
 
+// startTLS runs the server side of the handshake after STARTTLS within the
+// tracker's handshake deadline (go-smtp's Server.TLSHandshake).
+func (s *Server) startTLS(c net.Conn, cfg *tls.Config) (*tls.Conn, error) {
+	if nc, ok := c.(*netconn.Conn); ok {
+		return nc.ServerTLS(s.ctx, cfg)
+	}
+	tc := tls.Server(c, cfg)
+	return tc, tc.HandshakeContext(s.ctx)
+}
+
 // addrIP is the client's IP address; the zero Addr when there is none (a
 // pipe).
 func addrIP(a net.Addr) netip.Addr { return netconn.PeerIP(a) }

@@ -121,6 +121,29 @@ func TestImplicitTLSHandshakeDeadline(t *testing.T) {
 	}
 }
 
+// TestSTARTTLSHandshakeDeadline: after "220 Ready to start TLS" a silent client is dropped
+// at the handshake deadline, not kept until the idle timeout (10 s here).
+func TestSTARTTLSHandshakeDeadline(t *testing.T) {
+	f := start(t, RoleMX, slowDeadlines)
+	r := dialRaw(t, f.addr)
+	r.cmd(250, "EHLO client.example.net")
+	r.cmd(220, "STARTTLS")
+	start := time.Now()
+	r.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.nc.Read(make([]byte, 1)); isTimeout(err) {
+		t.Fatal("the server waited 5 s for a handshake after STARTTLS")
+	}
+	if took := time.Since(start); took < testGrace-50*time.Millisecond || took > 3*time.Second {
+		t.Fatalf("no handshake: dropped after %v, want about %v", took, testGrace)
+	}
+	// A client that does its handshake is served past the deadline.
+	c := dialStartTLS(t, f.addr)
+	time.Sleep(2 * testGrace)
+	if err := c.Noop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestCapFullOfIdle: the cap is held by idle connections from many addresses; a real MX
 // delivers, and on submission a user logs in and sends, while the authenticated users already
 // there keep their connections and the idle ones that never logged in are shed.

@@ -224,6 +224,9 @@ func NewServer(opts Options) *Server {
 	// lines; Postfix takes them too. 64 KiB keeps a line's buffer bounded.
 	ss.MaxLineLength = maxLineLength
 	ss.ErrorLog = errorLog{s.log}
+	// The handshake after STARTTLS gets the tracker's handshake deadline,
+	// as on the implicit-TLS port, not the (much longer) idle timeout.
+	ss.TLSHandshake = s.startTLS
 	s.smtp = ss
 	return s
 }

@@ -933,11 +933,18 @@ func (c *Conn) handleStartTLS() {
 
 	c.writeResponse(220, EnhancedCode{2, 0, 0}, "Ready to start TLS")
 
-	// Upgrade to TLS
-	tlsConn := tls.Server(c.conn, c.server.TLSConfig)
-
-	if err := tlsConn.Handshake(); err != nil {
-		c.writeResponse(550, EnhancedCode{5, 0, 0}, "Handshake error")
+	// Upgrade to TLS. A failed handshake leaves no channel to answer on
+	// (the client is speaking TLS): close the connection.
+	var tlsConn *tls.Conn
+	var err error
+	if h := c.server.TLSHandshake; h != nil {
+		tlsConn, err = h(c.conn, c.server.TLSConfig)
+	} else {
+		tlsConn = tls.Server(c.conn, c.server.TLSConfig)
+		err = tlsConn.Handshake()
+	}
+	if err != nil {
+		c.conn.Close()
 		return
 	}
 

@@ -38,6 +38,11 @@ type Server struct {
 	AllowInsecureAuth bool
 	Debug             io.Writer
 	ErrorLog          Logger
+	// TLSHandshake, if set, runs the server side of the TLS handshake after
+	// STARTTLS (so that the caller can bound it); nil means tls.Server and
+	// Handshake with no deadline of their own.
+	TLSHandshake func(conn net.Conn, config *tls.Config) (*tls.Conn, error)
+
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 
