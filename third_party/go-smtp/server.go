@@ -43,8 +43,8 @@ type Server struct {
 	// Handshake with no deadline of their own.
 	TLSHandshake func(conn net.Conn, config *tls.Config) (*tls.Conn, error)
 
-	ReadTimeout       time.Duration
-	WriteTimeout      time.Duration
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
 
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.
