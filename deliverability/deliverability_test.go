@@ -29,6 +29,7 @@ func TestExplain(t *testing.T) {
 		{"550 5.1.1 <bob@example.test>: user unknown", "", ""},
 		{"550 5.7.1 relaying denied", "", ""},
 		{"451 4.3.0 mx.test[5.7.26.1] said: try again", "", ""},
+		{"451 4.3.0 mx.test[10.5.7.26] said: try again", "", ""},
 		{"550 5.7.260 something else", "", ""},
 		{"550 5.1.1 barracuda.example.test said: no such user", "", ""},
 		{"", "", ""},
