@@ -31,4 +31,10 @@ type Envelope struct {
 	// up; nil when there is none. Opaque here: its producer and consumer
 	// (package mda's Checks) agree on its type.
 	Early any
+
+	// Params are the message's ESMTP parameters (REQUIRETLS, RET,
+	// ENVID), and RcptParams each recipient's (NOTIFY, ORCPT), parallel
+	// to To; nil when none were given (see RcptParam).
+	Params     Params
+	RcptParams []RcptParams
 }

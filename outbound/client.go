@@ -128,17 +128,24 @@ func (c *Client) Close() error {
 }
 
 // Deliver makes one delivery attempt of the message body (size bytes,
-// CRLF line ends) from the envelope sender from ("" for the null sender)
-// to rcpts, which must all be in one domain. It returns one error per
-// recipient, nil meaning the remote server accepted it.
+// CRLF line ends) from the envelope sender t.From ("" for the null
+// sender) to t.To, which must all be in one domain. It returns one error
+// per recipient, nil meaning the remote server accepted it.
+//
+// The message's parameters go along where the host supports them: RET
+// and ENVID on MAIL, NOTIFY and ORCPT on RCPT (RFC 3461) when the host
+// advertises DSN; a recipient accepted by a host without DSN is marked in
+// t.NoDSN, so the queue can send the "relayed" notice NOTIFY=SUCCESS asks
+// for. t.Params.RequireTLS is sent as REQUIRETLS.
 //
 // Every MX host and address is tried in order until the recipients are
 // settled. A 5xx reply to a recipient is final. A 4xx reply to a recipient
 // (greylisting, a full mailbox) is retried at the next MX host in the same
 // attempt, and stays temporary if none takes it, so a backup MX can accept
 // what the primary defers.
-func (c *Client) Deliver(ctx context.Context, from string, rcpts []string, body io.ReaderAt, size int64) []error {
-	d := newDelivery(from, rcpts)
+func (c *Client) Deliver(ctx context.Context, t *envelope.Transfer, body io.ReaderAt, size int64) []error {
+	from, rcpts := t.From, t.To
+	d := newDelivery(t)
 	if len(rcpts) == 0 {
 		return d.results
 	}

@@ -11,6 +11,7 @@ import (
 // delivery is the state of one Deliver call: which recipients are settled
 // and the best explanation so far for those that are not.
 type delivery struct {
+	t       *envelope.Transfer // the envelope and its parameters; NoDSN is filled in
 	from    string
 	rcpts   []string
 	msg     *message
@@ -19,13 +20,14 @@ type delivery struct {
 	tried   []bool // an outcome was recorded, even if not final
 }
 
-func newDelivery(from string, rcpts []string) *delivery {
+func newDelivery(t *envelope.Transfer) *delivery {
 	return &delivery{
-		from:    from,
-		rcpts:   rcpts,
-		results: make([]error, len(rcpts)),
-		settled: make([]bool, len(rcpts)),
-		tried:   make([]bool, len(rcpts)),
+		t:       t,
+		from:    t.From,
+		rcpts:   t.To,
+		results: make([]error, len(t.To)),
+		settled: make([]bool, len(t.To)),
+		tried:   make([]bool, len(t.To)),
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"postie/envelope"
 	"postie/internal/testutil"
 )
 
@@ -439,7 +440,7 @@ func deliver(t testing.TB, c *Client, from string, rcpts []string, body string) 
 // deliverCtx is deliver with a context of the test's choosing.
 func deliverCtx(t testing.TB, ctx context.Context, c *Client, from string, rcpts []string, body string) []error {
 	t.Helper()
-	errs := c.Deliver(ctx, from, rcpts, strings.NewReader(body), int64(len(body)))
+	errs := c.Deliver(ctx, &envelope.Transfer{From: from, To: rcpts}, strings.NewReader(body), int64(len(body)))
 	if len(errs) != len(rcpts) {
 		t.Fatalf("Deliver from %q to %q returned %d results, want one per recipient: %v", from, rcpts, len(errs), errs)
 	}

@@ -33,7 +33,7 @@ func (c *Client) transact(d *delivery, s *session) outcome {
 	if len(todo) == 0 {
 		return clean
 	}
-	if err := s.c.Mail(d.from, &smtp.MailOptions{Size: m.size, UTF8: utf8}); err != nil {
+	if err := s.c.Mail(d.from, mailOptions(d, m, utf8)); err != nil {
 		e := hostError(s.label, "MAIL FROM", err)
 		if !isReply(err) {
 			d.hostFailed(e)
@@ -49,7 +49,7 @@ func (c *Client) transact(d *delivery, s *session) outcome {
 	}
 	var accepted []int
 	for _, i := range todo {
-		err := s.c.Rcpt(d.rcpts[i], nil)
+		err := s.c.Rcpt(d.rcpts[i], rcptOptions(d.t.RcptParam(i)))
 		switch {
 		case err == nil:
 			accepted = append(accepted, i)
@@ -90,8 +90,12 @@ func (c *Client) sendData(d *delivery, s *session, accepted []int) outcome {
 	_, err = w.CloseWithResponse()
 	switch {
 	case err == nil:
+		hasDSN, _ := s.c.Extension("DSN")
 		for _, i := range accepted {
 			d.settle(i, nil)
+			if !hasDSN {
+				d.t.SetNoDSN(i)
+			}
 		}
 		c.log.Info("outbound: delivered", "host", s.label, "tls", s.tls, "rcpts", len(accepted), "size", m.size)
 		return delivered
@@ -202,4 +206,35 @@ func oneLine(s string) string {
 		s = s[:max] + "..."
 	}
 	return strings.TrimSpace(s)
+}
+
+// mailOptions are MAIL's parameters: go-smtp's client sends RET and ENVID
+// only to a host that advertises DSN, and REQUIRETLS always (it fails the
+// command itself when the host lacks it).
+func mailOptions(d *delivery, m *message, utf8 bool) *smtp.MailOptions {
+	p := d.t.Params
+	return &smtp.MailOptions{Size: m.size, UTF8: utf8, RequireTLS: p.RequireTLS,
+		Return: smtp.DSNReturn(p.Ret), EnvelopeID: p.EnvID}
+}
+
+// rcptOptions are RCPT's DSN parameters, sent only to a host that
+// advertises DSN; nil when the recipient has none.
+func rcptOptions(p envelope.RcptParams) *smtp.RcptOptions {
+	if p == (envelope.RcptParams{}) {
+		return nil
+	}
+	o := &smtp.RcptOptions{}
+	if p.Notify != 0 {
+		for _, v := range strings.Split(p.Notify.String(), ",") {
+			o.Notify = append(o.Notify, smtp.DSNNotify(v))
+		}
+	}
+	if p.ORcpt != "" {
+		o.OriginalRecipient = p.ORcpt
+		o.OriginalRecipientType = smtp.DSNAddressTypeRFC822
+		if strings.EqualFold(p.ORcptType, "utf-8") {
+			o.OriginalRecipientType = smtp.DSNAddressTypeUTF8
+		}
+	}
+	return o
 }

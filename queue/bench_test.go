@@ -51,7 +51,8 @@ func BenchmarkEnqueue(b *testing.B) {
 
 type instantDeliverer struct{}
 
-func (instantDeliverer) Deliver(_ context.Context, _ string, rcpts []string, _ io.ReaderAt, _ int64) []error {
+func (instantDeliverer) Deliver(_ context.Context, t *envelope.Transfer, _ io.ReaderAt, _ int64) []error {
+	rcpts := t.To
 	return make([]error, len(rcpts))
 }
 

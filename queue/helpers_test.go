@@ -80,7 +80,8 @@ func newDeliverer(respond func(rcpt string, n int) error) *fakeDeliverer {
 		curDom: map[string]int{}, peakDom: map[string]int{}}
 }
 
-func (f *fakeDeliverer) Deliver(ctx context.Context, from string, rcpts []string, body io.ReaderAt, size int64) []error {
+func (f *fakeDeliverer) Deliver(ctx context.Context, t *envelope.Transfer, body io.ReaderAt, size int64) []error {
+	from, rcpts := t.From, t.To
 	data, err := io.ReadAll(io.NewSectionReader(body, 0, size))
 	dom := rcptDomain(rcpts[0])
 	f.mu.Lock()

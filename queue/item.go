@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"postie/envelope"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -350,4 +351,51 @@ func (st *state) markFailed(i int, err *envelope.Error, now time.Time) {
 	r.Attempts, r.LastAttempt, r.LastError = 1, now, err.Error()
 	r.Reply, r.DSNStatus = replyLine(err), dsnStatus(err)
 	st.failRcpt(i, "", "the mailbox could not take the message when it arrived")
+}
+
+// transfer is the envelope of an attempt for the recipients rcpts, at
+// indexes idx: the message's and the recipients' parameters with them.
+// It reads only fields that never change after Enqueue.
+func (it *item) transfer(rcpts []string, idx []int) *envelope.Transfer {
+	t := &envelope.Transfer{From: it.st.From, To: rcpts, Params: it.st.params()}
+	for k, i := range idx {
+		r := &it.st.Rcpts[i]
+		if r.Notify == 0 && r.ORcpt == "" {
+			continue
+		}
+		if t.RcptParams == nil {
+			t.RcptParams = make([]envelope.RcptParams, len(rcpts))
+		}
+		t.RcptParams[k] = r.params()
+	}
+	return t
+}
+
+// params are the message's parameters as queued.
+func (st *state) params() envelope.Params {
+	return envelope.Params{RequireTLS: st.RequireTLS, Ret: st.Ret, EnvID: st.DSNEnvID}
+}
+
+// params are the recipient's DSN parameters as queued.
+func (r *RcptState) params() envelope.RcptParams {
+	p := envelope.RcptParams{Notify: r.Notify}
+	if typ, addr, ok := strings.Cut(r.ORcpt, ";"); ok {
+		p.ORcptType, p.ORcpt = typ, addr
+	}
+	return p
+}
+
+// noteRelayed marks the recipients of an attempt that a host without DSN
+// support accepted, before finishAttempt records and saves the outcome.
+func (q *Queue) noteRelayed(it *item, idx []int, t *envelope.Transfer, errs []error) {
+	if len(t.NoDSN) != len(idx) || len(errs) != len(idx) {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for k, i := range idx {
+		if r := &it.st.Rcpts[i]; t.NoDSN[k] && errs[k] == nil && r.Status == StatusPending {
+			r.Relayed = true
+		}
+	}
 }

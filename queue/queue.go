@@ -33,7 +33,9 @@ import (
 // *envelope.Error with a 5xx code built by the deliverer.
 // The *envelope.Error's Remote, when set, becomes the DSN's Remote-MTA.
 type Deliverer interface {
-	Deliver(ctx context.Context, from string, rcpts []string, body io.ReaderAt, size int64) []error
+	// t holds the sender, the recipients and the message's parameters;
+	// the deliverer fills in t.NoDSN.
+	Deliver(ctx context.Context, t *envelope.Transfer, body io.ReaderAt, size int64) []error
 }
 
 // Bouncer takes a DSN (or a delay notice) from the null sender and delivers it: to a local sender's INBOX at once,
@@ -313,12 +315,20 @@ func (q *Queue) enqueue(ctx context.Context, env *envelope.Envelope, body io.Rea
 // newState is the state of a message just written: every recipient
 // pending, or failed as failed (parallel to rcpts) says.
 func newState(id string, env *envelope.Envelope, rcpts []string, failed []error, size int64, now time.Time) *state {
+	rcptParams := make(map[string]envelope.RcptParams, len(env.RcptParams))
+	for i := range env.To {
+		if k := envelope.Key(env.To[i]); rcptParams[k] == (envelope.RcptParams{}) {
+			rcptParams[k] = env.RcptParam(i)
+		}
+	}
 	st := &state{
 		Version: stateVersion, ID: id, EnvID: env.ID, From: env.From, Created: now, Size: size,
 		RemoteAddr: env.RemoteAddr, AuthUser: env.AuthUser,
+		RequireTLS: env.Params.RequireTLS, Ret: env.Params.Ret, DSNEnvID: env.Params.EnvID,
 	}
 	for _, r := range rcpts {
-		st.Rcpts = append(st.Rcpts, RcptState{Addr: r, Status: StatusPending})
+		p := rcptParams[envelope.Key(r)]
+		st.Rcpts = append(st.Rcpts, RcptState{Addr: r, Status: StatusPending, Notify: p.Notify, ORcpt: p.OriginalRecipient()})
 	}
 	for i, err := range failed {
 		st.markFailed(i, envelope.AsError(err), now)

@@ -529,6 +529,7 @@ func TestDelivererFaultsAreTemporary(t *testing.T) {
 
 type delivererFunc func(rcpts []string) []error
 
-func (f delivererFunc) Deliver(_ context.Context, _ string, rcpts []string, _ io.ReaderAt, _ int64) []error {
+func (f delivererFunc) Deliver(_ context.Context, t *envelope.Transfer, _ io.ReaderAt, _ int64) []error {
+	rcpts := t.To
 	return f(rcpts)
 }

@@ -212,14 +212,17 @@ func (q *Queue) compactLocked() {
 
 func (q *Queue) runAttempt(ctx context.Context, it *item, dom string, idx []int, rcpts []string) {
 	defer q.tasks.Done()
-	errs := q.deliver(ctx, it, rcpts)
+	t := it.transfer(rcpts, idx)
+	errs := q.deliver(ctx, it, t)
+	q.noteRelayed(it, idx, t, errs)
 	q.finishAttempt(ctx, it, dom, idx, errs)
 	q.wake()
 }
 
 // deliver makes the attempt. A fault of the Deliverer (a panic, a wrong
 // number of results) becomes a temporary failure of every recipient.
-func (q *Queue) deliver(ctx context.Context, it *item, rcpts []string) (errs []error) {
+func (q *Queue) deliver(ctx context.Context, it *item, t *envelope.Transfer) (errs []error) {
+	rcpts := t.To
 	all := func(err error) []error {
 		errs := make([]error, len(rcpts))
 		for i := range errs {
@@ -238,7 +241,7 @@ func (q *Queue) deliver(ctx context.Context, it *item, rcpts []string) (errs []e
 		return all(fmt.Errorf("opening the spooled message: %w", err))
 	}
 	defer f.Close()
-	errs = q.opts.Deliverer.Deliver(ctx, it.st.From, rcpts, f, it.st.Size)
+	errs = q.opts.Deliverer.Deliver(ctx, t, f, it.st.Size)
 	if len(errs) != len(rcpts) {
 		return all(fmt.Errorf("internal error: deliverer gave %d results for %d recipients", len(errs), len(rcpts)))
 	}

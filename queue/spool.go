@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"postie/envelope"
 )
 
 // The spool directory holds, per message, "<id>.msg" (the message as
@@ -65,6 +67,14 @@ type RcptState struct {
 	DSNStatus   string    `json:"dsn_status,omitempty"` // RFC 3463 status for a DSN, "5.1.1"
 	RemoteMTA   string    `json:"remote_mta,omitempty"` // the host that gave Reply, when known
 	Reason      string    `json:"reason,omitempty"`     // why it failed for good, when the reply alone does not say
+
+	// The recipient's DSN parameters (RFC 3461), absent in older spools:
+	// NOTIFY (zero: not given) and ORCPT ("rfc822;addr", decoded).
+	Notify envelope.Notify `json:"notify,omitzero"`
+	ORcpt  string          `json:"orcpt,omitempty"`
+	// Relayed: delivered to a host without DSN support, so a success
+	// notice NOTIFY asked for says "relayed" rather than "delivered".
+	Relayed bool `json:"relayed,omitempty"`
 }
 
 // done reports whether nothing more will happen to the recipient.
@@ -74,19 +84,24 @@ func (r *RcptState) done() bool {
 
 // state is the content of a state file.
 type state struct {
-	Version       int         `json:"version"`
-	ID            string      `json:"id"`
-	EnvID         string      `json:"env_id,omitempty"` // the front-end's transaction ID, for logs
-	From          string      `json:"from"`
-	Created       time.Time   `json:"created"`
-	Size          int64       `json:"size"`
-	RemoteAddr    string      `json:"remote_addr,omitempty"`
-	AuthUser      string      `json:"auth_user,omitempty"`
-	DelayNotified bool        `json:"delay_notified,omitempty"`
-	Cancelled     bool        `json:"cancelled,omitempty"`    // bounced by the administrator
-	NoticeTries   int         `json:"notice_tries,omitempty"` // failed hand-overs of the pending DSN
-	NoticeNext    time.Time   `json:"notice_next,omitzero"`   // when to try the hand-over again
-	Rcpts         []RcptState `json:"rcpts"`
+	Version       int       `json:"version"`
+	ID            string    `json:"id"`
+	EnvID         string    `json:"env_id,omitempty"` // the front-end's transaction ID, for logs
+	From          string    `json:"from"`
+	Created       time.Time `json:"created"`
+	Size          int64     `json:"size"`
+	RemoteAddr    string    `json:"remote_addr,omitempty"`
+	AuthUser      string    `json:"auth_user,omitempty"`
+	DelayNotified bool      `json:"delay_notified,omitempty"`
+	Cancelled     bool      `json:"cancelled,omitempty"`    // bounced by the administrator
+	NoticeTries   int       `json:"notice_tries,omitempty"` // failed hand-overs of the pending DSN
+	NoticeNext    time.Time `json:"notice_next,omitzero"`   // when to try the hand-over again
+	// The message's parameters, absent (false, "") in older spools:
+	// REQUIRETLS (RFC 8689), RET and ENVID (RFC 3461).
+	RequireTLS bool        `json:"require_tls,omitempty"`
+	Ret        string      `json:"ret,omitempty"`
+	DSNEnvID   string      `json:"dsn_envid,omitempty"`
+	Rcpts      []RcptState `json:"rcpts"`
 }
 
 func decodeState(data []byte) (*state, error) {
