@@ -17,10 +17,11 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	var (
 		atom     string
 		options  imap.SearchOptions
+		ext      returnExt
 		extended bool
 	)
 	if maybeReadSearchKeyAtom(dec, &atom) && strings.EqualFold(atom, "RETURN") {
-		if err := readSearchReturnOpts(dec, &options); err != nil {
+		if err := readSearchReturnOpts(dec, &options, &ext); err != nil {
 			return fmt.Errorf("in search-return-opts: %w", err)
 		}
 		if !dec.ExpectSP() {
@@ -76,7 +77,7 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	}
 
 	// If no return option is specified, ALL is assumed
-	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount {
+	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount && !ext.partial {
 		options.ReturnAll = true
 	}
 
@@ -86,13 +87,13 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	}
 
 	if c.enabled.Has(imap.CapIMAP4rev2) || extended {
-		return c.writeESearch(tag, data, &options, numKind)
+		return c.writeESearch(tag, data, &options, &ext, numKind)
 	} else {
 		return c.writeSearch(data.All)
 	}
 }
 
-func (c *Conn) writeESearch(tag string, data *imap.SearchData, options *imap.SearchOptions, numKind NumKind) error {
+func (c *Conn) writeESearch(tag string, data *imap.SearchData, options *imap.SearchOptions, ext *returnExt, numKind NumKind) error {
 	enc := newResponseEncoder(c)
 	defer enc.end()
 
@@ -116,6 +117,9 @@ func (c *Conn) writeESearch(tag string, data *imap.SearchData, options *imap.Sea
 	}
 	if options.ReturnCount {
 		enc.SP().Atom("COUNT").SP().Number(data.Count)
+	}
+	if ext.partial {
+		writePartial(enc.Encoder, ext, ext.partialSlice(numSetNums(data.All)))
 	}
 	return enc.CRLF()
 }
@@ -157,7 +161,7 @@ func (c *Conn) writeSearch(numSet imap.NumSet) error {
 	return enc.CRLF()
 }
 
-func readSearchReturnOpts(dec *imapwire.Decoder, options *imap.SearchOptions) error {
+func readSearchReturnOpts(dec *imapwire.Decoder, options *imap.SearchOptions, ext *returnExt) error {
 	if !dec.ExpectSP() {
 		return dec.Err()
 	}
@@ -177,6 +181,16 @@ func readSearchReturnOpts(dec *imapwire.Decoder, options *imap.SearchOptions) er
 			options.ReturnCount = true
 		case "SAVE":
 			options.ReturnSave = true
+		case "PARTIAL":
+			var r string
+			if !dec.ExpectSP() || !dec.ExpectAtom(&r) {
+				return dec.Err()
+			}
+			var ok bool
+			if ext.lo, ext.hi, ok = parsePartialRange(r); !ok {
+				return newClientBugError("Invalid PARTIAL range")
+			}
+			ext.partial = true
 		default:
 			return newClientBugError("unknown SEARCH RETURN option")
 		}
