@@ -229,7 +229,7 @@ func TestRefusalLogsAreBounded(t *testing.T) {
 	}
 	r.cmd(250, "EHLO client.example.net")
 	r.cmd(250, "MAIL FROM:<a@remote.example>")
-	for range 100 {
+	for range maxRcptErrors - 1 { // the 20th would end the connection
 		r.cmd(554, "RCPT TO:<x@elsewhere.example>")
 	}
 	r.cmd(221, "QUIT")

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -436,4 +437,28 @@ func TestMXLongLines(t *testing.T) {
 	c = dial(t, f.addr)
 	_, err = send(c, "a@remote.example", []string{"ann@example.test"}, "Subject: too long\r\n\r\n"+strings.Repeat("y", maxLineLength+10)+"\r\n")
 	wantCode(t, "a line over the bound", err, 554, "5.6.0")
+}
+
+// TestMXRecipientProbing: the 20th refused RCPT on one connection ends it
+// with a 421; a connection that had fewer goes on.
+func TestMXRecipientProbing(t *testing.T) {
+	f := start(t, RoleMX, nil)
+	f.rcpts.errs = map[string]error{}
+	for i := range maxRcptErrors {
+		f.rcpts.errs[fmt.Sprintf("guess%d@example.test", i)] = envelope.ErrUnknownUser
+	}
+	r := dialRaw(t, f.addr)
+	r.cmd(250, "EHLO client.example.net")
+	r.cmd(250, "MAIL FROM:<probe@remote.example>")
+	for i := range maxRcptErrors - 1 {
+		r.cmd(550, "RCPT TO:<guess%d@example.test>", i)
+	}
+	r.cmd(250, "RCPT TO:<ann@example.test>")
+	r.cmd(550, "RCPT TO:<guess%d@example.test>", maxRcptErrors-1)
+	if msg := r.expect(421); !strings.HasPrefix(msg, "4.7.0") {
+		t.Fatalf("after %d refusals: 421 %q", maxRcptErrors, msg)
+	}
+	if !r.closed() {
+		t.Fatal("connection left open after the 421")
+	}
 }

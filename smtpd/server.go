@@ -132,6 +132,8 @@ type Options struct {
 	Recipients Recipients // required
 	Delivery   Delivery   // required
 	Auth       Auth       // required for RoleSubmission
+	// Metrics counts messages accepted and refusals; nil: none counted.
+	Metrics Metrics
 
 	Logger *slog.Logger     // nil: slog.Default()
 	Now    func() time.Time // nil: time.Now
@@ -212,6 +214,9 @@ func NewServer(opts Options) *Server {
 	ss.MaxMessageBytes = opts.MaxMessageBytes
 	ss.MaxRecipients = opts.MaxRecipients
 	ss.EnableSMTPUTF8 = true
+	// DSN (RFC 3461) on both roles; REQUIRETLS (RFC 8689) is advertised
+	// only on TLS sessions, and mailParams refuses it elsewhere.
+	ss.EnableDSN, ss.EnableREQUIRETLS = true, true
 	// Submission allows AUTH on loopback plaintext too; the session decides
 	// (authAllowed), go-smtp would only know "TLS or anything".
 	ss.AllowInsecureAuth = opts.Role == RoleSubmission
@@ -227,9 +232,15 @@ func NewServer(opts Options) *Server {
 	// The handshake after STARTTLS gets the tracker's handshake deadline,
 	// as on the implicit-TLS port, not the (much longer) idle timeout.
 	ss.TLSHandshake = s.startTLS
+	ss.MaxRcptErrors = maxRcptErrors
 	s.smtp = ss
 	return s
 }
+
+// maxRcptErrors is how many refused RCPT commands a connection may have
+// before it is closed with 421: address probing costs a reconnect every 20
+// guesses, as with Postfix's smtpd_hard_error_limit.
+const maxRcptErrors = 20
 
 // maxLineLength bounds one command or DATA line.
 const maxLineLength = 64 << 10

@@ -30,6 +30,8 @@ type Conn struct {
 
 	// Number of errors witnessed on this connection
 	errCount int
+	// Number of RCPT commands the session refused (Server.MaxRcptErrors)
+	rcptErrCount int
 
 	session    Session
 	locker     sync.Mutex
@@ -785,6 +787,11 @@ func (c *Conn) handleRcpt(arg string) {
 
 	if err := c.Session().Rcpt(recipient, opts); err != nil {
 		c.writeError(451, EnhancedCode{4, 0, 0}, err)
+		c.rcptErrCount++
+		if max := c.server.MaxRcptErrors; max > 0 && c.rcptErrCount >= max {
+			c.writeResponse(421, EnhancedCode{4, 7, 0}, "Too many refused recipients, closing connection")
+			c.Close()
+		}
 		return
 	}
 	c.recipients = append(c.recipients, recipient)

@@ -43,6 +43,11 @@ type Server struct {
 	// Handshake with no deadline of their own.
 	TLSHandshake func(conn net.Conn, config *tls.Config) (*tls.Conn, error)
 
+	// MaxRcptErrors, if positive, is how many RCPT commands one connection
+	// may have refused before the server answers 421 and closes it (address
+	// probing; Postfix's smtpd_hard_error_limit is 20). Zero: no limit.
+	MaxRcptErrors int
+
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 
