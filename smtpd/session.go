@@ -56,6 +56,8 @@ type session struct {
 	resv         *reservation    // rate-limit slot taken at MAIL
 	early        any             // Checks.StartMail's work for this transaction
 	endEarly     context.CancelFunc
+	params       envelope.Params       // MAIL's REQUIRETLS, RET, ENVID
+	rcptParams   []envelope.RcptParams // RCPT's NOTIFY, ORCPT, parallel to to
 }
 
 // lookup is a value being computed by its own goroutine.
@@ -134,7 +136,7 @@ func (s *session) cutShort() bool { return s.tc != nil && s.tc.Stopped() }
 var errCutShort = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout, closing connection"}
 
 // Mail starts a transaction (RFC 5321 §4.1.1.2).
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.cutShort() {
 		return errCutShort
 	}
@@ -157,16 +159,22 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 		resv *reservation
 		err  error
 	)
-	if s.srv.opts.Role == RoleSubmission {
+	params, perr := s.mailParams(opts)
+	switch {
+	case perr != nil:
+		err = perr
+	case s.srv.opts.Role == RoleSubmission:
 		addr, resv, err = s.mailSubmission(from)
-	} else {
+	default:
 		addr, resv, err = s.mailMX(from)
 	}
 	if err != nil {
 		s.logRefusal("MAIL refused", "from", logSafe(from, maxLoggedAddr), "user", s.userName(), "reply", err.Error())
+		s.count("mail", err)
 		return err
 	}
 	s.inTx, s.from, s.helo, s.to, s.seen, s.resv = true, addr, s.greeting, nil, nil, resv
+	s.params, s.rcptParams = params, nil
 	if chk := s.srv.opts.Checks; chk != nil && s.outside && s.ip.IsValid() {
 		// Cancelled when the transaction ends: a client looping MAIL and
 		// RSET (which the rate limit does not count) keeps at most one
@@ -229,7 +237,7 @@ func (s *session) mailSubmission(from string) (string, *reservation, error) {
 
 // Rcpt adds a recipient: ours on both roles (postmaster always, RFC 5321
 // §4.5.1), anyone's for an authenticated submission, nobody else's.
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.cutShort() {
 		return errCutShort
 	}
@@ -242,7 +250,13 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	// any control inside an address literal) by.
 	if err != nil || hasControl(addr) {
 		s.logRefusal("RCPT refused", "to", logSafe(to, maxLoggedAddr), "reply", errBadRcpt.Error())
+		s.count("rcpt", errBadRcpt)
 		return errBadRcpt
+	}
+	params, perr := rcptParams(opts)
+	if perr != nil {
+		s.logRefusal("RCPT refused", "to", addr, "reply", perr.Error())
+		return perr
 	}
 	key := envelope.Key(addr)
 	s.mu.Lock()
@@ -256,6 +270,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	if reply := s.checkRcpt(addr, user); reply != nil {
 		s.logRefusal("RCPT refused", "from", from, "to", addr, "user", userName(user), "reply", reply.Error())
+		s.count("rcpt", reply)
 		return reply
 	}
 	s.mu.Lock()
@@ -267,6 +282,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		s.seen = make(map[string]bool)
 	}
 	s.to = append(s.to, addr)
+	s.rcptParams = append(s.rcptParams, params)
 	s.seen[key] = true
 	return nil
 }
@@ -302,6 +318,7 @@ func (s *session) Data(r io.Reader) error {
 		env.RemoteAddr = s.ip.String()
 	}
 	env.Inbound, env.Early = s.outside, s.early
+	env.Params, env.RcptParams = s.params, append([]envelope.RcptParams(nil), s.rcptParams...)
 	user := s.user
 	s.mu.Unlock()
 	if env.Inbound {
@@ -414,6 +431,7 @@ func (s *session) fitResults(env *envelope.Envelope, errs []error) []error {
 // logMessage writes the one line per message accepted or refused
 // (refusals within the connection's bound).
 func (s *session) logMessage(env *envelope.Envelope, size int64, outcome string, reply *smtp.SMTPError, extra ...any) {
+	s.count("data", reply)
 	args := []any{
 		"id", env.ID, "role", s.srv.opts.Role.String(), "from", env.From, "to", env.To,
 		"size", size, "outcome", outcome, "code", reply.Code, "reply", reply.Message,
@@ -460,6 +478,7 @@ func (s *session) endTx() {
 	s.mu.Lock()
 	resv, wasTx, endEarly := s.resv, s.inTx, s.endEarly
 	s.inTx, s.from, s.to, s.seen, s.resv, s.early, s.endEarly = false, "", nil, nil, nil, nil, nil
+	s.params, s.rcptParams = envelope.Params{}, nil
 	s.mu.Unlock()
 	resv.release()
 	if endEarly != nil {
