@@ -82,6 +82,7 @@ type Tracker struct {
 	cancel    context.CancelFunc
 	refusers  chan struct{}
 	refusing  sync.WaitGroup
+	handlers  sync.WaitGroup // handle calls of Serve under way
 
 	mu       sync.Mutex
 	closing  bool // nothing more is admitted
@@ -143,7 +144,11 @@ func (t *Tracker) Serve(ln net.Listener, tlsConfig *tls.Config, handle func(c *C
 			t.refuse(raw, err, tlsConfig)
 			return
 		}
+		// Added in the accept loop, which Shutdown waits for: every Add
+		// happens before a Wait that follows Shutdown.
+		t.handlers.Add(1)
 		go func() {
+			defer t.handlers.Done()
 			var nc net.Conn = c
 			if tlsConfig != nil {
 				tc, err := c.ServerTLS(t.ctx, tlsConfig)
@@ -158,6 +163,10 @@ func (t *Tracker) Serve(ln net.Listener, tlsConfig *tls.Config, handle func(c *C
 		}()
 	})
 }
+
+// Wait waits for every handle call started by Serve to return. Call it after Shutdown (a forced
+// one closes the connections, and their handlers then end).
+func (t *Tracker) Wait() { t.handlers.Wait() }
 
 // Admit counts raw in as Serve does with what it accepts, for a server with an accept loop of its
 // own (or a test): the error is ErrTooMany, ErrTooManyFromIP or ErrShuttingDown, and raw is then

@@ -531,3 +531,45 @@ func TestAdmitConcurrent(t *testing.T) {
 		t.Log("no refusal happened this run")
 	}
 }
+
+// TestWaitForHandlers: after a forced Shutdown, Wait returns only once every handler has
+// returned (pop3d releases a maildrop there), including one still finishing after its
+// connection was closed.
+func TestWaitForHandlers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := NewTracker(Options{})
+	var finished atomic.Bool
+	served := make(chan error, 1)
+	go func() {
+		served <- tr.Serve(ln, nil, func(c *Conn, nc net.Conn) {
+			defer nc.Close()
+			c.BeginTransaction() // Shutdown cannot drain it: it must be forced
+			lineServer(c, nc)
+			time.Sleep(300 * time.Millisecond) // the release after the connection ends
+			finished.Store(true)
+		})
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := bufio.NewReader(nc).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := tr.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("forced Shutdown: %v", err)
+	}
+	tr.Wait()
+	if !finished.Load() {
+		t.Fatal("Wait returned before the handler did")
+	}
+	if err := <-served; !errors.Is(err, ErrClosed) {
+		t.Errorf("Serve returned %v", err)
+	}
+}

@@ -39,11 +39,10 @@ type Server struct {
 
 	// tracker accepts, admits (shedding idle connections at the cap),
 	// times and drains the connections.
-	tracker  *netconn.Tracker
-	closing  atomic.Bool
-	mu       sync.Mutex
-	locked   map[string]struct{} // mailboxes held by a session
-	sessions sync.WaitGroup
+	tracker *netconn.Tracker
+	closing atomic.Bool
+	mu      sync.Mutex
+	locked  map[string]struct{} // mailboxes held by a session
 }
 
 // serverConfig is Options with the store and the authenticator already
@@ -128,8 +127,6 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 // handle runs a session on nc (the TLS connection over tc on an
 // implicit-TLS port, else tc itself).
 func (s *Server) handle(tc *netconn.Conn, nc net.Conn) {
-	s.sessions.Add(1)
-	defer s.sessions.Done()
 	defer nc.Close()
 	newSession(s, tc, nc).serve()
 }
@@ -147,7 +144,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	// Sessions end once their connection is closed; a forced one still
 	// releases its maildrop (and flushes its \Seen flags) before this returns.
-	s.sessions.Wait()
+	s.tracker.Wait()
 	return err
 }
 
