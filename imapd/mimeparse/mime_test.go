@@ -169,11 +169,15 @@ func TestEnvelope(t *testing.T) {
 func TestAddressEdgeCases(t *testing.T) {
 	cases := map[string][]imap.Address{
 		`"Doe, John" <john@x.test>`:        {{Name: "Doe, John", Mailbox: "john", Host: "x.test"}},
-		`john@x.test (John Doe), b@y`:      {{Mailbox: "john", Host: "x.test"}, {Mailbox: "b", Host: "y"}},
+		`john@x.test (John Doe), b@y`:      {{Name: "John Doe", Mailbox: "john", Host: "x.test"}, {Mailbox: "b", Host: "y"}},
+		`<u (c)@ (c) d.org>, u2@d (c) (d)`: {{Mailbox: "u", Host: "d.org"}, {Name: "c", Mailbox: "u2", Host: "d"}},
+		`g2: (foo) ;, x <y@z>`:             {{Mailbox: "g2"}, {}, {Name: "x", Mailbox: "y", Host: "z"}},
+		`A "B, C" D <x.y@[1.2.3.4]>`:       {{Name: "A B, C D", Mailbox: "x.y", Host: "[1.2.3.4]"}},
 		`=?iso-8859-1?q?J=F6rg?= <j@x.de>`: {{Name: "Jörg", Mailbox: "j", Host: "x.de"}},
 		`localonly`:                        {{Mailbox: "localonly", Host: "MISSING_DOMAIN"}},
 		`team: a@x, b@x;, c@y`:             {{Mailbox: "team"}, {Mailbox: "a", Host: "x"}, {Mailbox: "b", Host: "x"}, {}, {Mailbox: "c", Host: "y"}},
-		`<@route,@r2:user@host>`:           {{Mailbox: "user", Host: "host"}},
+		`<@route,@r2:user@host>`:           {{Route: "@route,@r2", Mailbox: "user", Host: "host"}},
+		`<@route:user@host>, <@x>`:         {{Route: "@route", Mailbox: "user", Host: "host"}, {Host: "x"}},
 		``:                                 nil,
 	}
 	for in, want := range cases {

@@ -26,6 +26,18 @@ func HeaderContains(h Header, name string, value []byte) bool {
 		if len(value) == 0 || bytes.Contains(Fold([]byte(DecodeHeader(f.Value()))), value) {
 			return true
 		}
+		if addressField(name) && bytes.Contains(Fold([]byte(AddressText(f.Value()))), value) {
+			return true
+		}
+	}
+	return false
+}
+
+// addressField reports whether the field holds addresses, which SEARCH also matches normalized.
+func addressField(name string) bool {
+	switch strings.ToLower(name) {
+	case "from", "to", "cc", "bcc", "sender", "reply-to":
+		return true
 	}
 	return false
 }

@@ -97,7 +97,10 @@ type Envelope struct {
 
 // Address represents a sender or recipient of a message.
 type Address struct {
-	Name    string
+	Name string
+	// Route is the obsolete source route (RFC 5322's obs-route, "@a,@b"), kept for the
+	// envelope's adl field; empty for nearly every address.
+	Route   string
 	Mailbox string
 	Host    string
 }
