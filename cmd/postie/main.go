@@ -31,6 +31,7 @@ commands:
   user add|passwd|quota|del|list -config FILE [ADDRESS] [QUOTA]
   alias add|del|list -config FILE [ADDRESS [TARGET...]]
   queue list|flush|delete ID|bounce ID -config FILE
+  suppress list|add|del -config FILE [ADDRESS]  recipients refused at submission after a hard bounce
   dkim keygen -config FILE DOMAIN
   junk train|status -config FILE ADDRESS         bootstrap the junk filter from filed mail; show it
   dns [check] -config FILE [-ip ADDR]... [DOMAIN...]  print the DNS records to publish; check them live
@@ -88,6 +89,8 @@ func run(e *env, args []string) int {
 		err = cmdAlias(e, rest)
 	case "queue":
 		err = cmdQueue(e, rest)
+	case "suppress":
+		err = cmdSuppress(e, rest)
 	case "dkim":
 		err = cmdDKIM(e, rest)
 	case "junk":
