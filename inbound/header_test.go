@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestStripForged(t *testing.T) {
@@ -121,5 +122,15 @@ func TestDKIMTags(t *testing.T) {
 	tags := dkimTags(" v=1; a=rsa-sha256; d=Example.test;\r\n\t s=sel; b=abc\r\n def=; bh=x; d=second; broken; =x")
 	if tags["d"] != "Example.test" || tags["s"] != "sel" || tags["b"] != "abcdef=" || tags["v"] != "1" || len(tags) != 6 {
 		t.Errorf("tags = %v", tags)
+	}
+}
+
+func TestSanitize(t *testing.T) {
+	long := strings.Repeat("a", 199) + "é" + "b"
+	if got := sanitize(long); got != strings.Repeat("a", 199) || !utf8.ValidString(got) {
+		t.Errorf("cut inside a character: %q", got[190:])
+	}
+	if got := sanitize("a\"b\\c\x01d\u0085e\xffg"); got != "a?b?c?d?e?g" {
+		t.Errorf("sanitize = %q", got)
 	}
 }

@@ -2,6 +2,7 @@ package inbound
 
 import (
 	"strings"
+	"unicode/utf8"
 
 	"github.com/emersion/go-msgauth/authres"
 
@@ -125,15 +126,18 @@ func bPrefixes(sigs []DKIMResult) []string {
 
 // sanitize keeps text that came from the network from breaking the
 // header it goes into: control characters, quotes and backslashes become
-// '?', and it is cut at 200 bytes.
+// '?' (C1 controls and invalid UTF-8 too), and it is cut at 200 bytes,
+// never inside a character.
 func sanitize(s string) string {
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f || r == '"' || r == '\\' {
-			return '?'
+	var b strings.Builder
+	for _, r := range s {
+		if r < ' ' || r >= 0x7f && r < 0xa0 || r == '"' || r == '\\' || r == utf8.RuneError {
+			r = '?'
 		}
-		return r
-	}, s)
+		if b.Len()+utf8.RuneLen(r) > 200 {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
