@@ -1,0 +1,265 @@
+package mtasts
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"postie/safeio"
+)
+
+// Resolver is the part of *net.Resolver the lookups need.
+type Resolver interface {
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+}
+
+// Options configure a Client; every zero value has a default.
+type Options struct {
+	Resolver Resolver       // nil: net.DefaultResolver
+	RootCAs  *x509.CertPool // roots for the policy host's certificate; nil: the system's
+	// Port is where the policy host's HTTPS server is dialed: 443 if 0.
+	// Tests point it at a loopback server.
+	Port int
+	// Dial opens TCP connections to "ip:port" (names are resolved through
+	// Resolver first); nil: a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Dir keeps the cached policies, one file per domain, so that they
+	// survive restarts; "" caches in memory only.
+	Dir     string
+	FS      *safeio.FS    // durable writes; nil: the real file system
+	Timeout time.Duration // bound of one policy fetch (connect, TLS, reply, body); 30 s if 0
+	// Recheck is how long a cached policy is used without looking at the
+	// TXT record again for a changed id; 5 min if 0.
+	Recheck time.Duration
+	Now     func() time.Time // nil: time.Now
+	Logger  *slog.Logger     // nil: slog.Default()
+}
+
+// Client finds the MTA-STS policies of recipient domains. It is safe for
+// concurrent use.
+type Client struct {
+	opts  Options
+	http  *http.Client
+	mu    sync.Mutex
+	cache map[string]*entry
+}
+
+type entry struct {
+	policy  *Policy
+	expires time.Time // fetch time + max_age
+	checked time.Time // when the TXT record's id was last compared
+}
+
+// stored is a cached policy on disk.
+type stored struct {
+	Domain  string    `json:"domain"`
+	ID      string    `json:"id"`
+	Fetched time.Time `json:"fetched"`
+	Expires time.Time `json:"expires"`
+	Policy  string    `json:"policy"`
+}
+
+// New returns a Client for opts.
+func New(opts Options) *Client {
+	if opts.Resolver == nil {
+		opts.Resolver = net.DefaultResolver
+	}
+	if opts.Port == 0 {
+		opts.Port = 443
+	}
+	if opts.Dial == nil {
+		d := &net.Dialer{}
+		opts.Dial = d.DialContext
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	if opts.Recheck <= 0 {
+		opts.Recheck = 5 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	c := &Client{opts: opts, cache: map[string]*entry{}}
+	c.http = c.newHTTPClient()
+	return c
+}
+
+// Lookup returns the policy in force for domain (RFC 8461 section 5.1), or
+// nil when it has none. A policy of mode none is returned as such. err
+// reports a failure to refresh or fetch the policy (an *Error, for TLS
+// reporting) and may come with the still valid cached policy, which then
+// applies.
+func (c *Client) Lookup(ctx context.Context, domain string) (*Policy, error) {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	now := c.opts.Now()
+	e := c.cached(domain, now)
+	if e != nil && now.Sub(e.checked) < c.opts.Recheck {
+		return e.policy, nil
+	}
+	id, err := c.lookupID(ctx, domain)
+	if err != nil || id == "" {
+		// No usable record: a cached policy still applies until it
+		// expires; without one there is no policy.
+		if err != nil {
+			c.opts.Logger.Debug("mta-sts: no usable record", "domain", domain, "err", err)
+		}
+		if e != nil {
+			return e.policy, nil
+		}
+		return nil, nil
+	}
+	if e != nil && e.policy.ID == id {
+		c.touch(domain, now)
+		return e.policy, nil
+	}
+	fctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	p, err := c.fetch(fctx, domain)
+	cancel()
+	if err != nil {
+		c.opts.Logger.Info("mta-sts: cannot fetch policy", "domain", domain, "err", err)
+		if e != nil {
+			return e.policy, err
+		}
+		return nil, err
+	}
+	p.ID = id
+	c.store(domain, p, now)
+	return p, nil
+}
+
+// lookupID reads the _mta-sts TXT record. Exactly one STSv1 record must
+// be there (section 3.1); otherwise there is no usable record.
+func (c *Client) lookupID(ctx context.Context, domain string) (string, error) {
+	txts, err := c.opts.Resolver.LookupTXT(ctx, "_mta-sts."+domain)
+	if err != nil {
+		var de *net.DNSError
+		if errors.As(err, &de) && de.IsNotFound {
+			return "", nil
+		}
+		return "", err
+	}
+	var ids []string
+	for _, t := range txts {
+		id, ok, err := ParseRecord(t)
+		if !ok {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		ids = append(ids, id)
+	}
+	switch len(ids) {
+	case 0:
+		return "", nil
+	case 1:
+		return ids[0], nil
+	}
+	return "", fmt.Errorf("mta-sts: %d STSv1 records at _mta-sts.%s", len(ids), domain)
+}
+
+// cached returns the unexpired cached policy of domain, from memory or
+// else from disk, or nil.
+func (c *Client) cached(domain string, now time.Time) *entry {
+	c.mu.Lock()
+	e, ok := c.cache[domain]
+	c.mu.Unlock()
+	if !ok {
+		e = c.load(domain)
+		c.mu.Lock()
+		c.cache[domain] = e // nil too: the disk is read once per domain
+		c.mu.Unlock()
+	}
+	if e == nil || !now.Before(e.expires) {
+		return nil
+	}
+	return e
+}
+
+func (c *Client) touch(domain string, now time.Time) {
+	c.mu.Lock()
+	if e := c.cache[domain]; e != nil {
+		cp := *e
+		cp.checked = now
+		c.cache[domain] = &cp
+	}
+	c.mu.Unlock()
+}
+
+func (c *Client) store(domain string, p *Policy, now time.Time) {
+	e := &entry{policy: p, expires: now.Add(p.MaxAge), checked: now}
+	c.mu.Lock()
+	c.cache[domain] = e
+	c.mu.Unlock()
+	path := c.path(domain)
+	if path == "" {
+		return
+	}
+	data, err := json.Marshal(stored{Domain: domain, ID: p.ID, Fetched: now, Expires: e.expires, Policy: p.Text})
+	if err == nil {
+		if err = os.MkdirAll(c.opts.Dir, 0o700); err == nil {
+			err = c.opts.FS.WriteFile(path, data, 0o600)
+		}
+	}
+	if err != nil {
+		// The policy still applies from memory; only a restart loses it.
+		c.opts.Logger.Warn("mta-sts: cannot save policy", "domain", domain, "err", err)
+	}
+}
+
+// load reads domain's cached policy from disk; nil if absent or unreadable.
+func (c *Client) load(domain string) *entry {
+	path := c.path(domain)
+	if path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			c.opts.Logger.Warn("mta-sts: cannot read cached policy", "domain", domain, "err", err)
+		}
+		return nil
+	}
+	var s stored
+	if err := json.Unmarshal(data, &s); err != nil || s.Domain != domain {
+		c.opts.Logger.Warn("mta-sts: ignoring a damaged cached policy", "domain", domain, "err", err)
+		return nil
+	}
+	p, err := Parse(s.Policy)
+	if err != nil {
+		c.opts.Logger.Warn("mta-sts: ignoring a damaged cached policy", "domain", domain, "err", err)
+		return nil
+	}
+	p.ID = s.ID
+	return &entry{policy: p, expires: s.Expires, checked: s.Fetched}
+}
+
+// path is the cache file of domain, "" when there is no cache directory
+// or the name is not a plain host name.
+func (c *Client) path(domain string) string {
+	if c.opts.Dir == "" || domain == "" || len(domain) > 253 || domain[0] == '.' || strings.Contains(domain, "..") {
+		return ""
+	}
+	for i := 0; i < len(domain); i++ {
+		ch := domain[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '.' || ch == '_') {
+			return ""
+		}
+	}
+	return filepath.Join(c.opts.Dir, domain+".json")
+}
