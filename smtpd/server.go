@@ -132,6 +132,9 @@ type Options struct {
 	Recipients Recipients // required
 	Delivery   Delivery   // required
 	Auth       Auth       // required for RoleSubmission
+	// Suppression refuses relayed recipients that hard-bounced, on the
+	// submission role only (see checkSuppressed). nil: none.
+	Suppression Suppression
 	// Metrics counts messages accepted and refusals; nil: none counted.
 	Metrics Metrics
 

@@ -291,7 +291,7 @@ func (s *session) checkRcpt(addr string, user *accounts.User) *smtp.SMTPError {
 	local, domain := envelope.Split(addr)
 	if !s.srv.opts.Recipients.IsLocalDomain(domain) {
 		if s.srv.opts.Role == RoleSubmission && user != nil {
-			return nil // relay for the authenticated
+			return s.checkSuppressed(addr) // relay for the authenticated, unless it hard-bounced
 		}
 		return errRelayDenied
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -28,6 +29,31 @@ const (
 	// maxHeaderBytes bounds the header read into memory in submission DATA.
 	maxHeaderBytes = 1 << 20
 )
+
+// Suppression is the list of recipients that hard-bounced recently
+// (package suppress, wired by cmd/postie).
+type Suppression interface {
+	// Suppressed returns when addr hard-bounced, if mail to it is refused now.
+	Suppressed(addr string) (since time.Time, ok bool)
+}
+
+// checkSuppressed refuses, on the submission role, a remote recipient that
+// hard-bounced recently, with 550 5.1.1 and the date of the bounce:
+// mailing dead addresses again costs the sender's reputation at the big
+// receivers. The MX role never asks.
+func (s *session) checkSuppressed(addr string) *smtp.SMTPError {
+	sup := s.srv.opts.Suppression
+	if sup == nil || s.srv.opts.Role != RoleSubmission {
+		return nil
+	}
+	since, ok := sup.Suppressed(addr)
+	if !ok {
+		return nil
+	}
+	return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: fmt.Sprintf(
+		"<%s> bounced as nonexistent on %s; mail to it is suppressed (postmaster: postie suppress del)",
+		addr, since.UTC().Format(time.DateOnly))}
+}
 
 // authSession is the submission role's session: the common one plus AUTH
 // (RFC 4954), PLAIN and LOGIN.

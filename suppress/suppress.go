@@ -113,6 +113,13 @@ func (l *List) Check(addr string) (Entry, bool) {
 	return e, true
 }
 
+// Suppressed returns when addr hard-bounced, if it is suppressed now: the
+// form package smtpd's submission role asks for.
+func (l *List) Suppressed(addr string) (time.Time, bool) {
+	e, ok := l.Check(addr)
+	return e.Since, ok
+}
+
 // live reports whether e is still enforced.
 func (l *List) live(e Entry) bool {
 	return l.opts.Now().Before(e.Since.Add(l.opts.For))

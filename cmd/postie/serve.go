@@ -26,6 +26,7 @@ import (
 	"postie/queue"
 	"postie/rspamd"
 	"postie/smtpd"
+	"postie/suppress"
 	"postie/tlsconf"
 	"postie/webconf"
 )
@@ -92,6 +93,7 @@ type server struct {
 	mda      *mda.Router
 	checks   *mda.Checks  // inbound trust checks of mail from outside
 	junk     *junk.Filter // nil when [spam] junk_filter is off
+	suppress *suppress.List
 
 	mx, submission *smtpd.Server
 	imap           *imapd.Server
@@ -123,6 +125,9 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server, error) {
 	}
 	s.store = maildir.NewStore(cfg.MailDir(), maildir.StoreOptions{Hostname: cfg.Hostname, Logger: log})
 	if s.outbound, err = newOutbound(cfg, log); err != nil {
+		return nil, err
+	}
+	if s.suppress, err = openSuppress(cfg); err != nil {
 		return nil, err
 	}
 	// The router forwards into the queue and the queue bounces through the
@@ -232,7 +237,7 @@ func (s *server) buildFrontEnds() {
 		MaxConnections: cfg.Submission.MaxConnections, MaxConnectionsPerIP: cfg.Submission.MaxConnectionsPerIP,
 		IdleTimeout: cfg.Submission.IdleTimeout, MaxMessagesPerHour: cfg.Submission.MaxMessagesPerHour,
 		Postmaster: postmaster,
-		Recipients: s.mda, Delivery: s.mda.Relaying(), Auth: auth, Logger: s.log,
+		Recipients: s.mda, Delivery: s.mda.Relaying(), Auth: auth, Suppression: s.suppress, Logger: s.log,
 	})
 	s.imap = imapd.New(imapd.Options{
 		Store: s.store, Auth: auth.Authenticator, TLSConfig: tlsCfg, Hostname: cfg.Hostname,
