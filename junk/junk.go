@@ -96,14 +96,28 @@ type Verdict struct {
 	Reason string  // why, for X-Spam-Reason: "known sender", "junk sender", "bayes 0.97", "untrained"
 }
 
+// Features are what the filter reads from one message (its words, its
+// sender, its identity). Extract them once and classify the message for
+// each recipient from them.
+type Features struct{ f features }
+
+// Extract reads a message and returns its features. It never fails: what
+// cannot be parsed contributes nothing.
+func (f *Filter) Extract(msg io.Reader) *Features { return &Features{extract(msg)} }
+
 // Classify reads a message and decides whether it is junk for the user
 // whose data is at path.
 func (f *Filter) Classify(path string, msg io.Reader, s Sender) (Verdict, error) {
+	return f.ClassifyFeatures(path, f.Extract(msg), s)
+}
+
+// ClassifyFeatures is Classify on features already extracted.
+func (f *Filter) ClassifyFeatures(path string, ft *Features, s Sender) (Verdict, error) {
 	t, err := f.load(path)
 	if err != nil {
 		return Verdict{Score: 0.5, Reason: "filter unavailable"}, err
 	}
-	fe := extract(msg)
+	fe := ft.f
 	score, _ := t.score(fe.tokens)
 	v := Verdict{Score: score}
 	if fe.from != "" {

@@ -40,7 +40,10 @@ type Inspection struct {
 
 // JunkFilter is the per-user junk filter (*junk.Filter).
 type JunkFilter interface {
-	Classify(path string, msg io.Reader, s junk.Sender) (junk.Verdict, error)
+	// Extract reads a message's features once; ClassifyFeatures then
+	// judges them for each recipient.
+	Extract(msg io.Reader) *junk.Features
+	ClassifyFeatures(path string, fe *junk.Features, s junk.Sender) (junk.Verdict, error)
 	NoteSent(path string, rcpts ...string) error
 }
 
@@ -53,6 +56,12 @@ type content struct {
 	ins     *Inspection // nil: not inspected
 	header  []byte      // stored instead of the first bodyOff bytes; nil: the message as received
 	bodyOff int64
+	// junk is the message's junk-filter features, extracted by the first
+	// recipient's judge and shared by the others (copies are made
+	// concurrently); junkErr is why they could not be read.
+	junkOnce sync.Once
+	junk     *junk.Features
+	junkErr  error
 }
 
 // copyReader returns a fresh reader over the message as stored: the
@@ -145,11 +154,18 @@ func (m *Router) judge(env *envelope.Envelope, u *accounts.User, mu *maildir.Use
 		}
 		return spamVerdict{score: 0.5, reason: reason}, true
 	}
-	r, err := c.reader()
-	if err != nil {
+	c.junkOnce.Do(func() {
+		r, err := c.reader()
+		if err != nil {
+			c.junkErr = err
+			return
+		}
+		c.junk = m.opts.Junk.Extract(r)
+	})
+	if c.junkErr != nil {
 		return spamVerdict{score: 0.5, reason: "filter unavailable"}, true
 	}
-	jv, err := m.opts.Junk.Classify(junk.UserFile(mu.Dir()), r, junk.Sender{Verified: c.ins != nil && c.ins.Verified})
+	jv, err := m.opts.Junk.ClassifyFeatures(junk.UserFile(mu.Dir()), c.junk, junk.Sender{Verified: c.ins != nil && c.ins.Verified})
 	if err != nil {
 		m.log.Warn("mda: junk filter unavailable, delivering to INBOX", "id", env.ID, "user", u.Address, "err", err)
 	}

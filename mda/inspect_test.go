@@ -37,10 +37,25 @@ type fakeJunk struct {
 	verified []bool
 	paths    []string
 	noted    map[string][]string
+	bodies   map[*junk.Features][]byte // what each Extract read
 }
 
-func (f *fakeJunk) Classify(path string, msg io.Reader, s junk.Sender) (junk.Verdict, error) {
+func (f *fakeJunk) Extract(msg io.Reader) *junk.Features {
 	b, _ := io.ReadAll(msg)
+	fe := new(junk.Features)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.bodies == nil {
+		f.bodies = map[*junk.Features][]byte{}
+	}
+	f.bodies[fe] = b
+	return fe
+}
+
+func (f *fakeJunk) ClassifyFeatures(path string, fe *junk.Features, s junk.Sender) (junk.Verdict, error) {
+	f.mu.Lock()
+	b := f.bodies[fe]
+	f.mu.Unlock()
 	f.mu.Lock()
 	f.verified = append(f.verified, s.Verified)
 	f.paths = append(f.paths, path)
@@ -277,7 +292,28 @@ func TestJunkFilterFailure(t *testing.T) {
 
 type failingJunk struct{}
 
-func (failingJunk) Classify(string, io.Reader, junk.Sender) (junk.Verdict, error) {
+func (failingJunk) Extract(io.Reader) *junk.Features { return new(junk.Features) }
+func (failingJunk) ClassifyFeatures(string, *junk.Features, junk.Sender) (junk.Verdict, error) {
 	return junk.Verdict{Score: 0.5, Reason: "filter unavailable"}, errors.New("disk on fire")
 }
 func (failingJunk) NoteSent(string, ...string) error { return errors.New("disk on fire") }
+
+// TestJunkFeaturesOncePerMessage: a message for several users is read for
+// the junk filter once; each user's statistics then judge the same features.
+func TestJunkFeaturesOncePerMessage(t *testing.T) {
+	m, root := newTestMDA(t, &fakeForwarder{})
+	jf := &fakeJunk{}
+	m.opts.Inspector = &fakeInspector{ins: Inspection{Action: inbound.Accept, Header: arHeader}}
+	m.opts.Junk = jf
+	if errs := deliver(t, m, inboundEnv("ann@example.test", "bob@example.test"), "Subject: q\r\n\r\nviagra\r\n"); errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	if len(jf.bodies) != 1 || len(jf.paths) != 2 {
+		t.Fatalf("%d extractions for %d classifications, want 1 for 2", len(jf.bodies), len(jf.paths))
+	}
+	for _, u := range []string{"ann", "bob"} {
+		if len(stored(t, root, u, "Junk")) != 1 {
+			t.Errorf("%s's copy is not in Junk", u)
+		}
+	}
+}
