@@ -124,8 +124,5 @@ func TestReverseDNS(t *testing.T) {
 		if got.Result != tc.result || got.Name != tc.name {
 			t.Errorf("ReverseDNS(%s) = %+v, want %s %q", tc.ip, got, tc.result, tc.name)
 		}
-		if want := tc.name; want == "" && got.ReceivedName() != "none" || want != "" && got.ReceivedName() != want {
-			t.Errorf("ReceivedName = %q", got.ReceivedName())
-		}
 	}
 }

@@ -23,15 +23,6 @@ type IPRev struct {
 	Name string
 }
 
-// ReceivedName is what a Received: line says of the client: the
-// confirmed name, or "none".
-func (r IPRev) ReceivedName() string {
-	if r.Name == "" {
-		return "none"
-	}
-	return r.Name
-}
-
 // ReverseDNS looks up ip's PTR names and returns the first (of at most
 // ten) whose A or AAAA records include ip.
 func ReverseDNS(ctx context.Context, r Resolver, ip netip.Addr) IPRev {

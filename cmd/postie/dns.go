@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -82,22 +83,13 @@ func dnsOptions(cfg *config.Config, ips []netip.Addr, domains []string) (dnsreco
 		o.Domains = nil
 		for _, d := range domains {
 			d = envelope.CanonDomain(d)
-			if !containsString(cfg.Domains, d) {
+			if !slices.Contains(cfg.Domains, d) {
 				return o, fmt.Errorf("%s is not one of the configured domains %v", d, cfg.Domains)
 			}
 			o.Domains = append(o.Domains, d)
 		}
 	}
 	return o, nil
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // stsPolicy is the MTA-STS policy that serve publishes ([http]
