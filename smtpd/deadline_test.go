@@ -178,8 +178,9 @@ func TestCapFullOfIdle(t *testing.T) {
 	user := dialRawFrom(t, g.addr, "127.0.3.1")
 	user.cmd(250, "EHLO laptop")
 	user.cmd(235, "AUTH PLAIN %s", plain)
+	var anon []*rawConn
 	for i := 0; i < capacity-1; i++ { // one address each: nobody over their share
-		dialRawFrom(t, g.addr, fmt.Sprintf("127.0.4.%d", 1+i))
+		anon = append(anon, dialRawFrom(t, g.addr, fmt.Sprintf("127.0.4.%d", 1+i)))
 	}
 	time.Sleep(150 * time.Millisecond) // everyone is idle, the user longest
 	late := dialRawFrom(t, g.addr, "127.0.3.2")
@@ -190,7 +191,10 @@ func TestCapFullOfIdle(t *testing.T) {
 	late.cmd(354, "DATA")
 	late.write("From: ann@example.test\r\nTo: someone@remote.example\r\nSubject: hi\r\n\r\nHello.\r\n.\r\n")
 	late.expect(250)
-	user.cmd(250, "NOOP") // the authenticated connection idle longest was kept
+	user.cmd(250, "NOOP")  // the authenticated connection idle longest was kept
+	if !anon[0].closed() { // and the unauthenticated one idle longest was shed instead
+		t.Fatal("the longest idle unauthenticated connection was not shed")
+	}
 	if n := g.srv.activeConns(); n > capacity {
 		t.Fatalf("%d connections held, cap %d", n, capacity)
 	}
