@@ -26,6 +26,7 @@ type candidate struct {
 	uid     uint32
 	t       int64
 	size    int64
+	ms      uint64
 }
 
 func (m *Mailbox) candidate(f foundFile) candidate {
@@ -142,7 +143,11 @@ func (m *Mailbox) placePendingLocked(found []foundFile) error {
 	for _, f := range hits {
 		c := m.candidate(f)
 		l := m.pending[c.key]
-		c.uid, c.t = l.uid, l.t
+		c.uid, c.t, c.ms = l.uid, l.t, l.ms
+		if c.ms == 0 { // numbered by an older writer: no modseq recorded
+			m.modseqTop++
+			c.ms = m.modseqTop
+		}
 		cands = append(cands, c)
 	}
 	slices.SortFunc(cands, func(a, b candidate) int { return int64cmp(int64(a.uid), int64(b.uid)) })
@@ -181,13 +186,19 @@ func (m *Mailbox) addFilesLocked(found []foundFile) error {
 	cands = slices.CompactFunc(cands, func(a, b candidate) bool { return a.key == b.key })
 	lines := make([]ulLine, len(cands))
 	for i := range cands {
-		cands[i].uid = m.uidNext
+		c := &cands[i]
+		c.uid = m.uidNext
 		m.uidNext++
-		lines[i] = ulLine{uid: cands[i].uid, t: cands[i].t, key: cands[i].key}
+		c.ms = m.modseqTop + 1 + uint64(i)
+		lines[i] = ulLine{uid: c.uid, t: c.t, key: c.key, ms: c.ms}
+		if c.canon {
+			lines[i].info, lines[i].hasInfo = infoLetters(canonicalFileName(c.key, c.flags, c.unknown), len(c.key))
+		}
 	}
 	if err := m.appendUIDListLocked(lines); err != nil {
 		return fmt.Errorf("maildir: %s: %w", m.name, err)
 	}
+	m.modseqTop += uint64(len(lines))
 	if err := m.admitLocked(cands); err != nil {
 		return fmt.Errorf("maildir: %s: %w", m.name, err)
 	}
@@ -231,7 +242,7 @@ func (m *Mailbox) admitLocked(cands []candidate) (failed error) {
 		} else if !c.canon {
 			o.exact, o.suffix = true, c.name[len(c.key):]
 		}
-		m.addMessageLocked(Message{UID: c.uid, Size: c.size, Date: time.Unix(c.t, 0), Flags: c.flags}, c.key, o, nil)
+		m.addMessageLocked(Message{UID: c.uid, Size: c.size, Date: time.Unix(c.t, 0), Flags: c.flags, ModSeq: c.ms}, c.key, o, nil)
 	}
 	if moved {
 		m.new.ownChange(newPath)

@@ -145,6 +145,10 @@ func uidlistLines(t testing.TB, dir string) (ulHeader, map[uint32]string) {
 	}
 	out := make(map[uint32]string)
 	parseLines(uf.data, func(l ulLine) {
+		if l.gone { // an expunge record
+			delete(out, l.uid)
+			return
+		}
 		if k, ok := out[l.uid]; ok && k != l.key {
 			t.Errorf("UID %d given to %s and %s", l.uid, k, l.key)
 		}

@@ -69,6 +69,7 @@ type loadLine struct {
 	present bool
 	odd     *oddName
 	newName string // the file is still in new/, under this name
+	stale   bool   // the file's flags are not those the line records
 }
 
 // loadLocked reads the folder: the UID list, then one listing each of cur/
@@ -114,6 +115,7 @@ type loader struct {
 	idx              map[string]int32 // base name → index in lines (the last line wins)
 	seen             int              // lines whose file was found
 	found            []foundFile      // files with no UID yet
+	vanished         []vanishedUID    // expunge lines
 }
 
 // readUIDList stats the directories, then reads the UID list (a new one if
@@ -138,6 +140,7 @@ func (l *loader) readUIDList() error {
 		}
 	}
 	m.uidValidity, m.uidNext = uf.hdr.uidValidity, uf.hdr.next
+	m.modseqTop, m.floor = uf.hdr.modseq, uf.hdr.floor
 	est := len(uf.data)/80 + 16
 	l.lines = make([]loadLine, 0, est)
 	l.idx = make(map[string]int32, est)
@@ -145,9 +148,20 @@ func (l *loader) readUIDList() error {
 		if ul.uid >= m.uidNext {
 			m.uidNext = ul.uid + 1
 		}
+		m.modseqTop = max(m.modseqTop, ul.ms)
+		if ul.gone {
+			l.vanished = append(l.vanished, vanishedUID{uid: ul.uid, ms: ul.ms})
+		}
 		l.idx[ul.key] = int32(len(l.lines))
 		l.lines = append(l.lines, loadLine{ulLine: ul})
 	})
+	m.modseqTop = max(m.modseqTop, 1)
+	m.modseq = m.modseqTop
+	m.vanished = m.vanished[:0]
+	for _, v := range l.vanished {
+		m.noteVanishedLocked(v.uid, v.ms)
+	}
+	l.vanished = nil
 	if bad > 0 {
 		m.u.log().Warn("maildir: malformed uidlist lines skipped", "mailbox", m.name, "lines", bad)
 	}
@@ -176,12 +190,18 @@ func (l *loader) listNew() ([]string, error) {
 func (l *loader) match(name []byte, dir string) bool {
 	key, info := splitName(name)
 	j, ok := l.idx[string(key)]
-	if !ok || l.lines[j].present {
-		return ok
+	if !ok || l.lines[j].gone {
+		return false // a file whose UID was expunged is a new message
+	}
+	if l.lines[j].present {
+		return true
 	}
 	ln := &l.lines[j]
 	ln.present = true
 	l.seen++
+	if ln.hasInfo && !infoIs(info, ln.info) {
+		ln.stale = true // flags changed with no modseq recorded
+	}
 	f, unknown, canon := parseInfo(info)
 	ln.flags = f
 	if !canon || unknown != "" {
@@ -223,10 +243,10 @@ func (l *loader) matchNew(names []string) {
 		key, _ := splitName([]byte(n))
 		j, ok := l.idx[string(key)]
 		switch {
-		case ok && !l.lines[j].present:
+		case ok && !l.lines[j].present && !l.lines[j].gone:
 			l.match([]byte(n), "new")
 			l.lines[j].newName = n
-		case !ok:
+		case !ok || l.lines[j].gone:
 			l.found = append(l.found, foundFile{name: n, inNew: true})
 		}
 	}
@@ -236,6 +256,7 @@ func (l *loader) matchNew(names []string) {
 // numbers the unknown files, and checks the UID list and keywords.
 func (l *loader) finish() error {
 	m := l.m
+	lost := l.lostUIDs()
 	again, moves := m.buildLocked(l.lines)
 	found := append(l.found, again...)
 	if len(moves) > 0 {
@@ -247,6 +268,9 @@ func (l *loader) finish() error {
 		if err := m.addFilesLocked(found); err != nil {
 			return err
 		}
+	}
+	if err := m.recordLoadedLocked(l.lines, lost); err != nil {
+		m.u.log().Warn("maildir: modseq record", "mailbox", m.name, "err", err)
 	}
 	m.maybeCompactLocked()
 	var used Flags
@@ -324,7 +348,7 @@ func (m *Mailbox) buildLocked(lines []loadLine) (again []foundFile, moves map[ui
 		if t == 0 {
 			t, _ = keyTime(key)
 		}
-		m.msgs = append(m.msgs, Message{UID: l.uid, Size: l.size, Date: time.Unix(t, 0), Flags: l.flags})
+		m.msgs = append(m.msgs, Message{UID: l.uid, Size: l.size, Date: time.Unix(t, 0), Flags: l.flags, ModSeq: max(l.ms, 1)})
 		m.keys = append(m.keys, key)
 		if (l.odd != nil || l.newName != "") && extra == nil {
 			extra = make([]loadExtra, len(m.msgs)-1, cap(m.msgs))

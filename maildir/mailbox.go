@@ -17,6 +17,9 @@ type Message struct {
 	Size  int64     // bytes of the file (RFC822.SIZE; stored with CRLF)
 	Date  time.Time // internal date, whole seconds
 	Flags Flags
+	// ModSeq is the modseq of the message's last change (RFC 7162): its
+	// arrival or its latest flag change. At least 1.
+	ModSeq uint64
 }
 
 // ChangeKind says what a Change is.
@@ -69,6 +72,12 @@ type Mailbox struct {
 	pending     map[string]ulLine // UIDs other processes gave files we have not listed yet
 	dead        int               // UID list lines not matching a message we hold
 	ul          ulState
+
+	modseq    uint64            // HIGHESTMODSEQ: the greatest modseq applied here (modseq.go)
+	modseqTop uint64            // the greatest modseq in the UID list, handed out by any process
+	vanished  []vanishedUID     // expunges remembered, ascending modseq
+	floor     uint64            // greatest modseq of an expunge forgotten
+	goneSeen  map[uint32]uint64 // expunges other processes recorded of messages we still hold
 
 	kw        [MaxKeywords]string
 	kwDefined Flags
@@ -249,6 +258,7 @@ func (m *Mailbox) addMessageLocked(msg Message, key string, o oddName, origin an
 	m.byKey[key] = msg.UID
 	m.setOddLocked(msg.UID, o)
 	m.size += msg.Size
+	m.modseq = max(m.modseq, msg.ModSeq)
 	if len(m.pending) > 0 {
 		delete(m.pending, key)
 	}

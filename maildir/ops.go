@@ -40,7 +40,9 @@ func (m *Mailbox) Append(r io.Reader, flags Flags, date time.Time, origin any) (
 		return 0, err
 	}
 	placed := filepath.Join(m.dir, "cur", canonicalFileName(key, flags, ""))
-	uids, err := m.reserveUIDsLocked([]ulLine{{t: date.Unix(), key: key}}, placement{
+	lines := []ulLine{{t: date.Unix(), key: key}}
+	lines[0].info, lines[0].hasInfo = infoLetters(filepath.Base(placed), len(key))
+	uids, err := m.reserveUIDsLocked(lines, placement{
 		place: func() ([]bool, error) {
 			err := u.quotaTx(func() (int64, int64, error) {
 				if err := u.s.fs.Rename(tmp, placed); err != nil {
@@ -58,7 +60,7 @@ func (m *Mailbox) Append(r io.Reader, flags Flags, date time.Time, origin any) (
 	if err != nil {
 		return 0, fmt.Errorf("maildir: append to %s: %w", m.name, err)
 	}
-	m.addMessageLocked(Message{UID: uids[0], Size: size, Date: date, Flags: flags}, key, oddName{}, origin)
+	m.addMessageLocked(Message{UID: uids[0], Size: size, Date: date, Flags: flags, ModSeq: lines[0].ms}, key, oddName{}, origin)
 	m.cur.ownChange(filepath.Join(m.dir, "cur"))
 	return uids[0], nil
 }
@@ -89,10 +91,12 @@ func (m *Mailbox) reserveUIDsLocked(lines []ulLine, p placement) ([]uint32, erro
 	for i := range lines {
 		lines[i].uid = m.uidNext
 		m.uidNext++
+		lines[i].ms = m.modseqTop + 1 + uint64(i)
 	}
 	if err := m.appendUIDListLocked(lines); err != nil {
 		return nil, err
 	}
+	m.modseqTop += uint64(len(lines)) // durable now: never handed out again
 	placed, err := p.place()
 	uids := make([]uint32, len(lines))
 	some := false
@@ -134,12 +138,26 @@ func (m *Mailbox) SetFlags(uids []uint32, op FlagOp, flags Flags, origin any) ([
 	if err := m.refreshLocked(); err != nil {
 		return nil, err
 	}
+	// The flock is held from before the renames until their modseqs are
+	// recorded, so another process reads each rename with its record.
+	unlock, err := m.lockSyncedLocked(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	curPath := filepath.Join(m.dir, "cur")
 	mv := openDirMover(m.u.s.fs, curPath, curPath, len(uids) > 4)
 	defer mv.close()
 	var out []Message
 	for pass := 0; pass < 2 && len(uids) > 0; pass++ {
 		done, missing, err := m.renameFlagsLocked(mv, uids, op, flags)
+		if err == nil {
+			idx := make([]int, len(done))
+			for k, d := range done {
+				idx[k] = d.i
+			}
+			err = m.stampLocked(idx)
+		}
 		if err != nil {
 			m.undoFlagsLocked(curPath, done)
 			return out, fmt.Errorf("maildir: set flags in %s: %w", m.name, err)
@@ -227,6 +245,11 @@ func (m *Mailbox) Expunge(uids []uint32, origin any) ([]uint32, error) {
 	if err := m.refreshLocked(); err != nil {
 		return nil, err
 	}
+	unlock, err := m.lockSyncedLocked(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	curPath := filepath.Join(m.dir, "cur")
 	var done []uint32
 	for pass := 0; pass < 2 && len(uids) > 0; pass++ {
@@ -258,11 +281,21 @@ func (m *Mailbox) Expunge(uids []uint32, origin any) ([]uint32, error) {
 			if serr := m.u.s.fs.SyncDir(curPath); err == nil {
 				err = serr
 			}
+			var gone []uint32
 			for _, i := range removed {
-				done = append(done, m.msgs[i].UID)
+				gone = append(gone, m.msgs[i].UID)
 			}
-			m.removeLocked(removed, origin)
 			m.cur.ownChange(curPath)
+			if rerr := m.recordGoneLocked(gone, origin); rerr != nil {
+				// The files are gone but not the messages: the next scan
+				// finds them missing and records them.
+				m.cur.valid = false
+				if err == nil {
+					err = rerr
+				}
+			} else {
+				done = append(done, gone...)
+			}
 		}
 		if err != nil {
 			return done, fmt.Errorf("maildir: expunge in %s: %w", m.name, err)
@@ -388,6 +421,7 @@ func (m *Mailbox) planTransfer(dst *Mailbox, uids []uint32, move bool) *transfer
 		key := m.u.s.newKey(now, msg.Size)
 		t.items[k] = moving{srcIdx: i, msg: msg, from: m.fileNameLocked(i), to: canonicalFileName(key, msg.Flags, m.unknownLocked(msg.UID))}
 		t.lines[k] = ulLine{t: msg.Date.Unix(), key: key}
+		t.lines[k].info, t.lines[k].hasInfo = infoLetters(t.items[k].to, len(key))
 		t.total += msg.Size
 	}
 	return t
@@ -480,6 +514,7 @@ func (t *transferPlan) commit(newUIDs []uint32, origin any) (srcUIDs, dstUIDs []
 		}
 		srcUID := m.msgs[it.srcIdx].UID
 		it.msg.UID = newUIDs[k]
+		it.msg.ModSeq = t.lines[k].ms
 		srcUIDs = append(srcUIDs, srcUID)
 		dstUIDs = append(dstUIDs, newUIDs[k])
 		moved = append(moved, it.srcIdx)
@@ -488,8 +523,12 @@ func (t *transferPlan) commit(newUIDs []uint32, origin any) (srcUIDs, dstUIDs []
 	}
 	dst.cur.ownChange(t.dstCur)
 	if t.move && len(moved) > 0 {
-		m.removeLocked(moved, origin)
 		m.cur.ownChange(t.srcCur)
+		if err := m.recordGoneLocked(srcUIDs, origin); err != nil {
+			// Moved, not yet recorded here: the next scan finds them missing.
+			m.u.log().Warn("maildir: modseq record", "mailbox", m.name, "err", err)
+			m.cur.valid = false
+		}
 		if t.crossUser {
 			_ = m.u.quotaTx(func() (int64, int64, error) { return -freed, -int64(len(moved)), nil })
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -98,6 +99,7 @@ func (m *Mailbox) refreshLocked() error {
 // flagChange is a message whose file another writer renamed.
 type flagChange struct {
 	i     int
+	uid   uint32
 	flags Flags
 	odd   oddName
 }
@@ -162,24 +164,73 @@ func (m *Mailbox) scanCurLocked(st dirStat, began int64, found *[]foundFile) err
 			return err
 		}
 	}
-	var used Flags
-	for _, c := range changes {
-		used |= c.flags
-		msg := &m.msgs[c.i]
-		msg.Flags = c.flags
-		m.setOddLocked(msg.UID, c.odd)
-		m.emit(Change{Kind: FlagsChanged, Seq: uint32(c.i + 1), Message: *msg})
-	}
-	m.checkKeywordsLocked(used)
-	var gone []int
+	var gone []uint32
 	for i, s := range seen {
 		if !s {
-			gone = append(gone, i)
+			gone = append(gone, m.msgs[i].UID)
 		}
 	}
-	m.removeLocked(gone, nil)
 	if len(changes) > 0 || len(gone) > 0 || len(*found) > foundBefore {
 		m.sawOthers()
+	}
+	if len(changes) == 0 && len(gone) == 0 {
+		return nil
+	}
+	for k := range changes {
+		changes[k].uid = m.msgs[changes[k].i].UID
+	}
+	return m.recordScanLocked(changes, gone)
+}
+
+// recordScanLocked takes in what a scan of cur/ found other writers did:
+// flag changes (renamed files) and expunges (missing files). Under the
+// flock, what those writers recorded is read first; the rest gets new
+// modseqs, recorded before it is applied.
+func (m *Mailbox) recordScanLocked(changes []flagChange, gone []uint32) error {
+	validity := m.uidValidity
+	unlock, err := m.lockSyncedLocked(nil)
+	if err != nil {
+		m.cur.valid = false
+		return err
+	}
+	defer unlock()
+	if m.uidValidity != validity {
+		return nil // reloaded: the scan's findings are void
+	}
+	var idx []int
+	var undo []flagChange // old states
+	var used Flags
+	for _, c := range changes {
+		i, ok := m.indexLocked(c.uid)
+		if !ok {
+			continue
+		}
+		msg := &m.msgs[i]
+		if msg.Flags == c.flags && m.odd[msg.UID] == c.odd {
+			continue // recorded by the writer, and applied by the sync
+		}
+		undo = append(undo, flagChange{i: i, flags: msg.Flags, odd: m.odd[msg.UID]})
+		used |= c.flags
+		msg.Flags = c.flags
+		m.setOddLocked(msg.UID, c.odd)
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	if err := m.stampLocked(idx); err != nil {
+		for _, u := range undo {
+			m.msgs[u.i].Flags = u.flags
+			m.setOddLocked(m.msgs[u.i].UID, u.odd)
+		}
+		m.cur.valid = false
+		return err
+	}
+	for _, i := range idx {
+		m.emit(Change{Kind: FlagsChanged, Seq: uint32(i + 1), Message: m.msgs[i]})
+	}
+	m.checkKeywordsLocked(used)
+	if err := m.recordGoneLocked(gone, nil); err != nil {
+		m.cur.valid = false
+		return err
 	}
 	return nil
 }

@@ -16,8 +16,15 @@ import (
 // The UID list of a folder (postie-uidlist), modelled on Dovecot's
 // dovecot-uidlist:
 //
-//	1 V<uidvalidity> N<uidnext>
-//	<uid> T<internal date, unix seconds> :<base name without info>
+//	1 V<uidvalidity> N<uidnext> M<highest modseq> E<vanished floor>
+//	<uid> T<internal date, unix seconds> M<modseq> F<info letters> :<base name without info>
+//	<uid> T<date> M<modseq> X :<base name, or "x" when no longer known>
+//
+// The M, F, X fields and the header's M and E are the CONDSTORE record
+// (modseq.go); older readers skip fields they do not know, so the format
+// stays readable by them. A message's line is appended again, under the same
+// UID, each time its flags change (M and F say the new state); an X line
+// says the UID was expunged at that modseq. The latest line of a UID wins.
 //
 // Lines are only ever appended (under the flock of postie-uidlist.lock, then
 // fsynced) or the whole file is replaced through a temporary file and
@@ -28,15 +35,21 @@ import (
 
 // ulLine is one UID line.
 type ulLine struct {
-	uid uint32
-	t   int64
-	key string
+	uid  uint32
+	t    int64
+	key  string
+	ms   uint64 // modseq; 0: not recorded (an older writer)
+	info string // info letters after "2," (F field), valid with hasInfo
+	// hasInfo: the line records the flags (F); gone: an expunge record (X).
+	hasInfo, gone bool
 }
 
 // ulHeader is the parsed header line.
 type ulHeader struct {
 	uidValidity uint32
 	next        uint32
+	modseq      uint64 // highest modseq handed out (M)
+	floor       uint64 // expunges up to this modseq may be forgotten (E)
 }
 
 // ulState is how much of the file on disk we have read.
@@ -56,15 +69,25 @@ func parseHeader(line string) (h ulHeader, ok bool) {
 		if len(x) < 2 {
 			continue
 		}
-		n, err := strconv.ParseUint(x[1:], 10, 32)
+		n, err := strconv.ParseUint(x[1:], 10, 64)
 		if err != nil {
 			return h, false
 		}
 		switch x[0] {
 		case 'V':
+			if n > 1<<32-1 {
+				return h, false
+			}
 			h.uidValidity = uint32(n)
 		case 'N':
+			if n > 1<<32-1 {
+				return h, false
+			}
 			h.next = uint32(n)
+		case 'M':
+			h.modseq = n
+		case 'E':
+			h.floor = n
 		}
 	}
 	return h, h.uidValidity != 0 && h.next != 0
@@ -110,12 +133,27 @@ func parseLine(line string) (ulLine, bool) {
 		if sp < 0 {
 			return l, false
 		}
-		if rest[0] == 'T' {
-			t, err := strconv.ParseInt(rest[1:sp], 10, 64)
+		f := rest[:sp]
+		if f == "" {
+			f = "-" // two spaces: no field
+		}
+		switch f[0] {
+		case 'T':
+			t, err := strconv.ParseInt(f[1:], 10, 64)
 			if err != nil {
 				return l, false
 			}
 			l.t = t
+		case 'M':
+			ms, err := strconv.ParseUint(f[1:], 10, 63)
+			if err != nil {
+				return l, false
+			}
+			l.ms = ms
+		case 'F':
+			l.info, l.hasInfo = f[1:], true
+		case 'X':
+			l.gone = true
 		}
 		rest = rest[sp+1:]
 	}
@@ -130,13 +168,26 @@ func appendLine(b []byte, l ulLine) []byte {
 	b = strconv.AppendUint(b, uint64(l.uid), 10)
 	b = append(b, " T"...)
 	b = strconv.AppendInt(b, l.t, 10)
+	if l.ms != 0 {
+		b = append(b, " M"...)
+		b = strconv.AppendUint(b, l.ms, 10)
+	}
+	if l.gone {
+		b = append(b, " X"...)
+	} else if l.hasInfo {
+		b = append(b, " F"...)
+		b = append(b, l.info...)
+	}
 	b = append(b, " :"...)
 	b = append(b, l.key...)
 	return append(b, '\n')
 }
 
 func appendHeader(b []byte, h ulHeader) []byte {
-	return fmt.Appendf(b, "1 V%d N%d\n", h.uidValidity, h.next)
+	if h.modseq == 0 {
+		return fmt.Appendf(b, "1 V%d N%d\n", h.uidValidity, h.next)
+	}
+	return fmt.Appendf(b, "1 V%d N%d M%d E%d\n", h.uidValidity, h.next, h.modseq, h.floor)
 }
 
 // ulFile is the UID list as read from disk.
@@ -236,11 +287,21 @@ func (m *Mailbox) syncUIDListLocked() (newPending []string, err error) {
 		if l.uid >= m.uidNext {
 			m.uidNext = l.uid + 1
 		}
+		m.modseqTop = max(m.modseqTop, l.ms)
+		if l.gone {
+			m.syncGoneLocked(l)
+			return
+		}
 		if cur, ok := m.byKey[l.key]; ok && cur == l.uid {
+			m.applyLineLocked(l)
 			return
 		}
 		if m.pending == nil {
 			m.pending = make(map[string]ulLine)
+		}
+		if p, ok := m.pending[l.key]; ok && p.uid == l.uid {
+			m.pending[l.key] = l // a later state of a message we have not placed yet
+			return
 		}
 		if _, known := m.byKey[l.key]; !known {
 			m.pending[l.key] = l
@@ -272,6 +333,8 @@ func (m *Mailbox) syncUIDListLocked() (newPending []string, err error) {
 	if uf.hdr.next > m.uidNext {
 		m.uidNext = uf.hdr.next
 	}
+	m.modseqTop = max(m.modseqTop, uf.hdr.modseq)
+	m.floor = max(m.floor, uf.hdr.floor)
 	c, _ := parseLines(uf.data, note)
 	m.ul = ulState{ino: uf.st.ino, consumed: int64(uf.hdrLen + c), size: uf.st.size}
 	m.sawOthers()
@@ -316,12 +379,15 @@ func (m *Mailbox) appendUIDListLocked(lines []ulLine) error {
 // flock held. Dead lines disappear.
 func (m *Mailbox) rewriteUIDListLocked() error {
 	b := make([]byte, 0, 32+len(m.msgs)*(len(m.keysSample())+24))
-	b = appendHeader(b, ulHeader{uidValidity: m.uidValidity, next: m.uidNext})
+	b = appendHeader(b, ulHeader{uidValidity: m.uidValidity, next: m.uidNext, modseq: max(m.modseqTop, 1), floor: m.floor})
 	for i := range m.msgs {
-		b = appendLine(b, ulLine{uid: m.msgs[i].UID, t: m.msgs[i].Date.Unix(), key: m.keys[i]})
+		b = appendLine(b, m.stateLineLocked(i, m.msgs[i].ModSeq))
 	}
 	for _, l := range m.pending {
 		b = appendLine(b, l)
+	}
+	for _, v := range m.vanished {
+		b = appendLine(b, ulLine{uid: v.uid, key: "x", ms: v.ms, gone: true})
 	}
 	path := m.uidlistPath()
 	if err := m.u.s.fs.WriteFile(path, b, 0o600); err != nil {
@@ -355,7 +421,7 @@ func (m *Mailbox) maybeCompactLocked() {
 		return
 	}
 	defer unlock()
-	if _, err := m.syncUIDListLocked(); err != nil {
+	if _, err := m.lockSyncedLocked(nil); err != nil { // flocked: unlocks nothing
 		m.u.log().Warn("maildir: compact uidlist", "mailbox", m.name, "err", err)
 		return
 	}
