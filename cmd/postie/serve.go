@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 	"postie/junk"
 	"postie/maildir"
 	"postie/mda"
+	"postie/metrics"
 	"postie/outbound"
 	"postie/pop3d"
 	"postie/queue"
@@ -100,6 +102,9 @@ type server struct {
 	pop3           *pop3d.Server
 	web            *webconf.Server // the [http] role; built by listenWeb
 
+	metrics     *metrics.Metrics // nil when [metrics] listen is empty (metrics.go)
+	metricsHTTP *http.Server
+
 	listeners []boundListener
 }
 
@@ -111,6 +116,7 @@ type boundListener struct {
 
 func newServer(cfg *config.Config, log *slog.Logger) (*server, error) {
 	s := &server{cfg: cfg, log: log}
+	s.newMetrics()
 	for _, dir := range []string{cfg.DataDir, cfg.MailDir(), cfg.QueueDir(), cfg.SpoolTmpDir()} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
@@ -137,7 +143,7 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server, error) {
 		Dir: cfg.QueueDir(), Hostname: cfg.Hostname,
 		MinRetry: cfg.Queue.MinRetry, MaxRetry: cfg.Queue.MaxRetry, Lifetime: cfg.Queue.Lifetime, DelayWarning: cfg.Queue.DelayWarning,
 		MaxConcurrency: cfg.Queue.MaxConcurrency, MaxPerDomain: cfg.Queue.MaxPerDomain,
-		Deliverer: s.outbound, Logger: log,
+		Deliverer: s.countDeliveries(s.outbound), Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -148,10 +154,10 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server, error) {
 	mopts := mda.Options{
 		Hostname: cfg.Hostname, Directory: s.accounts, Store: s.store, Forwarder: s.queue,
 		Postmaster: cfg.Postmaster, TmpDir: cfg.SpoolTmpDir(), Logger: log,
-		Inspector: s.checks,
+		Inspector: s.countInspections(s.checks),
 	}
 	if s.junk != nil {
-		mopts.Junk = s.junk
+		mopts.Junk = s.countJunk(s.junk)
 	}
 	s.mda = mda.New(mopts)
 	s.buildFrontEnds()
@@ -215,7 +221,7 @@ func newOutbound(cfg *config.Config, log *slog.Logger) (*outbound.Client, error)
 
 func (s *server) buildFrontEnds() {
 	cfg, tlsCfg := s.cfg, s.tls.Config()
-	auth := &authAdapter{Authenticator: &accounts.Authenticator{DB: s.accounts, Throttle: accounts.NewThrottle(), Logger: s.log}, db: s.accounts}
+	auth := s.countLogins(&authAdapter{Authenticator: &accounts.Authenticator{DB: s.accounts, Throttle: accounts.NewThrottle(), Logger: s.log}, db: s.accounts})
 	// RCPT TO:<Postmaster> (no domain) goes to postmaster@ the first
 	// domain, which the MDA resolves like any postmaster@ address. (Load
 	// requires a domain; "" would mean postmaster@hostname.)
@@ -229,7 +235,7 @@ func (s *server) buildFrontEnds() {
 		MaxConnections: cfg.SMTP.MaxConnections, MaxConnectionsPerIP: cfg.SMTP.MaxConnectionsPerIP,
 		IdleTimeout: cfg.SMTP.IdleTimeout, MessagesPerMinutePerIP: cfg.SMTP.MessagesPerMinutePerIP,
 		TrustedNetworks: cfg.SMTP.TrustedPrefixes(), Postmaster: postmaster, Checks: s.checks,
-		Recipients: s.mda, Delivery: s.mda, Logger: s.log,
+		Recipients: s.mda, Delivery: s.countLocal(s.mda), Metrics: s.smtpMetrics(), Logger: s.log,
 	})
 	s.submission = smtpd.NewServer(smtpd.Options{
 		Role: smtpd.RoleSubmission, Hostname: cfg.Hostname, TLSConfig: tlsCfg,
@@ -237,16 +243,16 @@ func (s *server) buildFrontEnds() {
 		MaxConnections: cfg.Submission.MaxConnections, MaxConnectionsPerIP: cfg.Submission.MaxConnectionsPerIP,
 		IdleTimeout: cfg.Submission.IdleTimeout, MaxMessagesPerHour: cfg.Submission.MaxMessagesPerHour,
 		Postmaster: postmaster,
-		Recipients: s.mda, Delivery: s.mda.Relaying(), Auth: auth, Suppression: s.suppress, Logger: s.log,
+		Recipients: s.mda, Delivery: s.countLocal(s.mda.Relaying()), Auth: auth, Suppression: s.suppress, Metrics: s.smtpMetrics(), Logger: s.log,
 	})
 	s.imap = imapd.New(imapd.Options{
-		Store: s.store, Auth: auth.Authenticator, TLSConfig: tlsCfg, Hostname: cfg.Hostname,
+		Store: s.store, Auth: auth, TLSConfig: tlsCfg, Hostname: cfg.Hostname,
 		AppendLimit: int64(cfg.IMAP.AppendLimit), MaxConnections: cfg.IMAP.MaxConnections,
 		MaxConnectionsPerIP: cfg.IMAP.MaxConnectionsPerIP, IdleTimeout: cfg.IMAP.IdleTimeout,
 		Trainer: newTrainer(cfg, s.junk, s.log), Logger: s.log.With("role", "imap"),
 	})
 	s.pop3 = pop3d.New(pop3d.Options{
-		Store: s.store, Auth: auth.Authenticator, TLSConfig: tlsCfg, Hostname: cfg.Hostname,
+		Store: s.store, Auth: auth, TLSConfig: tlsCfg, Hostname: cfg.Hostname,
 		MaxConnections: cfg.POP3.MaxConnections, MaxConnectionsPerIP: cfg.POP3.MaxConnectionsPerIP,
 		IdleTimeout: cfg.POP3.IdleTimeout, Logger: s.log.With("role", "pop3"),
 	})
@@ -290,7 +296,10 @@ func (s *server) listen() error {
 			}
 		}
 	}
-	return s.listenWeb()
+	if err := s.listenWeb(); err != nil {
+		return err
+	}
+	return s.listenMetrics()
 }
 
 func (s *server) bind(role, addr string, serve func(net.Listener) error) error {
@@ -298,6 +307,7 @@ func (s *server) bind(role, addr string, serve func(net.Listener) error) error {
 	if err != nil {
 		return listenError(role, addr, err)
 	}
+	ln = s.countConnections(role, ln)
 	s.listeners = append(s.listeners, boundListener{role: role, ln: ln, serve: serve})
 	return nil
 }
@@ -316,7 +326,7 @@ func (s *server) run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := s.queue.Run(qctx, s.mda.Relaying()); err != nil && !errors.Is(err, context.Canceled) {
+		if err := s.queue.Run(qctx, s.countBounces(s.mda.Relaying())); err != nil && !errors.Is(err, context.Canceled) {
 			s.log.Error("queue stopped", "err", err)
 		}
 	}()
@@ -339,7 +349,7 @@ func (s *server) run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	var swg sync.WaitGroup
-	for _, sh := range []func(context.Context) error{s.mx.Shutdown, s.submission.Shutdown, s.imap.Shutdown, s.pop3.Shutdown, s.web.Shutdown} {
+	for _, sh := range []func(context.Context) error{s.mx.Shutdown, s.submission.Shutdown, s.imap.Shutdown, s.pop3.Shutdown, s.web.Shutdown, s.shutdownMetrics} {
 		swg.Add(1)
 		go func() {
 			defer swg.Done()
