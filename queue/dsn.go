@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
+
+	"postie/envelope"
 )
 
 // maxReportHeaders bounds the original header block copied into a DSN.
@@ -32,6 +35,69 @@ type report struct {
 	waited   time.Duration
 	rcpts    []RcptState
 	headers  []byte // the original header block, CRLF lines; may be empty
+	envID    string // the sender's ENVID, for Original-Envelope-Id; "" if none
+	// full is the whole original message, returned as message/rfc822
+	// instead of headers: RET=FULL on a bounce, within maxReturnFull.
+	full []byte
+}
+
+// maxReturnFull bounds the message a RET=FULL bounce returns whole; a
+// larger one comes back as its headers, as with RET=HDRS.
+const maxReturnFull = 1 << 20
+
+// newReport gathers what the DSN for job says: the recipients, the
+// message's ENVID, and the original headers, or for a bounce with
+// RET=FULL the whole message when it is small enough.
+func (q *Queue) newReport(it *item, job *noticeJob, dsnID string, now time.Time) (*report, error) {
+	rep := &report{
+		hostname: q.opts.Hostname, queueID: it.st.ID, dsnID: dsnID, sender: it.st.From,
+		arrival: it.st.Created, now: now, delayed: job.delayed, rcpts: job.rcpts,
+		lifetime: q.opts.Lifetime, waited: now.Sub(it.st.Created), envID: it.st.DSNEnvID,
+	}
+	path := filepath.Join(q.dir, it.st.ID+msgExt)
+	if rep.failures() && it.st.Ret == envelope.RetFull && it.st.Size <= maxReturnFull {
+		full, err := os.ReadFile(path)
+		switch {
+		case err == nil:
+			rep.full = full
+			return rep, nil
+		case !os.IsNotExist(err):
+			return nil, fmt.Errorf("reading the original message: %w", err)
+		}
+	}
+	var err error
+	rep.headers, err = readHeaders(path, maxReportHeaders)
+	if err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("reading the original headers: %w", err)
+	}
+	return rep, nil
+}
+
+// failures reports whether the DSN tells of a failure (a bounce), rather
+// than only of successes or a delay.
+func (rep *report) failures() bool {
+	if rep.delayed {
+		return false
+	}
+	for _, r := range rep.rcpts {
+		if r.Status != StatusNotify {
+			return true
+		}
+	}
+	return false
+}
+
+// action is a recipient's Action field (RFC 3464 §2.3.3).
+func (rep *report) action(r RcptState) string {
+	switch {
+	case rep.delayed:
+		return "delayed"
+	case r.Status == StatusNotify && r.Relayed:
+		return "relayed"
+	case r.Status == StatusNotify:
+		return "delivered"
+	}
+	return "failed"
 }
 
 // writeReport writes an RFC 3464 delivery status notification: a
@@ -50,10 +116,13 @@ func writeReport(w io.Writer, rep *report) error {
 	h.Set("Auto-Submitted", "auto-replied") // RFC 3834 §5: never answer this automatically
 	h.SetMessageID(rep.dsnID + "@" + rep.hostname)
 	h.SetDate(rep.now)
-	if rep.delayed {
+	switch {
+	case rep.delayed:
 		h.SetSubject("Delayed Mail (still being retried)")
-	} else {
+	case rep.failures():
 		h.SetSubject("Undelivered Mail Returned to Sender")
+	default:
+		h.SetSubject("Successful Mail Delivery Report")
 	}
 	h.SetAddressList("To", []*mail.Address{{Address: rep.sender}})
 	h.SetAddressList("From", []*mail.Address{{Name: "Mail Delivery System", Address: "MAILER-DAEMON@" + rep.hostname}})
@@ -68,8 +137,17 @@ func writeReport(w io.Writer, rep *report) error {
 	if err == nil {
 		err = writePart(mw, "message/delivery-status", nil, "Delivery report", "7bit", statusFields(rep))
 	}
-	if err == nil && len(rep.headers) > 0 {
-		err = writePart(mw, "text/rfc822-headers", nil, "Undelivered message headers",
+	switch {
+	case err != nil:
+	case rep.full != nil:
+		err = writePart(mw, "message/rfc822", nil, "Undelivered message",
+			transferEncoding(string(rep.full), "8bit"), string(rep.full))
+	case len(rep.headers) > 0:
+		desc := "Undelivered message headers"
+		if !rep.failures() && !rep.delayed {
+			desc = "Delivered message headers"
+		}
+		err = writePart(mw, "text/rfc822-headers", nil, desc,
 			transferEncoding(string(rep.headers), "8bit"), string(rep.headers))
 	}
 	if err != nil {
@@ -112,13 +190,23 @@ func humanText(rep *report) string {
 			"has been waiting for %s. The mail system will keep trying until\r\n%s.\r\n"+
 			"You do not need to send it again.\r\n\r\n",
 			humanDuration(rep.waited.Round(time.Minute)), rep.arrival.Add(rep.lifetime).Format(time.RFC1123Z))
-	} else {
+	} else if rep.failures() {
 		b.WriteString("Your message could not be delivered to one or more recipients.\r\n" +
-			"Its headers are attached below. For help, please contact your\r\n" +
+			"It is attached below, or its headers. For help, please contact your\r\n" +
 			"mail administrator.\r\n\r\n")
+	} else {
+		b.WriteString("Your message was delivered to the recipients below, as you asked\r\n" +
+			"to be told. Its headers are attached.\r\n\r\n")
 	}
 	for _, r := range rep.rcpts {
-		fmt.Fprintf(&b, "<%s>: %s\r\n", r.Addr, humanLine(rep.delayed, r))
+		line := humanLine(rep.delayed, r)
+		switch rep.action(r) {
+		case "delivered":
+			line = "delivered to the mailbox"
+		case "relayed":
+			line = "relayed to a mail system that sends no delivery notices; no further notice will come"
+		}
+		fmt.Fprintf(&b, "<%s>: %s\r\n", r.Addr, line)
 	}
 	return b.String()
 }
@@ -151,28 +239,37 @@ func statusFields(rep *report) string {
 	var b strings.Builder
 	field := func(name, value string) { b.WriteString(name + ": " + value + "\r\n") }
 	field("Reporting-MTA", "dns; "+fieldText(rep.hostname))
+	if id := fieldText(rep.envID); id != "" {
+		field("Original-Envelope-Id", id)
+	}
 	field("X-Postie-Queue-ID", rep.queueID)
 	field("Arrival-Date", rep.arrival.Format(time.RFC1123Z))
 	for _, r := range rep.rcpts {
 		b.WriteString("\r\n")
+		if orcpt := fieldText(r.ORcpt); orcpt != "" {
+			field("Original-Recipient", orcpt)
+		}
 		field("Final-Recipient", "rfc822; "+fieldText(r.Addr))
 		status := r.DSNStatus
-		if rep.delayed {
-			field("Action", "delayed")
+		action := rep.action(r)
+		field("Action", action)
+		switch action {
+		case "delayed":
 			if !strings.HasPrefix(status, "4.") {
 				status = "4.0.0"
 			}
-		} else {
-			field("Action", "failed")
+		case "failed":
 			if !strings.HasPrefix(status, "5.") {
 				status = "5.0.0"
 			}
+		default:
+			status = "2.0.0"
 		}
 		field("Status", status)
 		if host := fieldText(r.RemoteMTA); host != "" {
 			field("Remote-MTA", "dns; "+host)
 		}
-		if reply := fieldText(r.Reply); reply != "" {
+		if reply := fieldText(r.Reply); reply != "" && r.Status != StatusNotify {
 			field("Diagnostic-Code", "smtp; "+reply)
 		}
 		if !r.LastAttempt.IsZero() {

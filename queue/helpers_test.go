@@ -54,6 +54,7 @@ type call struct {
 	from  string
 	rcpts []string
 	body  string
+	t     envelope.Transfer // as given (NoDSN as the deliverer left it)
 }
 
 // fakeDeliverer records attempts and answers with respond(rcpt, n), n
@@ -61,6 +62,7 @@ type call struct {
 type fakeDeliverer struct {
 	respond func(rcpt string, n int) error
 	hold    time.Duration            // how long each attempt takes
+	noDSN   bool                     // the "host" has no DSN support: accepted recipients are marked in NoDSN
 	holdFor map[string]time.Duration // per domain, instead of hold
 
 	mu        sync.Mutex
@@ -89,7 +91,7 @@ func (f *fakeDeliverer) Deliver(ctx context.Context, t *envelope.Transfer, body 
 	f.peak = max(f.peak, f.cur)
 	f.curDom[dom]++
 	f.peakDom[dom] = max(f.peakDom[dom], f.curDom[dom])
-	f.calls = append(f.calls, call{from, append([]string(nil), rcpts...), string(data)})
+	f.calls = append(f.calls, call{from, append([]string(nil), rcpts...), string(data), *t})
 	f.mu.Unlock()
 	hold := f.hold
 	if d, ok := f.holdFor[dom]; ok {
@@ -118,6 +120,9 @@ func (f *fakeDeliverer) Deliver(ctx context.Context, t *envelope.Transfer, body 
 		f.tries[r]++
 		if errs[i] == nil {
 			f.delivered[r]++
+			if f.noDSN {
+				t.SetNoDSN(i)
+			}
 		}
 	}
 	return errs
@@ -339,7 +344,8 @@ type parsedDSN struct {
 	text       string
 	perMessage textproto.Header
 	rcpts      []textproto.Header
-	orig       string
+	orig       string // the returned headers, or the whole message (full)
+	full       bool   // returned as message/rfc822
 	parts      int
 }
 
@@ -368,6 +374,9 @@ func parseDSN(t testing.TB, body []byte) *parsedDSN {
 		}
 		pt, _, _ := part.Header.ContentType()
 		want := []string{"text/plain", "message/delivery-status", "text/rfc822-headers"}
+		if p.parts == 2 && pt == "message/rfc822" {
+			want[2] = pt
+		}
 		if p.parts >= len(want) || pt != want[p.parts] {
 			t.Fatalf("DSN part %d is %q", p.parts, pt)
 		}
@@ -378,6 +387,8 @@ func parseDSN(t testing.TB, body []byte) *parsedDSN {
 			p.parseStatus(t, data)
 		case "text/rfc822-headers":
 			p.orig = string(data)
+		case "message/rfc822":
+			p.orig, p.full = string(data), true
 		}
 		p.parts++
 	}

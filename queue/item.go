@@ -94,7 +94,8 @@ func (it *item) pendingIn(dom string) (idx []int, addrs []string) {
 
 // failRcpt marks recipient i as failed for good: it waits for its DSN, or,
 // for a message from the null sender (which must never be answered, RFC
-// 5321 §4.5.5), it is dropped.
+// 5321 §4.5.5) or a recipient whose NOTIFY leaves out FAILURE (RFC 3461
+// §4.1: NEVER, or only SUCCESS or DELAY), it is dropped.
 func (st *state) failRcpt(i int, dsnStatus, reason string) {
 	r := &st.Rcpts[i]
 	r.NextAttempt = time.Time{}
@@ -102,7 +103,7 @@ func (st *state) failRcpt(i int, dsnStatus, reason string) {
 		r.DSNStatus = dsnStatus
 	}
 	r.Reason = reason
-	if st.From == "" {
+	if st.From == "" || !r.Notify.Failure() {
 		r.Status = StatusDropped
 	} else {
 		r.Status = StatusFailed
@@ -169,13 +170,14 @@ func (q *Queue) scheduleNoticeLocked(it *item) {
 	q.scheduleLocked(it, "", &it.notice, at)
 }
 
-// noticeDueLocked says when the item's next DSN is due: a bounce once
-// recipients have failed and no attempt of the message is running (so
+// noticeDueLocked says when the item's next DSN is due: a bounce (or a
+// success notice) once recipients have failed (or been delivered with
+// NOTIFY=SUCCESS, see StatusNotify) and no attempt of the message is running (so
 // that recipients failing together share one DSN), a delay notice
 // DelayWarning after arrival. NoticeNext holds back a hand-over that
 // failed.
 func (q *Queue) noticeDueLocked(it *item) (time.Time, bool) {
-	if it.hasStatus(StatusFailed) {
+	if it.owesNotice() {
 		for _, s := range it.groups {
 			if s.running {
 				return time.Time{}, false // its end reschedules
@@ -183,7 +185,7 @@ func (q *Queue) noticeDueLocked(it *item) (time.Time, bool) {
 		}
 		return it.st.NoticeNext, true
 	}
-	if q.opts.DelayWarning > 0 && !it.st.DelayNotified && it.st.From != "" && it.hasStatus(StatusPending) {
+	if q.opts.DelayWarning > 0 && !it.st.DelayNotified && it.st.From != "" && it.wantsDelayNotice() {
 		at := it.st.Created.Add(q.opts.DelayWarning)
 		if it.st.NoticeNext.After(at) {
 			at = it.st.NoticeNext
@@ -398,4 +400,58 @@ func (q *Queue) noteRelayed(it *item, idx []int, t *envelope.Transfer, errs []er
 			r.Relayed = true
 		}
 	}
+}
+
+// owesNotice reports whether the recipient waits for the DSN that is not
+// a delay notice: a bounce (StatusFailed) or a success notice
+// (StatusNotify).
+func (r *RcptState) owesNotice() bool {
+	return r.Status == StatusFailed || r.Status == StatusNotify
+}
+
+// owesNotice reports whether some recipient waits for a bounce or a
+// success notice.
+func (it *item) owesNotice() bool {
+	for i := range it.st.Rcpts {
+		if it.st.Rcpts[i].owesNotice() {
+			return true
+		}
+	}
+	return false
+}
+
+// wantsDelay reports whether a delay notice would tell the sender about
+// this recipient: pending, and NOTIFY (absent, or with DELAY) asks for it.
+func (r *RcptState) wantsDelay() bool {
+	return r.Status == StatusPending && r.Notify.Delay()
+}
+
+// wantsDelayNotice reports whether some recipient wants a delay notice.
+func (it *item) wantsDelayNotice() bool {
+	for i := range it.st.Rcpts {
+		if it.st.Rcpts[i].wantsDelay() {
+			return true
+		}
+	}
+	return false
+}
+
+// deliveredStatus is the status of a recipient just delivered: delivered,
+// or StatusNotify when its NOTIFY asks for a success notice and nobody
+// further on will send it (the host that took it has no DSN support:
+// Relayed; or the copy was stored here). A null sender gets none.
+func (st *state) deliveredStatus(r *RcptState, here bool) string {
+	if st.From != "" && r.Notify.Success() && (here || r.Relayed) {
+		return StatusNotify
+	}
+	return StatusDelivered
+}
+
+// markDelivered records recipient i as delivered before the message was
+// queued (a local delivery, see Queue.EnqueueFailed): StatusNotify if its
+// NOTIFY asks for a success notice, else done.
+func (st *state) markDelivered(i int, now time.Time) {
+	r := &st.Rcpts[i]
+	r.Attempts, r.LastAttempt = 1, now
+	r.Status = st.deliveredStatus(r, true)
 }

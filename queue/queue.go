@@ -257,6 +257,10 @@ func (q *Queue) Enqueue(ctx context.Context, env *envelope.Envelope, body io.Rea
 // failure found after RCPT was accepted (a mailbox that filled up during
 // DATA) reaches the sender instead of being lost behind a 250. A repeated
 // recipient is reported once, with its first error.
+//
+// A nil failed[i] means env.To[i] was delivered (stored here): the sender
+// gets a success notice ("delivered") if the recipient's NOTIFY asks for
+// one (env.RcptParams), which is how the router answers NOTIFY=SUCCESS.
 func (q *Queue) EnqueueFailed(ctx context.Context, env *envelope.Envelope, body io.Reader, failed []error) (string, error) {
 	if len(failed) != len(env.To) {
 		return "", fmt.Errorf("queue: enqueue failed: %d errors for %d recipients", len(failed), len(env.To))
@@ -331,7 +335,11 @@ func newState(id string, env *envelope.Envelope, rcpts []string, failed []error,
 		st.Rcpts = append(st.Rcpts, RcptState{Addr: r, Status: StatusPending, Notify: p.Notify, ORcpt: p.OriginalRecipient()})
 	}
 	for i, err := range failed {
-		st.markFailed(i, envelope.AsError(err), now)
+		if err == nil {
+			st.markDelivered(i, now)
+		} else {
+			st.markFailed(i, envelope.AsError(err), now)
+		}
 	}
 	return st
 }
@@ -443,7 +451,7 @@ func (q *Queue) Flush() {
 				q.scheduleLocked(it, dom, s, now)
 			}
 		}
-		if !it.notice.running && it.hasStatus(StatusFailed) {
+		if !it.notice.running && it.owesNotice() {
 			it.st.NoticeNext = time.Time{}
 			q.scheduleNoticeLocked(it)
 		}

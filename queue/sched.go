@@ -327,7 +327,7 @@ func (q *Queue) recordLocked(it *item, i int, err error, now time.Time, shutdown
 	}
 	log := q.log.With("id", it.st.ID, "rcpt", r.Addr)
 	if err == nil {
-		r.Status, r.NextAttempt, r.LastAttempt = StatusDelivered, time.Time{}, now
+		r.Status, r.NextAttempt, r.LastAttempt = it.st.deliveredStatus(r, false), time.Time{}, now
 		r.Attempts++
 		log.Info("queue: delivered", "attempts", r.Attempts)
 		return outDone
@@ -397,15 +397,15 @@ type noticeJob struct {
 
 func (q *Queue) noticeJobLocked(it *item) *noticeJob {
 	j := &noticeJob{}
-	want := StatusFailed
-	if !it.hasStatus(StatusFailed) {
+	want := (*RcptState).owesNotice
+	if !it.owesNotice() {
 		if _, ok := q.noticeDueLocked(it); !ok {
 			return nil
 		}
-		j.delayed, want = true, StatusPending
+		j.delayed, want = true, (*RcptState).wantsDelay
 	}
 	for i, r := range it.st.Rcpts {
-		if r.Status == want {
+		if want(&r) {
 			j.idx = append(j.idx, i)
 			j.rcpts = append(j.rcpts, r)
 		}
@@ -432,14 +432,9 @@ func (q *Queue) sendNotice(ctx context.Context, it *item, job *noticeJob) (dsnID
 	}()
 	now := q.now()
 	dsnID = newID(now)
-	rep := &report{
-		hostname: q.opts.Hostname, queueID: it.st.ID, dsnID: dsnID, sender: it.st.From,
-		arrival: it.st.Created, now: now, delayed: job.delayed, rcpts: job.rcpts,
-		lifetime: q.opts.Lifetime, waited: now.Sub(it.st.Created),
-	}
-	rep.headers, err = readHeaders(filepath.Join(q.dir, it.st.ID+msgExt), maxReportHeaders)
-	if err != nil && !os.IsNotExist(err) {
-		return dsnID, fmt.Errorf("reading the original headers: %w", err)
+	rep, err := q.newReport(it, job, dsnID, now)
+	if err != nil {
+		return dsnID, err
 	}
 	var buf bytes.Buffer
 	if err := writeReport(&buf, rep); err != nil {
@@ -495,8 +490,11 @@ func (q *Queue) noticeOverLocked(it *item, job *noticeJob, status string) {
 		return
 	}
 	for _, i := range job.idx {
-		if r := &it.st.Rcpts[i]; r.Status == StatusFailed {
+		switch r := &it.st.Rcpts[i]; r.Status {
+		case StatusFailed:
 			r.Status = status
+		case StatusNotify:
+			r.Status = StatusDelivered
 		}
 	}
 }

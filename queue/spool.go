@@ -52,7 +52,11 @@ const (
 	StatusDelivered = "delivered" // accepted by the remote server
 	StatusFailed    = "failed"    // failed for good; its DSN is not yet handed to the Bouncer
 	StatusBounced   = "bounced"   // failed for good and the sender was told
-	StatusDropped   = "dropped"   // failed for good and nobody could be told (null sender)
+	StatusDropped   = "dropped"   // failed for good and nobody could be told (null sender) or wanted to be (NOTIFY)
+	// StatusNotify: delivered, here or to a host without DSN support, and
+	// the sender's NOTIFY=SUCCESS is still to be answered; it becomes
+	// delivered once the notice is handed over.
+	StatusNotify = "notify"
 )
 
 // RcptState is the delivery state of one recipient of a queued message.
