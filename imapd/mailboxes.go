@@ -14,9 +14,6 @@ import (
 const delim = '/'
 
 func (s *session) Create(name string, options *imap.CreateOptions) error {
-	if err := s.refused(name); err != nil {
-		return err
-	}
 	defer s.busy()()
 	// RFC 3501 §6.3.3: a trailing delimiter only says children are intended.
 	name = strings.TrimSuffix(name, string(delim))
@@ -35,9 +32,6 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 }
 
 func (s *session) Delete(name string) error {
-	if err := s.refused(name); err != nil {
-		return err
-	}
 	defer s.busy()()
 	if s.sel != nil && sameMailbox(s.sel.mbox.Name(), name) {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeInUse, Text: "Mailbox is selected"}
@@ -50,9 +44,6 @@ func (s *session) Delete(name string) error {
 
 // Rename renames a mailbox and its children; renaming INBOX moves its messages (maildir does both).
 func (s *session) Rename(from, to string, _ *imap.RenameOptions) error {
-	if err := s.refused(from, to); err != nil {
-		return err
-	}
 	defer s.busy()()
 	if err := s.mail.RenameMailbox(from, to); err != nil {
 		return s.mailError("rename", err)
@@ -61,9 +52,6 @@ func (s *session) Rename(from, to string, _ *imap.RenameOptions) error {
 }
 
 func (s *session) Subscribe(name string) error {
-	if err := s.refused(name); err != nil {
-		return err
-	}
 	defer s.busy()()
 	if err := maildir.ValidateMailboxName(name); err != nil {
 		return s.mailError("subscribe", err)
@@ -75,9 +63,6 @@ func (s *session) Subscribe(name string) error {
 }
 
 func (s *session) Unsubscribe(name string) error {
-	if err := s.refused(name); err != nil {
-		return err // also the answer to a command the guard refused whole
-	}
 	defer s.busy()()
 	if err := s.mail.SetSubscribed(name, false); err != nil {
 		return s.mailError("unsubscribe", err)
@@ -91,9 +76,6 @@ func sameMailbox(a, b string) bool { return inboxCase(a) == inboxCase(b) }
 // List answers LIST and LSUB, with LIST-EXTENDED (RFC 5258) selection and return options,
 // CHILDREN (\HasChildren, \HasNoChildren), SPECIAL-USE (RFC 6154) and LIST-STATUS (RFC 5819).
 func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
-	if err := s.refused(append([]string{ref}, patterns...)...); err != nil {
-		return err
-	}
 	if len(patterns) == 0 {
 		// LIST "" "": the delimiter and the root (RFC 3501 §6.3.8).
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: delim})
@@ -238,9 +220,6 @@ func inboxCase(s string) string {
 
 // Status answers STATUS; every item gets a value, since the library dereferences each one asked for.
 func (s *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
-	if err := s.refused(name); err != nil {
-		return nil, err
-	}
 	return s.status(name, options)
 }
 

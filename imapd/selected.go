@@ -16,9 +16,6 @@ import (
 
 func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
 	s.unselect()
-	if err := s.refused(name); err != nil {
-		return nil, err
-	}
 	m, err := s.mail.Mailbox(name)
 	if err != nil {
 		return nil, s.mailError("select", err)
@@ -173,9 +170,6 @@ func (sel *selection) targetUIDs(numSet imap.NumSet) ([]uint32, error) {
 }
 
 func (s *session) destination(name string) (*maildir.Mailbox, error) {
-	if err := s.refused(name); err != nil {
-		return nil, err
-	}
 	m, err := s.mail.Mailbox(name)
 	if errors.Is(err, maildir.ErrNoSuchMailbox) {
 		return nil, errTryCreate

@@ -32,8 +32,6 @@ type session struct {
 	closed bool
 
 	logged atomic.Int64 // lines this connection has logged at warning level and above (logf)
-
-	guard *commandGuard // under the library's parser (guard.go)
 }
 
 // selection is the selected mailbox of a session.
@@ -62,34 +60,7 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 	if closed {
 		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "Server shutting down"}
 	}
-	sess.guardCommands()
 	return sess, nil, nil
-}
-
-// guardCommands puts a commandGuard under the library's parser, over the connection as it is now
-// (after STARTTLS, the TLS layer).
-func (s *session) guardCommands() {
-	marker := newMarker()
-	if s.guard != nil {
-		marker = s.guard.marker
-	}
-	g := &commandGuard{src: s.conn.NetConn(), marker: marker}
-	if installGuard(s.conn, g) {
-		s.guard = g
-	}
-}
-
-// refused returns the refusal a marker of the guard stands for, when one of names is one.
-func (s *session) refused(names ...string) error {
-	if s.guard == nil {
-		return nil
-	}
-	for _, n := range names {
-		if err := s.guard.refusal(n); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Close ends the session (the connection is gone).
@@ -108,9 +79,6 @@ func (s *session) Close() error {
 // Login checks the password with the shared, throttled Authenticator (LOGIN and AUTHENTICATE PLAIN
 // both end here). The answer never tells whether the user exists.
 func (s *session) Login(username, password string) error {
-	if s.guard != nil && s.guard.src != s.conn.NetConn() {
-		s.guardCommands() // STARTTLS gave the parser a new reader
-	}
 	ctx, cancel := context.WithTimeout(s.srv.ctx, loginTimeout)
 	defer cancel()
 	u, err := s.srv.opts.Auth.Login(ctx, s.ip, "imap", username, password)

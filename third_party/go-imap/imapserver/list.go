@@ -206,7 +206,11 @@ func readListMailbox(dec *imapwire.Decoder) (string, error) {
 			return "", dec.Err()
 		}
 	}
-	return utf7.Decode(mailbox)
+	// A pattern that is not modified UTF-7 is taken literally (it matches what it says).
+	if decoded, err := utf7.Decode(mailbox); err == nil {
+		return decoded, nil
+	}
+	return mailbox, nil
 }
 
 func isListChar(ch byte) bool {

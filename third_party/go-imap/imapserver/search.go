@@ -345,7 +345,7 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 	default:
 		seqSet, err := imapwire.ParseSeqSet(key)
 		if err != nil {
-			return err
+			return newClientBugError("Unknown search key: " + key)
 		}
 		criteria.SeqNum = append(criteria.SeqNum, seqSet)
 	}

@@ -2,6 +2,7 @@ package imapwire
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"strconv"
@@ -30,6 +31,26 @@ func IsAtomChar(ch byte) bool {
 func isAStringChar(ch byte) bool {
 	return IsAtomChar(ch) || ch == ']'
 }
+
+// Errors of the decoder that are the client's: the server answers them as they are, and the rest of
+// the command is discarded (DiscardLine).
+var (
+	ErrTooLong = &imap.Error{
+		Type: imap.StatusResponseTypeBad,
+		Code: imap.ResponseCodeTooBig,
+		Text: "Command line too long",
+	}
+	ErrTooDeep = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Code: imap.ResponseCodeLimit,
+		Text: "Command nested too deeply",
+	}
+	ErrBadMailboxName = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Code: imap.ResponseCodeCannot,
+		Text: "Invalid mailbox name: not modified UTF-7",
+	}
+)
 
 // DecoderExpectError is an error due to the Decoder.Expect family of methods.
 type DecoderExpectError struct {
@@ -93,8 +114,13 @@ func (dec *Decoder) returnErr(err error) bool {
 }
 
 func (dec *Decoder) readByte() (byte, bool) {
+	if dec.err != nil && dec.side == ConnSideServer {
+		// A command in error is not read further: the rest is discarded (DiscardLine),
+		// and after a refused synchronising literal there is no rest to wait for.
+		return 0, false
+	}
 	if dec.MaxSize > 0 && dec.readBytes > dec.MaxSize {
-		return 0, dec.returnErr(fmt.Errorf("imapwire: max size exceeded"))
+		return 0, dec.returnErr(ErrTooLong)
 	}
 	dec.crlf = false
 	if dec.literal {
@@ -263,13 +289,63 @@ func (dec *Decoder) DiscardUntilByte(untilCh byte) {
 	}
 }
 
+// DiscardLine discards the rest of a command (or response), whatever its length: up to the line end
+// that is not a literal announcement, with the literals that follow an announcement sent without
+// waiting (a server's; a client's LITERAL+ one). After a client's synchronising literal announcement
+// it stops: the client sends nothing more before it is told to.
 func (dec *Decoder) DiscardLine() {
-	if dec.crlf {
+	if dec.crlf || dec.literal {
 		return
 	}
-	var text string
-	dec.Text(&text)
-	dec.CRLF()
+	dec.MaxSize = 0
+	var tail []byte // the end of the line, which may announce a literal
+	for {
+		b, err := dec.r.ReadByte()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			dec.returnErr(err)
+			return
+		}
+		if b != '\n' {
+			if tail = append(tail, b); len(tail) > 64 {
+				tail = append(tail[:0], tail[len(tail)-32:]...)
+			}
+			continue
+		}
+		n, nonSync, ok := literalAnnounced(tail)
+		if !ok || dec.side == ConnSideServer && !nonSync {
+			dec.crlf = true
+			return
+		}
+		if _, err := io.CopyN(io.Discard, dec.r, n); err != nil {
+			dec.returnErr(err)
+			return
+		}
+		tail = tail[:0]
+	}
+}
+
+// literalAnnounced reads a literal announcement ("{n}", "{n+}", "~{n}") at the end of a line.
+func literalAnnounced(l []byte) (n int64, nonSync, ok bool) {
+	l = bytes.TrimSuffix(l, []byte("\r"))
+	if len(l) < 3 || l[len(l)-1] != '}' {
+		return 0, false, false
+	}
+	i := bytes.LastIndexByte(l, '{')
+	if i < 0 {
+		return 0, false, false
+	}
+	num := l[i+1 : len(l)-1]
+	if nonSync = bytes.HasSuffix(num, []byte("+")); nonSync {
+		num = num[:len(num)-1]
+	}
+	n, err := strconv.ParseInt(string(num), 10, 64)
+	if err != nil || n < 0 {
+		return 0, false, false
+	}
+	return n, nonSync, true
 }
 
 func (dec *Decoder) DiscardValue() bool {
@@ -471,7 +547,7 @@ func (dec *Decoder) List(f func() error) (isList bool, err error) {
 	}()
 
 	if dec.listDepth >= maxListDepth {
-		return false, fmt.Errorf("imapwire: exceeded max depth")
+		return false, ErrTooDeep
 	}
 
 	for {
@@ -518,10 +594,11 @@ func (dec *Decoder) ExpectMailbox(ptr *string) bool {
 		return true
 	}
 	name, err := utf7.Decode(name)
-	if err == nil {
-		*ptr = name
+	if err != nil {
+		return dec.returnErr(ErrBadMailboxName)
 	}
-	return dec.returnErr(err)
+	*ptr = name
+	return true
 }
 
 func (dec *Decoder) ExpectUID(ptr *imap.UID) bool {
@@ -545,7 +622,7 @@ func (dec *Decoder) ExpectNumSet(kind NumKind, ptr *imap.NumSet) bool {
 	}
 	numSet, err := imapnum.ParseSet(s)
 	if err != nil {
-		return dec.returnErr(err)
+		return dec.returnErr(&DecoderExpectError{Message: err.Error()})
 	}
 
 	switch kind {
@@ -577,8 +654,17 @@ func (dec *Decoder) Literal(ptr *string) bool {
 	}
 	if dec.CheckBufferedLiteralFunc != nil {
 		if err := dec.CheckBufferedLiteralFunc(lit.Size(), nonSync); err != nil {
+			// Refused. A synchronising literal ends the command (its client waits for a "+"
+			// that does not come); a non-synchronising one comes anyway and is dropped.
 			lit.cancel()
-			return false
+			if nonSync {
+				if _, cerr := io.CopyN(io.Discard, dec.r, lit.Size()); cerr != nil {
+					err = cerr
+				}
+			} else {
+				dec.crlf = true
+			}
+			return dec.returnErr(err)
 		}
 	}
 	var sb strings.Builder
@@ -603,6 +689,7 @@ func (dec *Decoder) LiteralReader() (lit *LiteralReader, nonSync, ok bool) {
 	if !dec.ExpectSpecial('}') || !dec.ExpectCRLF() {
 		return nil, false, false
 	}
+	dec.crlf = false // the line end of an announcement does not end the command
 	dec.literal = true
 	lit = &LiteralReader{
 		dec:  dec,
