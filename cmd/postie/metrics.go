@@ -264,8 +264,9 @@ type countingJunk struct {
 	m *metrics.Metrics
 }
 
-func (j *countingJunk) Classify(path string, msg io.Reader, snd junk.Sender) (junk.Verdict, error) {
-	v, err := j.Filter.Classify(path, msg, snd)
+// ClassifyFeatures is what the router asks, once per recipient.
+func (j *countingJunk) ClassifyFeatures(path string, fe *junk.Features, snd junk.Sender) (junk.Verdict, error) {
+	v, err := j.Filter.ClassifyFeatures(path, fe, snd)
 	j.m.JunkVerdict(junkVerdict(v, err))
 	return v, err
 }
