@@ -289,45 +289,12 @@ func (m *Router) deliver(ctx context.Context, env *envelope.Envelope, body io.Re
 		}
 		errs[i] = failed
 	}
-	m.bounceLate(ctx, env, errs, msg)
+	m.bounceLate(ctx, env, dests, errs, msg)
 	m.logOutcome(env, msg.size, errs)
 	if relay && env.AuthUser != "" {
 		m.noteSent(env, errs)
 	}
 	return errs
-}
-
-// bounceLate handles recipients that failed while others got the message.
-// SMTP has one reply to DATA and the LDA one exit code, and a failure reply
-// would make the sender resend the copies already stored; so the failures
-// are recorded in the queue, which bounces them to the sender, and count
-// as handled. All-or-nothing outcomes are left to the caller's reply.
-func (m *Router) bounceLate(ctx context.Context, env *envelope.Envelope, errs []error, msg *spooled) {
-	var failedTo []string
-	var failed []error
-	for i, err := range errs {
-		if err != nil {
-			failedTo = append(failedTo, env.To[i])
-			failed = append(failed, err)
-		}
-	}
-	if len(failed) == 0 || len(failed) == len(errs) || env.From == "" || m.opts.Forwarder == nil {
-		return
-	}
-	body, err := msg.reader()
-	if err == nil {
-		bounce := *env
-		bounce.To = failedTo
-		var id string
-		if id, err = m.opts.Forwarder.EnqueueFailed(ctx, &bounce, body, failed); err == nil {
-			m.log.Info("mda: late failures will be bounced", "id", env.ID, "queue_id", id, "to", failedTo)
-			for i := range errs {
-				errs[i] = nil
-			}
-			return
-		}
-	}
-	m.log.Error("mda: recording late failures for a bounce", "id", env.ID, "to", failedTo, "err", err)
 }
 
 // deliverLocal writes one copy per distinct local user, in parallel (their
@@ -427,6 +394,7 @@ func (m *Router) store(mu *maildir.User, prefix string, c *content, opts maildir
 // without an error.
 func (m *Router) forward(ctx context.Context, env *envelope.Envelope, dests []destination, errs []error, msg *content) {
 	var remote []string
+	var params []envelope.RcptParams
 	var owners []int
 	seen := map[string]bool{}
 	for i, d := range dests {
@@ -438,6 +406,7 @@ func (m *Router) forward(ctx context.Context, env *envelope.Envelope, dests []de
 			if k := envelope.Key(r); !seen[k] {
 				seen[k] = true
 				remote = append(remote, r)
+				params = append(params, forwardParams(env, i, r))
 			}
 		}
 	}
@@ -449,7 +418,7 @@ func (m *Router) forward(ctx context.Context, env *envelope.Envelope, dests []de
 		err = envelope.Errorf(451, 4, 3, 0, "forwarding is not available now")
 	} else {
 		fwd := *env
-		fwd.To = remote
+		fwd.To, fwd.RcptParams = remote, params
 		var body io.Reader
 		if body, err = msg.copyReader(); err == nil {
 			prefix := traceHeaders(env, m.opts.Hostname, "", "") + msg.prefix()
