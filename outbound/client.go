@@ -15,6 +15,7 @@ package outbound
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +71,23 @@ type Options struct {
 	SmarthostPassword  string      //
 	SmarthostTLSConfig *tls.Config // nil: system roots; ServerName defaults to the smarthost's host
 
+	// RootCAs verify certificates where a policy asks for it (MTA-STS
+	// enforce, the smarthost) and, for the logs, everywhere else; nil: the
+	// system's roots. LoadRoots adds [outbound] ca_file to them.
+	RootCAs *x509.CertPool
+	// SourceIP and SourceIPv6 are the local addresses connections to
+	// IPv4 and IPv6 hosts are made from; nil lets the system choose. Only
+	// the default Dial uses them.
+	SourceIP, SourceIPv6 net.IP
+	// STS finds MTA-STS policies (RFC 8461); nil: none are applied.
+	STS STSPolicies
+	// DANE asks a validating resolver for TLSA records (RFC 7672); nil:
+	// DANE is not applied.
+	DANE DANEResolver
+	// TLSReports receives the outcome of every TLS attempt (RFC 8460);
+	// nil: none are reported.
+	TLSReports TLSReporter
+
 	// LocalAddrs reports our own addresses: an MX host that is us is not
 	// dialed, nor is any MX less preferred than us (RFC 5321 §5.1).
 	LocalAddrs func(ip net.IP) bool
@@ -113,11 +131,28 @@ func New(opts Options) *Client {
 		c.opts.CommandTimeout = defaultCommandTimeout
 	}
 	if c.opts.Dial == nil {
-		d := &net.Dialer{Timeout: c.opts.ConnectTimeout}
-		c.opts.Dial = d.DialContext
+		c.opts.Dial = c.dialFrom
 	}
 	c.pool = newPool(idleTimeout, c.log)
 	return c
+}
+
+// dialFrom is the default Dial: from SourceIP or SourceIPv6, by the
+// family of the address dialed.
+func (c *Client) dialFrom(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: c.opts.ConnectTimeout}
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		if ip := net.ParseIP(host); ip != nil {
+			src := c.opts.SourceIP
+			if ip.To4() == nil {
+				src = c.opts.SourceIPv6
+			}
+			if src != nil {
+				d.LocalAddr = &net.TCPAddr{IP: src}
+			}
+		}
+	}
+	return d.DialContext(ctx, network, addr)
 }
 
 // Close closes the connections kept for reuse. The Client stays usable;
@@ -167,9 +202,13 @@ func (c *Client) Deliver(ctx context.Context, t *envelope.Transfer, body io.Read
 	}
 
 	used := make(map[string]bool)
-	if s := c.pool.take(key, c.hostname); s != nil {
-		used[s.addr] = true
-		c.run(ctx, d, s, key)
+	// A REQUIRETLS message takes no idle connection: whether TLS must
+	// be verified to the host is decided per message.
+	if !t.Params.RequireTLS {
+		if s := c.pool.take(key, c.hostname); s != nil {
+			used[s.addr] = true
+			c.run(ctx, d, s, key)
+		}
 	}
 	if !d.done() {
 		c.tryRoute(ctx, d, domain, key, used)
@@ -195,11 +234,23 @@ func (c *Client) tryRoute(ctx context.Context, d *delivery, domain string, key p
 		}
 		return
 	}
+	var dp domainPolicy
+	if c.opts.Smarthost == "" {
+		dp = c.domainPolicy(ctx, d, domain)
+	}
 	dials := 0
 	for _, t := range targets {
 		if t.err != nil {
 			d.hostFailed(t.err)
 			continue
+		}
+		var hp hostPolicy
+		if !t.smarthost {
+			if hp, err = c.hostPolicy(ctx, dp, t); err != nil {
+				c.log.Info("outbound: host skipped", "domain", domain, "host", t.name, "err", err)
+				d.hostFailed(err)
+				continue
+			}
 		}
 		for _, ip := range t.addrs {
 			if d.done() || ctx.Err() != nil || dials == maxAddrsPerAttempt {
@@ -211,7 +262,7 @@ func (c *Client) tryRoute(ctx context.Context, d *delivery, domain string, key p
 			}
 			used[addr] = true
 			dials++
-			s, err := c.connect(ctx, t, ip)
+			s, err := c.connect(ctx, dp, hp, t, ip)
 			if err != nil {
 				c.log.Info("outbound: host failed", "domain", domain, "host", t.label(ip), "err", err)
 				d.hostFailed(err)
@@ -239,11 +290,11 @@ func (c *Client) run(ctx context.Context, d *delivery, s *session, key poolKey) 
 	}
 }
 
-func (c *Client) connect(ctx context.Context, t target, ip net.IP) (*session, error) {
+func (c *Client) connect(ctx context.Context, dp domainPolicy, hp hostPolicy, t target, ip net.IP) (*session, error) {
 	if t.smarthost {
 		return c.dialSmarthost(ctx, t, ip)
 	}
-	return c.dialMX(ctx, t, ip)
+	return c.dialMX(ctx, dp, hp, t, ip)
 }
 
 // checkEnvelope rejects addresses that cannot be put on an SMTP command

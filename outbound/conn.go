@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"postie/envelope"
+	"postie/tlsrpt"
 )
 
 // session is one open SMTP connection to one remote address.
@@ -24,8 +25,11 @@ type session struct {
 	addr  string     // "ip:port"
 	label string     // "mx1.example.test[192.0.2.1]", for messages
 	tls   string     // "TLS 1.3 verified", "TLS 1.3 unverified: ...", or "none"
-	born  time.Time
-	uses  int
+	// verified: TLS authenticated by DANE, an enforced MTA-STS policy or,
+	// for the smarthost, WebPKI; what REQUIRETLS asks for.
+	verified bool
+	born     time.Time
+	uses     int
 }
 
 // quit says goodbye, briefly, and closes the connection.
@@ -126,11 +130,18 @@ func (c *Client) newSession(sc *smtp.Client, conn *watchConn, addr, label string
 	return s, nil
 }
 
-// tlsResult notes what happened in a TLS handshake for the logs.
+// tlsResult notes what happened in a TLS handshake, for the logs and
+// the reports.
 type tlsResult struct {
 	mu        sync.Mutex
-	handshook bool
-	verifyErr error
+	handshook bool  // the peer's certificate was seen (VerifyConnection ran)
+	verifyErr error // why it does not verify, if so
+}
+
+func (r *tlsResult) set(err error) {
+	r.mu.Lock()
+	r.handshook, r.verifyErr = true, err
+	r.mu.Unlock()
 }
 
 func (r *tlsResult) done() bool {
@@ -139,29 +150,33 @@ func (r *tlsResult) done() bool {
 	return r.handshook
 }
 
-// opportunisticTLS is the TLS configuration for MX hosts: any certificate
-// is accepted (RFC 7435: an unauthenticated channel still beats
-// plaintext), but it is verified anyway so the logs say whether it was
-// valid for the host name.
-func opportunisticTLS(serverName string, res *tlsResult) *tls.Config {
+func (r *tlsResult) err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.verifyErr
+}
+
+// opportunisticTLS is the TLS configuration for MX hosts without a policy
+// that must hold: any certificate is accepted (RFC 7435: an
+// unauthenticated channel still beats plaintext), but it is verified
+// anyway, against roots (nil: the system's), so the logs and reports say
+// whether it was valid for the host name.
+func opportunisticTLS(serverName string, roots *x509.CertPool, res *tlsResult) *tls.Config {
 	return &tls.Config{
 		ServerName:         serverName,
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			err := verifyPeer(cs, serverName)
-			res.mu.Lock()
-			res.handshook, res.verifyErr = true, err
-			res.mu.Unlock()
+			res.set(verifyPeer(cs, serverName, roots))
 			return nil
 		},
 	}
 }
 
-func verifyPeer(cs tls.ConnectionState, name string) error {
+func verifyPeer(cs tls.ConnectionState, name string, roots *x509.CertPool) error {
 	if len(cs.PeerCertificates) == 0 {
 		return errors.New("no certificate")
 	}
-	opts := x509.VerifyOptions{DNSName: name, Intermediates: x509.NewCertPool()}
+	opts := x509.VerifyOptions{DNSName: name, Roots: roots, Intermediates: x509.NewCertPool()}
 	for _, cert := range cs.PeerCertificates[1:] {
 		opts.Intermediates.AddCert(cert)
 	}
@@ -169,15 +184,23 @@ func verifyPeer(cs tls.ConnectionState, name string) error {
 	return err
 }
 
-// dialMX connects to one address of an MX host, with STARTTLS when the
-// host offers it. If STARTTLS is not offered, is refused or its handshake
-// fails, it reconnects in plaintext. A failure is a plain error (network)
-// or an *envelope.Error (the host's reply to the greeting or EHLO).
-func (c *Client) dialMX(ctx context.Context, t target, ip net.IP) (*session, error) {
+// dialMX connects to one address of an MX host under the host's policy.
+// Without a strict policy it uses STARTTLS when the host offers it, and if
+// STARTTLS is not offered, is refused or its handshake fails, it
+// reconnects in plaintext. A failure is a plain error (network) or an
+// *envelope.Error (the host's reply to the greeting or EHLO).
+func (c *Client) dialMX(ctx context.Context, dp domainPolicy, hp hostPolicy, t target, ip net.IP) (*session, error) {
+	if hp.strict() {
+		return c.dialStrict(ctx, dp, hp, t, ip)
+	}
 	addr := net.JoinHostPort(ip.String(), fmt.Sprint(t.port))
 	label := t.label(ip)
 	if c.plain.has(addr) {
-		return c.dialPlain(ctx, addr, label)
+		s, err := c.dialPlain(ctx, addr, label)
+		if err == nil {
+			c.reportSession(dp, hp, t, ip, s.conn, tlsrpt.StartTLSNotSupported, "STARTTLS not offered or failing (remembered)")
+		}
+		return s, err
 	}
 	conn, err := c.dial(ctx, addr)
 	if err != nil {
@@ -188,11 +211,12 @@ func (c *Client) dialMX(ctx context.Context, t target, ip net.IP) (*session, err
 
 	res := &tlsResult{}
 	conn.setCap(c.opts.CommandTimeout)
-	sc, err := smtp.NewClientStartTLS(conn, opportunisticTLS(t.name, res))
+	sc, err := smtp.NewClientStartTLSWithLocalName(conn, opportunisticTLS(t.name, c.opts.RootCAs, res), c.hostname)
 	if err == nil {
 		s, err := c.newSession(sc, conn, addr, label)
 		if err == nil {
 			s.tls = describeTLS(sc, res)
+			c.reportOpportunistic(dp, hp, t, ip, s.conn, res.err())
 			c.log.Debug("outbound: connected", "host", label, "tls", s.tls)
 			return s, nil
 		}
@@ -200,6 +224,7 @@ func (c *Client) dialMX(ctx context.Context, t target, ip net.IP) (*session, err
 			return nil, hostError(label, "EHLO", err)
 		}
 		c.log.Info("outbound: TLS handshake failed, retrying without TLS", "host", label, "err", err)
+		c.reportSession(dp, hp, t, ip, conn, tlsrpt.ValidationFailure, "TLS handshake failed: "+err.Error())
 		c.plain.add(addr)
 	} else {
 		sent, ioErr := conn.state()
@@ -211,6 +236,7 @@ func (c *Client) dialMX(ctx context.Context, t target, ip net.IP) (*session, err
 			return nil, hostError(label, "greeting or EHLO", err)
 		}
 		c.log.Debug("outbound: no STARTTLS, continuing without TLS", "host", label, "reason", err)
+		c.reportSession(dp, hp, t, ip, conn, tlsrpt.StartTLSNotSupported, err.Error())
 		c.plain.add(addr)
 	}
 	return c.dialPlain(ctx, addr, label)
@@ -296,7 +322,7 @@ func (c *Client) dialSmarthost(ctx context.Context, t target, ip net.IP) (*sessi
 		sc = smtp.NewClient(tc)
 	} else {
 		conn.setCap(c.opts.CommandTimeout)
-		sc, err = smtp.NewClientStartTLS(conn, cfg)
+		sc, err = smtp.NewClientStartTLSWithLocalName(conn, cfg, c.hostname)
 		if err != nil {
 			return nil, fmt.Errorf("outbound: STARTTLS with smarthost %s: %w", label, err)
 		}
@@ -307,6 +333,7 @@ func (c *Client) dialSmarthost(ctx context.Context, t target, ip net.IP) (*sessi
 	}
 	if state, ok := sc.TLSConnectionState(); ok {
 		s.tls = tls.VersionName(state.Version) + " verified"
+		s.verified = true
 	}
 	if err := c.smarthostAuth(s); err != nil {
 		s.c.Close()
@@ -324,6 +351,9 @@ func (c *Client) smarthostTLSConfig(host string) *tls.Config {
 	}
 	if cfg.ServerName == "" {
 		cfg.ServerName = host
+	}
+	if cfg.RootCAs == nil {
+		cfg.RootCAs = c.opts.RootCAs
 	}
 	return cfg
 }

@@ -126,14 +126,24 @@ func (c *Client) apply(d *delivery, idx []int, err error) {
 	}
 }
 
-// plan decides, before MAIL, what this host can take (RFC 1870 SIZE,
-// RFC 6531 SMTPUTF8): the recipients to send to and whether MAIL carries
+// plan decides, before MAIL, what this host can take (REQUIRETLS,
+// RFC 1870 SIZE, RFC 6531 SMTPUTF8): the recipients to send to and whether MAIL carries
 // SMTPUTF8. A message over the host's SIZE, or one whose sender or header
 // needs SMTPUTF8 at a host without it, fails the whole host; a non-ASCII
 // recipient there fails alone. These failures are permanent, unless
 // another host takes the message.
 func plan(d *delivery, s *session) (todo []int, utf8 bool, err error) {
 	m := d.msg
+	if d.t.Params.RequireTLS {
+		// RFC 8689 section 4.2.1: only over verified TLS, and only to a
+		// host that takes the obligation on.
+		if !s.verified {
+			return nil, false, requireTLSError("TLS to %s is not verified", s.label)
+		}
+		if ok, _ := s.c.Extension("REQUIRETLS"); !ok {
+			return nil, false, requireTLSError("%s does not support REQUIRETLS", s.label)
+		}
+	}
 	if max, ok := s.c.MaxMessageSize(); ok && max > 0 && m.size > int64(max) {
 		return nil, false, envelope.Errorf(552, 5, 3, 4, "message of %d bytes exceeds the limit of %d bytes at %s", m.size, max, s.label)
 	}
