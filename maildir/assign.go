@@ -191,7 +191,7 @@ func (m *Mailbox) addFilesLocked(found []foundFile) error {
 		m.uidNext++
 		c.ms = m.modseqTop + 1 + uint64(i)
 		lines[i] = ulLine{uid: c.uid, t: c.t, key: c.key, ms: c.ms}
-		if c.canon {
+		if c.canon || c.inNew { // a file of new/ gets the canonical name
 			lines[i].info, lines[i].hasInfo = infoLetters(canonicalFileName(c.key, c.flags, c.unknown), len(c.key))
 		}
 	}

@@ -121,9 +121,10 @@ func (m *Mailbox) stampLocked(idx []int) error {
 // recordGoneLocked records the expunge of the messages with these UIDs
 // (their files are gone) and removes them, telling the watchers. An
 // expunge another process recorded keeps its modseq when that is still
-// above what we have shown. On error nothing is removed: a later scan finds
-// the files missing and tries again.
-func (m *Mailbox) recordGoneLocked(uids []uint32, origin any) error {
+// above shown (HIGHESTMODSEQ before the caller's operation began). On
+// error nothing is removed: a later scan finds the files missing and tries
+// again.
+func (m *Mailbox) recordGoneLocked(uids []uint32, origin any, shown uint64) error {
 	unlock, err := m.lockSyncedLocked(nil)
 	if err != nil {
 		return err
@@ -138,7 +139,7 @@ func (m *Mailbox) recordGoneLocked(uids []uint32, origin any) error {
 	top := m.modseqTop
 	for k, i := range idx {
 		uid := m.msgs[i].UID
-		if seen, ok := m.goneSeen[uid]; ok && seen > m.modseq {
+		if seen, ok := m.goneSeen[uid]; ok && seen > shown {
 			ms[k] = seen
 			continue
 		}

@@ -286,7 +286,7 @@ func (m *Mailbox) Expunge(uids []uint32, origin any) ([]uint32, error) {
 				gone = append(gone, m.msgs[i].UID)
 			}
 			m.cur.ownChange(curPath)
-			if rerr := m.recordGoneLocked(gone, origin); rerr != nil {
+			if rerr := m.recordGoneLocked(gone, origin, m.modseq); rerr != nil {
 				// The files are gone but not the messages: the next scan
 				// finds them missing and records them.
 				m.cur.valid = false
@@ -524,7 +524,7 @@ func (t *transferPlan) commit(newUIDs []uint32, origin any) (srcUIDs, dstUIDs []
 	dst.cur.ownChange(t.dstCur)
 	if t.move && len(moved) > 0 {
 		m.cur.ownChange(t.srcCur)
-		if err := m.recordGoneLocked(srcUIDs, origin); err != nil {
+		if err := m.recordGoneLocked(srcUIDs, origin, m.modseq); err != nil {
 			// Moved, not yet recorded here: the next scan finds them missing.
 			m.u.log().Warn("maildir: modseq record", "mailbox", m.name, "err", err)
 			m.cur.valid = false

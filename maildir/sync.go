@@ -187,7 +187,7 @@ func (m *Mailbox) scanCurLocked(st dirStat, began int64, found *[]foundFile) err
 // flock, what those writers recorded is read first; the rest gets new
 // modseqs, recorded before it is applied.
 func (m *Mailbox) recordScanLocked(changes []flagChange, gone []uint32) error {
-	validity := m.uidValidity
+	validity, shown := m.uidValidity, m.modseq
 	unlock, err := m.lockSyncedLocked(nil)
 	if err != nil {
 		m.cur.valid = false
@@ -228,7 +228,7 @@ func (m *Mailbox) recordScanLocked(changes []flagChange, gone []uint32) error {
 		m.emit(Change{Kind: FlagsChanged, Seq: uint32(i + 1), Message: m.msgs[i]})
 	}
 	m.checkKeywordsLocked(used)
-	if err := m.recordGoneLocked(gone, nil); err != nil {
+	if err := m.recordGoneLocked(gone, nil, shown); err != nil {
 		m.cur.valid = false
 		return err
 	}
