@@ -90,6 +90,7 @@ type mailboxEntry struct {
 	tracker *imapserver.MailboxTracker
 	count   uint32 // messages as the tracker knows them (changed only under the mailbox lock)
 	cache   *boxCache
+	keys    keyCache // sort and thread keys (sortkeys.go)
 
 	keywords atomic.Pointer[keywordTable]
 	kwDirty  atomic.Bool

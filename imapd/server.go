@@ -130,6 +130,7 @@ func New(opts Options) *Server {
 	} {
 		caps[c] = struct{}{}
 	}
+	addSortCaps(caps)
 	logger := engineLogger{s.log}
 	newEngine := func(insecure bool) *imapserver.Server {
 		return imapserver.New(&imapserver.Options{
