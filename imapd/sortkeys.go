@@ -21,13 +21,13 @@ import (
 
 // msgKeys are the sort and thread keys of one message.
 type msgKeys struct {
-	sent    int64 // the Date field in Unix seconds; valid when hasDate
-	hasDate bool
-	subject string // base subject (RFC 5256 §2.1), case-mapped
-	reply   bool   // the subject had a reply or forward marker
-	from    string // addr-mailbox of the first From address, case-mapped
-	to      string
-	cc      string
+	sent     int64 // the Date field in Unix seconds; valid when hasDate
+	hasDate  bool
+	subject  string // base subject (RFC 5256 §2.1), case-mapped
+	reply    bool   // the subject had a reply or forward marker
+	from     string // addr-mailbox of the first From address, case-mapped
+	to       string
+	cc       string
 	dispFrom string // RFC 5957 display name (or addr-spec) of the first From address, case-mapped
 	dispTo   string
 	msgID    string   // Message-ID without brackets; "" when missing
