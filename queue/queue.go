@@ -57,6 +57,8 @@ type Options struct {
 	MaxConcurrency int           // attempts (and DSN hand-overs) at once (20)
 	MaxPerDomain   int           // attempts at once to one recipient domain (4)
 	Deliverer      Deliverer     // required by Run
+	Throttle       *Throttle     // paces attempts per destination (see Throttle); nil: only MaxPerDomain
+	Suppressor     Suppressor    // told about recipients that hard-bounced; nil: none
 	Logger         *slog.Logger  // nil: slog.Default()
 	Now            func() time.Time
 
@@ -110,6 +112,7 @@ type Queue struct {
 	liveUnits int // len(units) after the last compaction
 	seq       uint64
 	waiting   map[string][]unit // due units held back by MaxPerDomain
+	parked    map[string][]unit // due units held back by the Throttle, by destination
 	inflight  int
 	perDomain map[string]int
 	unsaved   map[*item]bool // items whose last state write failed: retried every pollEvery
@@ -228,6 +231,7 @@ func (q *Queue) Close() error {
 	q.items = make(map[string]*item)
 	q.units = nil
 	q.waiting = make(map[string][]unit)
+	q.parked = nil
 	q.unsaved = make(map[*item]bool)
 	q.mu.Unlock()
 	if q.ownerLock == nil {

@@ -103,16 +103,17 @@ func (q *Queue) waitOwner(ctx context.Context) error {
 func (q *Queue) dispatch(ctx context.Context) time.Time {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.releaseWaitingLocked()
-	q.compactLocked()
 	now := q.now()
+	q.releaseWaitingLocked()
+	parkedNext := q.releaseParkedLocked(now)
+	q.compactLocked()
 	for len(q.units) > 0 {
 		u := q.units[0]
 		if u.at.After(now) {
-			return u.at
+			return earliest(u.at, parkedNext)
 		}
 		if q.inflight >= q.opts.MaxConcurrency {
-			return time.Time{}
+			return parkedNext
 		}
 		heap.Pop(&q.units)
 		s := q.schedFor(u)
@@ -123,12 +124,18 @@ func (q *Queue) dispatch(ctx context.Context) time.Time {
 			q.waiting[u.dom] = append(q.waiting[u.dom], u)
 			continue
 		}
-		q.startLocked(ctx, u, s)
+		key, ok := q.admitLocked(u, now)
+		if !ok {
+			continue // parked until its destination has room
+		}
+		q.startLocked(ctx, u, s, key)
 	}
-	return time.Time{}
+	return parkedNext
 }
 
-func (q *Queue) startLocked(ctx context.Context, u unit, s *sched) {
+// startLocked starts the unit's work; key is the destination the Throttle
+// reserved an attempt at, "" if none yet.
+func (q *Queue) startLocked(ctx context.Context, u unit, s *sched, key string) {
 	it := u.it
 	if u.dom == "" {
 		job := q.noticeJobLocked(it)
@@ -145,6 +152,9 @@ func (q *Queue) startLocked(ctx context.Context, u unit, s *sched) {
 	idx, addrs := it.pendingIn(u.dom)
 	if len(idx) == 0 {
 		delete(it.groups, u.dom)
+		if key != "" {
+			q.opts.Throttle.unreserve(key)
+		}
 		return
 	}
 	s.running = true
@@ -152,7 +162,7 @@ func (q *Queue) startLocked(ctx context.Context, u unit, s *sched) {
 	q.inflight++
 	q.perDomain[u.dom]++
 	q.tasks.Add(1)
-	go q.runAttempt(ctx, it, u.dom, idx, addrs)
+	go q.runAttempt(ctx, it, u.dom, key, idx, addrs)
 }
 
 // endTask ends a task whose item count (it.running) is already down:
@@ -210,13 +220,29 @@ func (q *Queue) compactLocked() {
 	heap.Init(&q.units)
 }
 
-func (q *Queue) runAttempt(ctx context.Context, it *item, dom string, idx []int, rcpts []string) {
+func (q *Queue) runAttempt(ctx context.Context, it *item, dom, key string, idx []int, rcpts []string) {
 	defer q.tasks.Done()
+	defer q.wake()
+	thr := q.opts.Throttle
+	if thr != nil && key == "" {
+		// First contact with the domain: find its destination, then ask.
+		key = thr.resolveDest(ctx, dom)
+		if ok, at := thr.tryStart(key, q.now()); !ok {
+			q.finishHeld(it, dom, at)
+			return
+		}
+	}
 	t := it.transfer(rcpts, idx)
 	errs := q.deliver(ctx, it, t)
+	if thr != nil {
+		thr.finish(key, errs)
+		if held, at := heldBack(errs); held {
+			q.finishHeld(it, dom, at)
+			return
+		}
+	}
 	q.noteRelayed(it, idx, t, errs)
 	q.finishAttempt(ctx, it, dom, idx, errs)
-	q.wake()
 }
 
 // deliver makes the attempt. A fault of the Deliverer (a panic, a wrong
@@ -260,6 +286,7 @@ func (q *Queue) finishAttempt(ctx context.Context, it *item, dom string, idx []i
 	shutdown := ctx.Err() != nil
 	q.mu.Lock()
 	retry, interrupted, attempts := false, false, 0
+	var dead []RcptState // hard-bounced, for the suppression list
 	if !it.deleted {
 		for k, i := range idx {
 			switch q.recordLocked(it, i, errs[k], now, shutdown) {
@@ -269,8 +296,12 @@ func (q *Queue) finishAttempt(ctx context.Context, it *item, dom string, idx []i
 				interrupted = true
 			}
 			attempts = max(attempts, it.st.Rcpts[i].Attempts)
+			if errs[k] != nil && isHardBounce(&it.st.Rcpts[i]) {
+				dead = append(dead, it.st.Rcpts[i])
+			}
 		}
 	}
+	defer q.suppress(it.st.ID, dead) // after endTask has unlocked
 	s := it.groups[dom]
 	if s != nil {
 		s.running = false
@@ -342,6 +373,7 @@ func (q *Queue) recordLocked(it *item, i int, err error, now time.Time, shutdown
 	r.Reply, r.DSNStatus = "", "4.0.0"
 	if smtp {
 		r.Reply, r.DSNStatus = replyLine(ee), dsnStatus(ee)
+		log = log.With(explainAttrs(r.Reply)...)
 	}
 	switch {
 	case smtp && ee.Code >= 500:
