@@ -88,6 +88,9 @@ type Options struct {
 	// nil: none are reported.
 	TLSReports TLSReporter
 
+	// Limiter caps connections per destination (see Limiter); nil: no cap.
+	Limiter Limiter
+
 	// LocalAddrs reports our own addresses: an MX host that is us is not
 	// dialed, nor is any MX less preferred than us (RFC 5321 §5.1).
 	LocalAddrs func(ip net.IP) bool
@@ -262,12 +265,19 @@ func (c *Client) tryRoute(ctx context.Context, d *delivery, domain string, key p
 			}
 			used[addr] = true
 			dials++
+			release, err := c.limitConn(domain, t)
+			if err != nil {
+				d.hostFailed(err) // the destination is at its cap: the queue tries later
+				return
+			}
 			s, err := c.connect(ctx, dp, hp, t, ip)
 			if err != nil {
+				release()
 				c.log.Info("outbound: host failed", "domain", domain, "host", t.label(ip), "err", err)
 				d.hostFailed(err)
 				continue
 			}
+			attachRelease(s, release)
 			c.run(ctx, d, s, key)
 		}
 	}

@@ -184,6 +184,7 @@ type sinkOpts struct {
 	utf8        bool
 	maxSize     int64
 	user, pass  string // require AUTH PLAIN with these
+	requireTLS  bool   // advertise REQUIRETLS (after STARTTLS)
 }
 
 type sinkMsg struct {
@@ -194,6 +195,8 @@ type sinkMsg struct {
 	auth  string
 	utf8  bool
 	size  int64
+	// requireTLS: MAIL carried REQUIRETLS.
+	requireTLS bool
 }
 
 // sink is a scriptable SMTP server: per-recipient replies, MAIL, EHLO
@@ -213,6 +216,8 @@ type sink struct {
 	mailErr *smtp.SMTPError
 	dataErr *smtp.SMTPError
 	msgs    []sinkMsg
+	helos   []string // the names of every EHLO/HELO, in order
+	remotes []string // the client's address at every EHLO/HELO
 }
 
 func newSink(t testing.TB, o sinkOpts) *sink {
@@ -226,6 +231,7 @@ func newSink(t testing.TB, o sinkOpts) *sink {
 	srv := smtp.NewServer(s)
 	srv.Domain = "sink.test"
 	srv.EnableSMTPUTF8 = o.utf8
+	srv.EnableREQUIRETLS = o.requireTLS
 	srv.MaxMessageBytes = o.maxSize
 	srv.ReadTimeout = 10 * time.Second
 	srv.ErrorLog = nopLogger{}
@@ -287,6 +293,13 @@ func (s *sink) messages() []sinkMsg {
 	return append([]sinkMsg(nil), s.msgs...)
 }
 
+// hellos returns the names the client gave in EHLO/HELO, and from where.
+func (s *sink) hellos() (names, remotes []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.helos...), append([]string(nil), s.remotes...)
+}
+
 func (s *sink) connections() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -296,6 +309,8 @@ func (s *sink) connections() int {
 func (s *sink) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.helos = append(s.helos, c.Hostname())
+	s.remotes = append(s.remotes, c.Conn().RemoteAddr().String())
 	if s.ehloErr != nil {
 		return nil, s.ehloErr
 	}
@@ -310,6 +325,7 @@ type sinkSession struct {
 	rcpts []string
 	utf8  bool
 	size  int64
+	rtls  bool
 }
 
 func (ss *sinkSession) AuthMechanisms() []string {
@@ -339,7 +355,7 @@ func (ss *sinkSession) Mail(from string, opts *smtp.MailOptions) error {
 	if err != nil {
 		return err
 	}
-	ss.from, ss.utf8, ss.size = from, opts.UTF8, opts.Size
+	ss.from, ss.utf8, ss.size, ss.rtls = from, opts.UTF8, opts.Size, opts.RequireTLS
 	return nil
 }
 
@@ -374,11 +390,13 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	}
 	_, isTLS := ss.c.TLSConnectionState()
 	ss.s.msgs = append(ss.s.msgs, sinkMsg{from: ss.from, rcpts: ss.rcpts, data: string(data),
-		tls: isTLS, auth: ss.auth, utf8: ss.utf8, size: ss.size})
+		tls: isTLS, auth: ss.auth, utf8: ss.utf8, size: ss.size, requireTLS: ss.rtls})
 	return nil
 }
 
-func (ss *sinkSession) Reset() { ss.from, ss.rcpts, ss.utf8, ss.size = "", nil, false, 0 }
+func (ss *sinkSession) Reset() {
+	ss.from, ss.rcpts, ss.utf8, ss.size, ss.rtls = "", nil, false, 0, false
+}
 
 func (ss *sinkSession) Logout() error { return nil }
 
