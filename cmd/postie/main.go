@@ -27,6 +27,7 @@ const usage = `usage: postie COMMAND [flags] [args]
 commands:
   serve        -config FILE                      run every configured listener
   check-config -config FILE                      validate the configuration
+  init         -domain D [-hostname H] [-user ADDR] [-systemd]  set a fresh machine up: config, first account, DKIM key
   deliver      -config FILE [-f SENDER] RCPT...  deliver one message from stdin
   user add|passwd|quota|del|list -config FILE [ADDRESS] [QUOTA]
   alias add|del|list -config FILE [ADDRESS [TARGET...]]
@@ -81,6 +82,8 @@ func run(e *env, args []string) int {
 		err = cmdServe(e, rest)
 	case "check-config":
 		err = cmdCheckConfig(e, rest)
+	case "init":
+		err = cmdInit(e, rest)
 	case "deliver":
 		err = cmdDeliver(e, rest)
 	case "user":
