@@ -210,13 +210,17 @@ func newOutbound(cfg *config.Config, log *slog.Logger) (*outbound.Client, error)
 		}
 		password = trimNewline(string(b))
 	}
-	return outbound.New(outbound.Options{
+	opts := outbound.Options{
 		Hostname: cfg.Hostname, Resolver: outbound.NewResolver(cfg.Outbound.Resolver), Port: cfg.Outbound.Port,
 		ConnectTimeout: cfg.Outbound.ConnectTimeout, CommandTimeout: cfg.Outbound.CommandTimeout,
 		Smarthost: cfg.Outbound.Smarthost, SmarthostTLS: cfg.Outbound.SmarthostTLS,
 		SmarthostUsername: cfg.Outbound.SmarthostUsername, SmarthostPassword: password,
 		LocalAddrs: localMX(cfg), Signer: signer, Logger: log,
-	}), nil
+	}
+	if err := outboundTLS(cfg, log, &opts); err != nil {
+		return nil, err
+	}
+	return outbound.New(opts), nil
 }
 
 func (s *server) buildFrontEnds() {
