@@ -33,6 +33,10 @@ type Item struct {
 	NextAttempt time.Time // the earliest next try of a pending recipient; zero if none
 	Attempts    int       // the most attempts made for any recipient
 	LastError   string    // the most recent failure
+	// Explanation says what the most recent failure means and how to fix
+	// it, when the receiver's reply is a known deliverability refusal
+	// (package deliverability); "" otherwise.
+	Explanation string
 	Size        int64
 }
 
@@ -90,7 +94,7 @@ func itemOf(st *state) Item {
 			}
 		}
 		if r.LastError != "" && !r.LastAttempt.Before(last) {
-			last, it.LastError = r.LastAttempt, r.LastError
+			last, it.LastError, it.Explanation = r.LastAttempt, r.LastError, explainLine(r.Reply)
 		}
 	}
 	return it

@@ -207,6 +207,7 @@ func humanText(rep *report) string {
 			line = "relayed to a mail system that sends no delivery notices; no further notice will come"
 		}
 		fmt.Fprintf(&b, "<%s>: %s\r\n", r.Addr, line)
+		b.WriteString(explainBlock(r.Reply)) // what a known receiver refusal means (explain.go)
 	}
 	return b.String()
 }

@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"strings"
+
 	"postie/deliverability"
 	"postie/suppress"
 )
@@ -43,4 +45,46 @@ func (q *Queue) suppress(id string, dead []RcptState) {
 		}
 		q.log.Info("queue: recipient suppressed after a hard bounce", "id", id, "rcpt", r.Addr, "status", r.DSNStatus)
 	}
+}
+
+// explainBlock is the explanation of a remote reply for the human part of
+// a DSN: indented lines of at most about 76 characters, "" if none.
+func explainBlock(reply string) string {
+	e, ok := deliverability.Explain(reply)
+	if !ok {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(wrap("  What this means: "+e.Cause, "    "))
+	fix := "  What to do: the mail administrator should " + e.Fix
+	if e.URL != "" {
+		fix += " See " + e.URL
+	}
+	b.WriteString(wrap(fix, "    "))
+	return b.String()
+}
+
+// wrap breaks text at spaces into CRLF-ended lines of about 76
+// characters, the lines after the first starting with indent.
+func wrap(text, indent string) string {
+	var b strings.Builder
+	line := ""
+	for _, w := range strings.Fields(text) {
+		switch {
+		case line == "":
+			line = w
+			if b.Len() == 0 && strings.HasPrefix(text, " ") {
+				line = text[:len(text)-len(strings.TrimLeft(text, " "))] + w
+			}
+		case len(line)+1+len(w) > 76:
+			b.WriteString(line + "\r\n")
+			line = indent + w
+		default:
+			line += " " + w
+		}
+	}
+	if line != "" {
+		b.WriteString(line + "\r\n")
+	}
+	return b.String()
 }

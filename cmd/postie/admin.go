@@ -89,7 +89,15 @@ func printQueue(e *env, dir string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", it.ID, now.Sub(it.Created).Round(time.Second), it.Size,
 			from, strings.Join(rcpts, ", "), it.Attempts, next, oneLine(it.LastError))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, it := range items {
+		if it.Explanation != "" {
+			fmt.Fprintf(e.stdout, "\n%s: %s\n", it.ID, it.Explanation)
+		}
+	}
+	return nil
 }
 
 func oneLine(s string) string {
