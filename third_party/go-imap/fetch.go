@@ -21,6 +21,9 @@ type FetchOptions struct {
 	ModSeq            bool                          // requires CONDSTORE
 
 	ChangedSince uint64 // requires CONDSTORE
+	// Vanished asks UID FETCH for VANISHED (EARLIER) of the set's expunged
+	// UIDs since ChangedSince (server side; requires QRESYNC).
+	Vanished bool
 }
 
 // FetchItemBodyStructure contains FETCH options for the body structure.

@@ -4,6 +4,20 @@ package imap
 type SelectOptions struct {
 	ReadOnly  bool
 	CondStore bool // requires CONDSTORE
+	// QResync is SELECT's QRESYNC parameter (server side; requires QRESYNC).
+	QResync *SelectQResync
+}
+
+// SelectQResync is the QRESYNC parameter of SELECT/EXAMINE (RFC 7162 §3.2.5):
+// what the client knew of the mailbox when it last saw it.
+type SelectQResync struct {
+	UIDValidity uint32
+	ModSeq      uint64
+	KnownUIDs   UIDSet // nil: not given
+	// SeqMatch pairs the client's sequence numbers with their UIDs (both
+	// nil: not given).
+	SeqMatchSeqs SeqSet
+	SeqMatchUIDs UIDSet
 }
 
 // SelectData is the data returned by a SELECT command.

@@ -3,6 +3,9 @@ package imap
 // StoreOptions contains options for the STORE command.
 type StoreOptions struct {
 	UnchangedSince uint64 // requires CONDSTORE
+	// HasUnchangedSince says UNCHANGEDSINCE was given (server side; it may
+	// be 0, which no message passes).
+	HasUnchangedSince bool
 }
 
 // StoreFlagsOp is a flag operation: set, add or delete.

@@ -28,12 +28,19 @@ func (c *Conn) handleEnable(dec *imapwire.Decoder) error {
 		switch req {
 		case imap.CapIMAP4rev2, imap.CapUTF8Accept:
 			enabled = append(enabled, req)
+		case imap.CapCondStore, imap.CapQResync: // RFC 7162
+			if c.advertised(req) {
+				enabled = append(enabled, req)
+			}
 		}
 	}
 
 	c.mutex.Lock()
 	for _, e := range enabled {
 		c.enabled[e] = struct{}{}
+		if e == imap.CapQResync {
+			c.enabled[imap.CapCondStore] = struct{}{} // QRESYNC implies CONDSTORE
+		}
 	}
 	c.mutex.Unlock()
 

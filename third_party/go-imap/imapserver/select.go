@@ -9,12 +9,29 @@ import (
 
 func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) error {
 	var mailbox string
-	if !dec.ExpectSP() || !dec.ExpectMailbox(&mailbox) || !dec.ExpectCRLF() {
+	options := imap.SelectOptions{ReadOnly: readOnly}
+	if !dec.ExpectSP() || !dec.ExpectMailbox(&mailbox) {
+		return dec.Err()
+	}
+	if dec.SP() {
+		if err := readSelectParams(dec, &options); err != nil {
+			return err
+		}
+	}
+	if !dec.ExpectCRLF() {
 		return dec.Err()
 	}
 
 	if err := c.checkState(imap.ConnStateAuthenticated); err != nil {
 		return err
+	}
+	if options.QResync != nil && !c.qresync() {
+		return newClientBugError("QRESYNC needs ENABLE QRESYNC first")
+	}
+	if options.CondStore {
+		if err := c.enableCondStore(); err != nil { // not selected yet: nothing written
+			return err
+		}
 	}
 
 	if c.state == imap.ConnStateSelected {
@@ -32,7 +49,6 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 		}
 	}
 
-	options := imap.SelectOptions{ReadOnly: readOnly}
 	data, err := c.session.Select(mailbox, &options)
 	if err != nil {
 		return err
@@ -66,6 +82,18 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 	if data.List != nil {
 		if err := c.writeList(data.List); err != nil {
 			return err
+		}
+	}
+	if data.HighestModSeq != 0 && c.advertised(imap.CapCondStore) {
+		if err := c.writeHighestModSeq(data.HighestModSeq); err != nil {
+			return err
+		}
+	}
+	if q := options.QResync; q != nil && q.UIDValidity == data.UIDValidity {
+		if sess, ok := c.session.(SessionCondStore); ok {
+			if err := sess.QResync(&FetchWriter{conn: c}, q); err != nil {
+				return err
+			}
 		}
 	}
 
