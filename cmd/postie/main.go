@@ -33,6 +33,7 @@ commands:
   alias add|del|list -config FILE [ADDRESS [TARGET...]]
   queue list|flush|delete ID|bounce ID -config FILE
   suppress list|add|del -config FILE [ADDRESS]  recipients refused at submission after a hard bounce
+  tlsrpt send -config FILE [-today]              send the TLS reports (RFC 8460) of past days now
   dkim keygen -config FILE DOMAIN
   junk train|status -config FILE ADDRESS         bootstrap the junk filter from filed mail; show it
   dns [check] -config FILE [-ip ADDR]... [DOMAIN...]  print the DNS records to publish; check them live
@@ -94,6 +95,8 @@ func run(e *env, args []string) int {
 		err = cmdQueue(e, rest)
 	case "suppress":
 		err = cmdSuppress(e, rest)
+	case "tlsrpt":
+		err = cmdTLSRPT(e, rest)
 	case "dkim":
 		err = cmdDKIM(e, rest)
 	case "junk":

@@ -30,6 +30,7 @@ import (
 	"postie/smtpd"
 	"postie/suppress"
 	"postie/tlsconf"
+	"postie/tlsrpt"
 	"postie/webconf"
 )
 
@@ -96,6 +97,7 @@ type server struct {
 	checks   *mda.Checks  // inbound trust checks of mail from outside
 	junk     *junk.Filter // nil when [spam] junk_filter is off
 	suppress *suppress.List
+	tlsrpt   *tlsrpt.Recorder // outbound TLS results, for the daily reports (tlsrpt.go)
 
 	mx, submission *smtpd.Server
 	imap           *imapd.Server
@@ -130,7 +132,10 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server, error) {
 		return nil, err
 	}
 	s.store = maildir.NewStore(cfg.MailDir(), maildir.StoreOptions{Hostname: cfg.Hostname, Logger: log})
-	if s.outbound, err = newOutbound(cfg, log); err != nil {
+	if s.tlsrpt, err = newTLSRecorder(cfg, log); err != nil {
+		return nil, err
+	}
+	if s.outbound, err = newOutbound(cfg, log, s.tlsrpt); err != nil {
 		return nil, err
 	}
 	if s.suppress, err = openSuppress(cfg); err != nil {
@@ -194,7 +199,7 @@ func (s *server) buildTrust() error {
 	return nil
 }
 
-func newOutbound(cfg *config.Config, log *slog.Logger) (*outbound.Client, error) {
+func newOutbound(cfg *config.Config, log *slog.Logger, tlsReports outbound.TLSReporter) (*outbound.Client, error) {
 	if err := ensureDKIMKeys(cfg, log); err != nil {
 		return nil, err
 	}
@@ -215,7 +220,7 @@ func newOutbound(cfg *config.Config, log *slog.Logger) (*outbound.Client, error)
 		ConnectTimeout: cfg.Outbound.ConnectTimeout, CommandTimeout: cfg.Outbound.CommandTimeout,
 		Smarthost: cfg.Outbound.Smarthost, SmarthostTLS: cfg.Outbound.SmarthostTLS,
 		SmarthostUsername: cfg.Outbound.SmarthostUsername, SmarthostPassword: password,
-		LocalAddrs: localMX(cfg), Signer: signer, Logger: log,
+		LocalAddrs: localMX(cfg), Signer: signer, Logger: log, TLSReports: tlsReports,
 	}
 	if err := outboundTLS(cfg, log, &opts); err != nil {
 		return nil, err
@@ -333,6 +338,11 @@ func (s *server) run(ctx context.Context) error {
 		if err := s.queue.Run(qctx, s.countBounces(s.mda.Relaying())); err != nil && !errors.Is(err, context.Canceled) {
 			s.log.Error("queue stopped", "err", err)
 		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.runTLSReports(qctx)
 	}()
 	serveErr := make(chan error, len(s.listeners))
 	for _, l := range s.listeners {
