@@ -1,6 +1,27 @@
 // Package tlsconf provides the server TLS configuration every listener
 // shares: a certificate read from files, or self-signed on first start, that
 // can be swapped in place (on SIGHUP) without restarting listeners.
+//
+// With ACME on (EnableACME, then RunACME in the background), certificates
+// for a list of names are obtained from an ACME server and renewed by
+// themselves, and every handshake prefers the ACME certificate for the
+// client's SNI name (no SNI: the first name's) over the configured or
+// self-signed one, which stands in until the ACME one exists: listeners
+// come up at once and switch without a restart. A handshake never waits
+// for the ACME server. Challenges: tls-alpn-01 through Config's
+// GetCertificate (the HTTPS listener must offer the "acme-tls/1"
+// protocol) and http-01 through ACMEHTTPHandler.
+//
+// ACME is golang.org/x/crypto/acme/autocert rather than go-acme/lego:
+// autocert is already a dependency (lego would bring dozens of modules for
+// DNS providers we do not use), it answers both challenges we can serve
+// (tls-alpn-01 and http-01; DNS-01, lego's strength, needs a DNS provider
+// API, which Postie does not have), caches through a small interface (so
+// the cache is written durably, 0600: acmecache.go) and renews on its own
+// timers. What it lacks, this package adds: it obtains only when a client
+// asks (RunACME asks for every name at start), and a handshake for a name
+// without a certificate would wait for the issuance (getCertificate
+// serves the stand-in instead).
 package tlsconf
 
 import (
@@ -23,6 +44,7 @@ type Manager struct {
 	logger            *slog.Logger
 	cert              atomic.Pointer[tls.Certificate]
 	config            *tls.Config
+	acme              *acmeState // nil: ACME off; set by EnableACME before use
 }
 
 // Names of the self-signed pair inside selfSignedDir.
@@ -65,9 +87,7 @@ func New(certFile, keyFile, selfSignedDir, hostname string, logger *slog.Logger)
 		// Microsoft's outbound servers fail deliveries when offered
 		// session tickets; sessions are short, so nothing is lost.
 		SessionTicketsDisabled: true,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return m.cert.Load(), nil
-		},
+		GetCertificate:         m.getCertificate,
 	}
 	if m.selfSigned {
 		logger.Warn("tls: using a self-signed certificate; mail clients will warn about it, set tls.cert_file and tls.key_file for a real one",
@@ -83,12 +103,15 @@ func New(certFile, keyFile, selfSignedDir, hostname string, logger *slog.Logger)
 // certificate, so a Reload reaches existing listeners.
 func (m *Manager) Config() *tls.Config { return m.config }
 
-// Certificate returns the certificate being served.
+// Certificate returns the configured or self-signed certificate (with
+// ACME on, the stand-in for names without an ACME certificate).
 func (m *Manager) Certificate() *tls.Certificate { return m.cert.Load() }
 
 // Reload reads the certificate and key files again. On error the current
-// certificate stays in service.
+// certificate stays in service. With ACME on, it also makes RunACME try
+// the names still without a certificate at once.
 func (m *Manager) Reload() error {
+	m.kickACME()
 	cert, err := loadPair(m.certFile, m.keyFile)
 	if err != nil {
 		return err
