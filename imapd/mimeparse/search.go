@@ -90,10 +90,11 @@ type textMatcher struct {
 	needles []Needle
 	found   []bool
 	left    int
-	keep    int    // folded bytes of context carried between chunks
-	lower   []byte // the folded tail of the text so far, then the chunk being matched
-	pend    []byte // an incomplete rune at the end of the last chunk, raw
-	body    bool   // matching body text (BODY and TEXT needles) or header text (TEXT only)
+	keep    int      // folded bytes of context carried between chunks
+	lower   []byte   // the folded tail of the text so far, then the chunk being matched
+	pend    []byte   // an incomplete rune at the end of the last chunk, raw
+	body    bool     // matching body text (BODY and TEXT needles) or header text (TEXT only)
+	sink    TextSink // when set, also gets all the folded text (WalkText); the walk then never ends early
 }
 
 func newTextMatcher(needles []Needle) *textMatcher {
@@ -104,15 +105,19 @@ func newTextMatcher(needles []Needle) *textMatcher {
 	return tm
 }
 
-func (tm *textMatcher) done() bool { return tm.left == 0 }
+func (tm *textMatcher) done() bool { return tm.left == 0 && tm.sink == nil }
 
 func (tm *textMatcher) reset(body bool) {
 	tm.lower, tm.pend = tm.lower[:0], tm.pend[:0]
 	tm.body = body
+	if tm.sink != nil {
+		tm.sink.Reset(body)
+	}
 }
 
 // write feeds UTF-8 text.
 func (tm *textMatcher) write(chunk []byte) {
+	n0 := len(tm.lower)
 	// First complete the rune the last chunk ended in.
 	for len(tm.pend) > 0 && len(chunk) > 0 {
 		tm.pend = append(tm.pend, chunk[0])
@@ -139,6 +144,9 @@ func (tm *textMatcher) write(chunk []byte) {
 	tm.pend = append(tm.pend, chunk[cut:]...)
 	tm.lower = foldInto(tm.lower, chunk[:cut])
 	folded := tm.lower
+	if tm.sink != nil {
+		tm.sink.Write(folded[n0:])
+	}
 	for i, n := range tm.needles {
 		if !tm.found[i] && (tm.body || n.WithHeader) && bytes.Contains(folded, n.Folded) {
 			tm.found[i] = true
