@@ -14,7 +14,8 @@
 //   - an Apple configuration profile, GET /apple/mobileconfig?email=ADDRESS
 //     (unsigned, com.apple.mail.managed);
 //   - the MTA-STS policy, GET /.well-known/mta-sts.txt;
-//   - ACME http-01 challenges, when Options.ACMEChallenge is set.
+//   - ACME http-01 challenges, when Options.ACMEChallenge is set (and
+//     tls-alpn-01 on ServeTLS with Options.ACMETLSALPN).
 //
 // What is advertised is Options.Host and the ports in Options: implicit TLS
 // first, then STARTTLS, a kind with port 0 left out. Any other path is 404;
@@ -37,6 +38,9 @@ import (
 	"strings"
 	"time"
 )
+
+// acmeALPN is the ALPN protocol of ACME tls-alpn-01 validations.
+const acmeALPN = "acme-tls/1"
 
 // MaxBodyBytes bounds a request body (an autodiscover request is < 1 KB).
 const MaxBodyBytes = 64 << 10
@@ -68,6 +72,10 @@ type Options struct {
 	// ACMEChallenge, when set, answers /.well-known/acme-challenge/...
 	// (ACME http-01, e.g. autocert.Manager.HTTPHandler(nil)); nil: 404.
 	ACMEChallenge http.Handler
+	// ACMETLSALPN makes ServeTLS offer the "acme-tls/1" protocol, so that
+	// TLSConfig's GetCertificate can answer ACME tls-alpn-01 validations
+	// (RFC 8737); false offers only HTTP/1.1.
+	ACMETLSALPN bool
 
 	// TLSConfig is used by ServeTLS; nil makes ServeTLS fail.
 	TLSConfig *tls.Config
@@ -120,6 +128,9 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 	}
 	cfg := s.opts.TLSConfig.Clone()
 	cfg.NextProtos = []string{"http/1.1"}
+	if s.opts.ACMETLSALPN {
+		cfg.NextProtos = append(cfg.NextProtos, acmeALPN)
+	}
 	return s.http.Serve(tls.NewListener(ln, cfg))
 }
 
