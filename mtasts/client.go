@@ -46,6 +46,9 @@ type Options struct {
 	Logger  *slog.Logger     // nil: slog.Default()
 }
 
+// maxNoneMemo bounds the domains remembered as having no policy.
+const maxNoneMemo = 10000
+
 // Client finds the MTA-STS policies of recipient domains. It is safe for
 // concurrent use.
 type Client struct {
@@ -53,6 +56,9 @@ type Client struct {
 	http  *http.Client
 	mu    sync.Mutex
 	cache map[string]*entry
+	// none remembers, for Recheck, when a domain was found without a
+	// record, so that mail to it does not cost a TXT query per message.
+	none map[string]time.Time
 }
 
 type entry struct {
@@ -94,7 +100,7 @@ func New(opts Options) *Client {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	c := &Client{opts: opts, cache: map[string]*entry{}}
+	c := &Client{opts: opts, cache: map[string]*entry{}, none: map[string]time.Time{}}
 	c.http = c.newHTTPClient()
 	return c
 }
@@ -111,7 +117,13 @@ func (c *Client) Lookup(ctx context.Context, domain string) (*Policy, error) {
 	if e != nil && now.Sub(e.checked) < c.opts.Recheck {
 		return e.policy, nil
 	}
+	if e == nil && c.knownNone(domain, now) {
+		return nil, nil
+	}
 	id, err := c.lookupID(ctx, domain)
+	if err == nil && id == "" && e == nil {
+		c.noteNone(domain, now)
+	}
 	if err != nil || id == "" {
 		// No usable record: a cached policy still applies until it
 		// expires; without one there is no policy.
@@ -140,6 +152,24 @@ func (c *Client) Lookup(ctx context.Context, domain string) (*Policy, error) {
 	p.ID = id
 	c.store(domain, p, now)
 	return p, nil
+}
+
+func (c *Client) knownNone(domain string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.none[domain]
+	return ok && now.Sub(t) < c.opts.Recheck
+}
+
+// noteNone remembers that domain has no record; the memo is bounded by
+// dropping it whole when full.
+func (c *Client) noteNone(domain string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.none) >= maxNoneMemo {
+		clear(c.none)
+	}
+	c.none[domain] = now
 }
 
 // lookupID reads the _mta-sts TXT record. Exactly one STSv1 record must

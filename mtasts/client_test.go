@@ -233,3 +233,25 @@ func TestFetchIsTimeBounded(t *testing.T) {
 		t.Fatal("Lookup did not give up on a hanging policy server")
 	}
 }
+
+// TestNoRecordIsRemembered: mail to a domain without MTA-STS costs one
+// TXT query per Recheck, not one per message; a record published later is
+// seen after Recheck.
+func TestNoRecordIsRemembered(t *testing.T) {
+	w := newWorld(t)
+	w.dns.Remove("_mta-sts.remote.test")
+	c := w.client("")
+	for range 3 {
+		if p, err := c.Lookup(context.Background(), "remote.test"); p != nil || err != nil {
+			t.Fatalf("Lookup = %v %v", p, err)
+		}
+	}
+	if n := w.dns.Count("_mta-sts.remote.test", "TXT"); n != 1 {
+		t.Errorf("%d TXT queries for three lookups within Recheck, want 1", n)
+	}
+	w.setID("one")
+	w.advance(6 * time.Minute)
+	if p, err := c.Lookup(context.Background(), "remote.test"); p == nil || err != nil {
+		t.Errorf("after Recheck, the new record is not seen: %v %v", p, err)
+	}
+}
