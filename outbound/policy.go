@@ -76,6 +76,9 @@ type domainPolicy struct {
 	sts        *mtasts.Policy // nil: no MTA-STS policy (mode none counts as none)
 	secureMX   bool           // the MX answer was DNSSEC-validated: DANE may apply to its hosts
 	requireTLS bool           // the message carries REQUIRETLS (RFC 8689)
+	// unsure: a policy could not be looked up (MTA-STS fetch or DNSSEC
+	// status failed), so its absence is not known for certain.
+	unsure bool
 }
 
 // hostPolicy is what applies to one MX host.
@@ -112,6 +115,7 @@ func (c *Client) domainPolicy(ctx context.Context, d *delivery, domain string) d
 		if errors.As(err, &se) {
 			c.report(tlsrpt.Result{PolicyDomain: domain, PolicyType: tlsrpt.PolicySTS, Type: se.Type, Detail: err.Error()})
 		}
+		dp.unsure = err != nil && p == nil
 		if p != nil && p.Mode != mtasts.ModeNone {
 			dp.sts = p
 		}
@@ -122,6 +126,7 @@ func (c *Client) domainPolicy(ctx context.Context, d *delivery, domain string) d
 		ok, err := c.opts.DANE.Secure(ctx, domain, dns.TypeMX)
 		if err != nil {
 			c.log.Debug("outbound: DNSSEC status of MX unknown", "domain", domain, "err", err)
+			dp.unsure = true
 		}
 		dp.secureMX = ok
 	}
@@ -160,6 +165,9 @@ func (c *Client) hostPolicy(ctx context.Context, dp domainPolicy, t target) (hos
 			c.log.Info("outbound: MX host not in the MTA-STS policy (testing mode: delivering anyway)", "domain", dp.domain, "host", t.name)
 		}
 		return hp, nil
+	}
+	if dp.requireTLS && dp.unsure {
+		return hostPolicy{}, envelope.Errorf(451, 4, 7, 30, "REQUIRETLS: the TLS policy of %s cannot be looked up now; retrying later", dp.domain)
 	}
 	if dp.requireTLS {
 		return hostPolicy{}, requireTLSError("%s has neither an MTA-STS policy nor DNSSEC-validated TLSA records for %s, so TLS to it cannot be verified", dp.domain, t.name)

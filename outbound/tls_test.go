@@ -381,6 +381,14 @@ func TestRequireTLS(t *testing.T) {
 			t.Fatal("sent to a host without REQUIRETLS")
 		}
 	})
+	t.Run("policy cannot be fetched", func(t *testing.T) {
+		te := newTLSEnv(t)
+		s := newSink(t, sinkOpts{})
+		te.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
+		te.ds.TXT("_mta-sts.remote.test", "v=STSv1; id=1") // but the policy host answers 404
+		wantEnhanced(t, sendOne(t, te.client(nil), true), true, [3]int{4, 7, 30})
+		te.reports.want(t, tlsrpt.PolicySTS, tlsrpt.STSPolicyFetchError)
+	})
 	t.Run("testing policy counts as enforce", func(t *testing.T) {
 		te := newTLSEnv(t)
 		s := newSink(t, sinkOpts{})
