@@ -1,9 +1,13 @@
 // Package outbound makes one delivery attempt of one message to the
 // recipients of one remote domain: MX resolution (RFC 5321 §5.1, null MX
-// RFC 7505), dialing with deadlines, opportunistic STARTTLS (RFC 3207,
-// RFC 7435), per-recipient results, DKIM signing and connection reuse; or,
-// with a smarthost configured, relaying everything through it with
-// mandatory TLS and AUTH PLAIN.
+// RFC 7505), dialing with deadlines from an optional source address,
+// STARTTLS (RFC 3207) under the strictest policy the domain publishes —
+// DANE (RFC 7672) over MTA-STS (RFC 8461) over opportunistic TLS (RFC
+// 7435) — with verified TLS required for REQUIRETLS messages (RFC 8689),
+// per-recipient results, DKIM signing and connection reuse; or, with a
+// smarthost configured, relaying everything through it with mandatory
+// verified TLS and AUTH PLAIN. Each TLS attempt's outcome goes to an
+// optional TLSReporter (RFC 8460).
 //
 // Retrying, backoff and bounces belong to the queue: Deliver reports, for
 // each recipient, nil (the remote server took it), an *envelope.Error with
