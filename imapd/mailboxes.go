@@ -80,6 +80,9 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		// LIST "" "": the delimiter and the root (RFC 3501 §6.3.8).
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: delim})
 	}
+	if options.LSUB {
+		return s.lsub(w, ref, patterns)
+	}
 	infos, err := s.mail.ListMailboxes()
 	if err != nil {
 		return s.mailError("list", err)
@@ -105,7 +108,7 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		}
 		var childInfo *imap.ListDataChildInfo
 		if options.SelectSubscribed && !mi.Subscribed {
-			if !options.SelectRecursiveMatch || !hasSubscribedChild(mi.Name, infos) {
+			if !options.SelectRecursiveMatch || !hasSubscribedChild(mi.Name, infos, ref, patterns) {
 				continue
 			}
 			childInfo = &imap.ListDataChildInfo{Subscribed: true}
@@ -154,14 +157,88 @@ func listAttrs(mi maildir.MailboxInfo, options *imap.ListOptions) []imap.Mailbox
 	return attrs
 }
 
-func hasSubscribedChild(name string, infos []maildir.MailboxInfo) bool {
+// hasSubscribedChild reports whether name has a subscribed descendant that earns it a CHILDINFO
+// (RFC 5258 RECURSIVEMATCH): one that no pattern lists on its own account, i.e. every pattern that
+// matches the descendant matches name too. So LIST (SUBSCRIBED RECURSIVEMATCH) "" (a a/b) lists a/b
+// and not a with CHILDINFO, as Dovecot does, while "" a% or "" a* lists a with CHILDINFO.
+func hasSubscribedChild(name string, infos []maildir.MailboxInfo, ref string, patterns []string) bool {
 	prefix := name + string(delim)
 	for _, mi := range infos {
-		if mi.Subscribed && strings.HasPrefix(mi.Name, prefix) {
+		if !mi.Subscribed || !strings.HasPrefix(mi.Name, prefix) {
+			continue
+		}
+		own := false
+		for _, p := range patterns {
+			if matchMailbox(mi.Name, ref, p) && !matchMailbox(name, ref, p) {
+				own = true
+				break
+			}
+		}
+		if !own {
 			return true
 		}
 	}
 	return false
+}
+
+// lsub answers LSUB (RFC 3501 §6.3.9): the subscribed names the patterns match (\Noselect when
+// the mailbox is gone), and where a "%" stops above a subscribed name, the name at that level,
+// \Noselect, unless it is subscribed itself.
+func (s *session) lsub(w *imapserver.ListWriter, ref string, patterns []string) error {
+	infos, err := s.mail.ListMailboxes()
+	if err != nil {
+		return s.mailError("lsub", err)
+	}
+	exists := make(map[string]bool, len(infos))
+	for _, mi := range infos {
+		exists[mi.Name] = true
+	}
+	subs := s.mail.Subscriptions()
+	subscribed := make(map[string]bool, len(subs))
+	for _, n := range subs {
+		subscribed[n] = true
+	}
+	matches := func(name string) bool {
+		for _, p := range patterns {
+			if matchMailbox(name, ref, p) {
+				return true
+			}
+		}
+		return false
+	}
+	listed := make(map[string]bool)
+	write := func(name string, noSelect bool) error {
+		listed[name] = true
+		var attrs []imap.MailboxAttr
+		if noSelect {
+			attrs = []imap.MailboxAttr{imap.MailboxAttrNoSelect}
+		}
+		return w.WriteList(&imap.ListData{Delim: delim, Mailbox: name, Attrs: attrs})
+	}
+	for _, name := range subs {
+		if matches(name) {
+			if !listed[name] {
+				if err := write(name, !exists[name]); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		for p := name; ; {
+			i := strings.LastIndexByte(p, delim)
+			if i <= 0 {
+				break
+			}
+			p = p[:i]
+			if subscribed[p] || listed[p] || !matches(p) {
+				continue
+			}
+			if err := write(p, true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // matchMailbox applies a LIST reference and pattern as go-imap's MatchList does, treating a leading
@@ -271,5 +348,6 @@ func (s *session) status(name string, options *imap.StatusOptions) (*imap.Status
 		Size:           &size,
 		AppendLimit:    &limit,
 		DeletedStorage: &deletedSize,
+		HighestModSeq:  m.HighestModSeq(),
 	}, nil
 }

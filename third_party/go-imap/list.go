@@ -11,6 +11,11 @@ type ListOptions struct {
 	ReturnChildren   bool
 	ReturnStatus     *StatusOptions // requires IMAP4rev2 or LIST-STATUS
 	ReturnSpecialUse bool           // requires SPECIAL-USE
+
+	// LSUB is set (with SelectSubscribed) when the command is RFC 3501's LSUB,
+	// whose "%" rule differs from LIST (SUBSCRIBED): a subscribed name below
+	// the level where "%" stops makes that level's name listed, \Noselect.
+	LSUB bool
 }
 
 // ListData is the mailbox data returned by a LIST command.
