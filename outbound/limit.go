@@ -20,22 +20,23 @@ type Limiter interface {
 	Connect(domain, host string) (release func(), err error)
 }
 
-// limitConn asks the Limiter for a connection to t, closing idle
-// connections to the same host (then any idle connection) when they are
-// what keeps the destination at its cap.
+// limitConn asks the Limiter for a connection to t. While the destination
+// is at its cap, it closes idle connections one at a time, the oldest to
+// the same host first, then any: the others stay for reuse.
 func (c *Client) limitConn(domain string, t target) (func(), error) {
 	l := c.opts.Limiter
 	if l == nil || t.smarthost {
 		return func() {}, nil
 	}
-	release, err := l.Connect(domain, t.name)
-	if err == nil {
-		return release, nil
+	for {
+		release, err := l.Connect(domain, t.name)
+		if err == nil {
+			return release, nil
+		}
+		if !c.pool.closeOldestIdle(t.name) && !c.pool.closeOldestIdle("") {
+			return nil, err
+		}
 	}
-	if c.pool.closeIdle(t.name) == 0 && c.pool.closeIdle("") == 0 {
-		return nil, err
-	}
-	return l.Connect(domain, t.name)
 }
 
 // attachRelease makes closing s's connection, however it happens (QUIT,
@@ -57,30 +58,29 @@ func (r *releaseConn) Close() error {
 	return err
 }
 
-// closeIdle closes the idle connections to host ("" for every host) and
-// returns how many it closed.
-func (p *pool) closeIdle(host string) int {
+// closeOldestIdle closes the idle connection to host ("" for any host)
+// that was opened first; false if there is none.
+func (p *pool) closeOldestIdle(host string) bool {
 	p.mu.Lock()
-	var gone []*idleSession
+	var oldest *idleSession
+	var oldestKey poolKey
 	for key, list := range p.idle {
-		keep := list[:0]
 		for _, is := range list {
-			if name, _, _ := strings.Cut(is.s.label, "["); host == "" || strings.EqualFold(name, host) {
-				gone = append(gone, is)
-			} else {
-				keep = append(keep, is)
+			name, _, _ := strings.Cut(is.s.label, "[")
+			if (host == "" || strings.EqualFold(name, host)) && (oldest == nil || is.s.born.Before(oldest.s.born)) {
+				oldest, oldestKey = is, key
 			}
 		}
-		if len(keep) == 0 {
-			delete(p.idle, key)
-		} else {
-			p.idle[key] = keep
-		}
+	}
+	if oldest == nil {
+		p.mu.Unlock()
+		return false
 	}
 	p.mu.Unlock()
-	for _, is := range gone {
-		is.timer.Stop()
-		is.s.quit()
+	if !p.remove(oldestKey, oldest) {
+		return true // taken or timed out meanwhile: room was made anyway, or ask again
 	}
-	return len(gone)
+	oldest.timer.Stop()
+	oldest.s.quit()
+	return true
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/idna"
 
 	"postie/dane"
 	"postie/envelope"
@@ -108,6 +109,10 @@ func (hp hostPolicy) strict() bool { return hp.kind == stsEnforce || hp.kind == 
 // never fatal: RFC 8461 section 5.1 then delivers as without a policy
 // (unless a cached one still applies).
 func (c *Client) domainPolicy(ctx context.Context, d *delivery, domain string) domainPolicy {
+	// Policies are published under the A-label form of the name (RFC 5890).
+	if ascii, err := idna.Lookup.ToASCII(domain); err == nil {
+		domain = ascii
+	}
 	dp := domainPolicy{domain: domain, requireTLS: d.t.Params.RequireTLS}
 	if c.opts.STS != nil && !isLiteral(domain) {
 		p, err := c.opts.STS.Lookup(ctx, domain)

@@ -478,3 +478,29 @@ func TestLoadRoots(t *testing.T) {
 		t.Error("a missing file was accepted")
 	}
 }
+
+type stsSpy struct {
+	mu    sync.Mutex
+	asked []string
+}
+
+func (s *stsSpy) Lookup(_ context.Context, domain string) (*mtasts.Policy, error) {
+	s.mu.Lock()
+	s.asked = append(s.asked, domain)
+	s.mu.Unlock()
+	return nil, nil
+}
+
+// TestSTSLooksUpALabel: the policy of an internationalised domain is
+// looked up under its A-label, where DNS has it.
+func TestSTSLooksUpALabel(t *testing.T) {
+	e := newEnv(t)
+	s := newSink(t, sinkOpts{})
+	e.mx("xn--bcher-kva.test", 10, "mx1.xn--bcher-kva.test", "192.0.2.1", s.addr)
+	spy := &stsSpy{}
+	c := e.client(func(o *Options) { o.STS = spy })
+	wantDelivered(t, deliver(t, c, "ann@example.test", []string{"bob@bücher.test"}, testBody))
+	if len(spy.asked) != 1 || spy.asked[0] != "xn--bcher-kva.test" {
+		t.Errorf("policies looked up for %q, want the A-label", spy.asked)
+	}
+}
