@@ -235,7 +235,7 @@ func (q *Queue) runAttempt(ctx context.Context, it *item, dom, key string, idx [
 	t := it.transfer(rcpts, idx)
 	errs := q.deliver(ctx, it, t)
 	if thr != nil {
-		thr.finish(key, errs)
+		thr.finish(key, dom, errs)
 		if held, at := heldBack(errs); held {
 			q.finishHeld(it, dom, at)
 			return

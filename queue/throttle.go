@@ -101,6 +101,10 @@ type bucket struct {
 	attempts  int // in flight, counted by the queue
 	open      int // connections open, counted by the outbound client
 	okRun     int // successes since the last change
+	// recent are the domains of the last successful attempts: the outbound
+	// client likely keeps their connections idle for reuse, so their work
+	// goes first when the destination has room (see releaseParkedLocked).
+	recent []string
 	// started counts starts in the current window, to slow down a
 	// destination without a configured rate from what it was getting.
 	started     int
@@ -341,9 +345,10 @@ func (t *Throttle) unreserve(key string) {
 	}
 }
 
-// finish ends an attempt at destination key and learns from its results:
-// a "slow down" reply slows the destination, successes speed it up again.
-func (t *Throttle) finish(key string, errs []error) {
+// finish ends an attempt at destination key for domain and learns from its
+// results: a "slow down" reply slows the destination, successes speed it up
+// again.
+func (t *Throttle) finish(key, domain string, errs []error) {
 	now := t.opts.Now()
 	var limited error
 	ok := 0
@@ -366,7 +371,24 @@ func (t *Throttle) finish(key string, errs []error) {
 		t.slowDownLocked(b, now, limited)
 	case ok > 0:
 		t.speedUpLocked(b, ok)
+		if !slices.Contains(b.recent, domain) {
+			if len(b.recent) >= b.conns {
+				b.recent = b.recent[1:]
+			}
+			b.recent = append(b.recent, domain)
+		}
 	}
+}
+
+// recentDomains returns the domains of destination key's last successful
+// attempts.
+func (t *Throttle) recentDomains(key string) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if b := t.buckets[key]; b != nil {
+		return slices.Clone(b.recent)
+	}
+	return nil
 }
 
 // slowDownLocked halves the destination's rate and holds it, once per

@@ -3,6 +3,7 @@ package queue
 import (
 	"container/heap"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -41,7 +42,12 @@ func (q *Queue) releaseParkedLocked(now time.Time) time.Time {
 	var next time.Time
 	for key, w := range q.parked {
 		n, at := q.opts.Throttle.free(key, now)
+		var recent []string
+		if n > 0 {
+			recent = q.opts.Throttle.recentDomains(key)
+		}
 		for n > 0 && len(w) > 0 {
+			preferRecent(w, recent)
 			u := w[0]
 			w[0] = unit{}
 			w = w[1:]
@@ -58,6 +64,23 @@ func (q *Queue) releaseParkedLocked(now time.Time) time.Time {
 		next = earliest(next, at)
 	}
 	return next
+}
+
+// preferRecent moves to the front of w the first of its first units whose
+// domain is in recent, so that it reuses the connection an attempt to that
+// domain just left idle (instead of closing it to make room for another
+// domain's). Only a short prefix is searched, which keeps the choice cheap
+// and the order nearly first come, first served.
+func preferRecent(w []unit, recent []string) {
+	if len(recent) == 0 {
+		return
+	}
+	for i := range min(len(w), 64) {
+		if slices.Contains(recent, w[i].dom) {
+			w[0], w[i] = w[i], w[0]
+			return
+		}
+	}
 }
 
 // finishHeld ends an attempt the Throttle held back before anything was
