@@ -495,7 +495,7 @@ func (s *stsSpy) Lookup(_ context.Context, domain string) (*mtasts.Policy, error
 // looked up under its A-label, where DNS has it.
 func TestSTSLooksUpALabel(t *testing.T) {
 	e := newEnv(t)
-	s := newSink(t, sinkOpts{})
+	s := newSink(t, sinkOpts{utf8: true})
 	e.mx("xn--bcher-kva.test", 10, "mx1.xn--bcher-kva.test", "192.0.2.1", s.addr)
 	spy := &stsSpy{}
 	c := e.client(func(o *Options) { o.STS = spy })
