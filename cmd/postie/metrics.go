@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -59,7 +60,7 @@ func (s *server) listenMetrics() error {
 	if err := m.WatchQueue(s.queue.Stats); err != nil {
 		return err
 	}
-	if err := m.WatchCertificate(s.tls.Certificate); err != nil {
+	if err := m.WatchCertificate(s.servedCertificate); err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
@@ -80,6 +81,18 @@ func (s *server) listenMetrics() error {
 		}
 	}
 	return nil
+}
+
+// servedCertificate is the certificate a client asking for hostname
+// gets: with ACME, the issued one once there is one (the lookup never
+// waits for the ACME server), else the configured or self-signed one.
+func (s *server) servedCertificate() *tls.Certificate {
+	if get := s.tls.Config().GetCertificate; get != nil {
+		if c, err := get(&tls.ClientHelloInfo{ServerName: s.cfg.Hostname}); err == nil && c != nil {
+			return c
+		}
+	}
+	return s.tls.Certificate()
 }
 
 // shutdownMetrics stops the metrics listeners (none: nothing to do).
