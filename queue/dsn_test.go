@@ -54,9 +54,10 @@ func FuzzReport(f *testing.F) {
 		rep := &report{
 			hostname: "mail.example.test", queueID: "06al34uu02dphl35", dsnID: "06al34uu02dphl36",
 			sender: "alice@example.test", arrival: now, now: now, lifetime: time.Hour, headers: headers,
+			envID: host, // ENVID and ORCPT come from the network too
 			rcpts: []RcptState{
 				{Addr: "bob@remote.test", Reply: reply, RemoteMTA: host, LastError: reply, DSNStatus: "5.1.1", LastAttempt: now},
-				{Addr: "carol@other.test", LastError: reply, Reason: "delivery time expired after 1h0m0s"},
+				{Addr: "carol@other.test", LastError: reply, Reason: "delivery time expired after 1h0m0s", ORcpt: reply},
 			},
 		}
 		var buf bytes.Buffer
@@ -78,7 +79,11 @@ func FuzzReport(f *testing.F) {
 		if carol := p.rcpt(t, "carol@other.test"); carol.Get("Status") != "5.0.0" || carol.Has("Diagnostic-Code") {
 			t.Errorf("carol's block: %v", carol.Map())
 		}
-		if p.perMessage.Len() != 3 {
+		want := 3
+		if fieldText(host) != "" {
+			want++ // Original-Envelope-Id
+		}
+		if p.perMessage.Len() != want {
 			t.Errorf("per-message fields: %v", p.perMessage.Map())
 		}
 	})
