@@ -38,6 +38,7 @@ func checkLoaded(cfg *config.Config) *checkFindings {
 		f.warnf("hostname %q %s; other servers and clients look it up by this name", cfg.Hostname, w)
 	}
 	checkCertificate(f, cfg)
+	checkACME(f, cfg)
 	if p := cfg.Outbound.SmarthostPasswordFile; p != "" {
 		if _, err := os.ReadFile(p); err != nil {
 			f.errorf("outbound.smarthost_password_file: %v", err)

@@ -128,6 +128,9 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server, error) {
 	if s.tls, err = tlsconf.New(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLSDir(), cfg.Hostname, log); err != nil {
 		return nil, err
 	}
+	if err := s.enableACME(); err != nil {
+		return nil, err
+	}
 	if s.accounts, err = accounts.Open(cfg.AccountsFile(), cfg.Domains, log); err != nil {
 		return nil, err
 	}
@@ -135,7 +138,8 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server, error) {
 	if s.tlsrpt, err = newTLSRecorder(cfg, log); err != nil {
 		return nil, err
 	}
-	if s.outbound, err = newOutbound(cfg, log, s.tlsrpt); err != nil {
+	thr := newThrottle(cfg, log) // per-destination pacing, shared by the queue and outbound (throttle.go)
+	if s.outbound, err = newOutbound(cfg, log, s.tlsrpt, thr); err != nil {
 		return nil, err
 	}
 	if s.suppress, err = openSuppress(cfg); err != nil {
@@ -148,7 +152,7 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server, error) {
 		Dir: cfg.QueueDir(), Hostname: cfg.Hostname,
 		MinRetry: cfg.Queue.MinRetry, MaxRetry: cfg.Queue.MaxRetry, Lifetime: cfg.Queue.Lifetime, DelayWarning: cfg.Queue.DelayWarning,
 		MaxConcurrency: cfg.Queue.MaxConcurrency, MaxPerDomain: cfg.Queue.MaxPerDomain,
-		Deliverer: s.countDeliveries(s.outbound), Logger: log,
+		Deliverer: s.countDeliveries(s.outbound), Throttle: thr, Suppressor: s.suppress, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -199,7 +203,7 @@ func (s *server) buildTrust() error {
 	return nil
 }
 
-func newOutbound(cfg *config.Config, log *slog.Logger, tlsReports outbound.TLSReporter) (*outbound.Client, error) {
+func newOutbound(cfg *config.Config, log *slog.Logger, tlsReports outbound.TLSReporter, limiter outbound.Limiter) (*outbound.Client, error) {
 	if err := ensureDKIMKeys(cfg, log); err != nil {
 		return nil, err
 	}
@@ -220,7 +224,7 @@ func newOutbound(cfg *config.Config, log *slog.Logger, tlsReports outbound.TLSRe
 		ConnectTimeout: cfg.Outbound.ConnectTimeout, CommandTimeout: cfg.Outbound.CommandTimeout,
 		Smarthost: cfg.Outbound.Smarthost, SmarthostTLS: cfg.Outbound.SmarthostTLS,
 		SmarthostUsername: cfg.Outbound.SmarthostUsername, SmarthostPassword: password,
-		LocalAddrs: localMX(cfg), Signer: signer, Logger: log, TLSReports: tlsReports,
+		LocalAddrs: localMX(cfg), Signer: signer, Logger: log, TLSReports: tlsReports, Limiter: limiter,
 	}
 	if err := outboundTLS(cfg, log, &opts); err != nil {
 		return nil, err
@@ -353,6 +357,7 @@ func (s *server) run(ctx context.Context) error {
 			}
 		}()
 	}
+	go s.tls.RunACME(ctx) // once the challenge listeners are up; returns at once when ACME is off
 	var runErr error
 	select {
 	case <-ctx.Done():

@@ -40,8 +40,10 @@ func (s *server) listenWeb() error {
 		}
 		return 0
 	}
+	acmeHTTP, acmeALPN := s.acmeWeb()
 	s.web = webconf.New(webconf.Options{
 		Host: s.cfg.AdvertisedHost(), MX: s.cfg.Hostname, Domains: s.cfg.Domains,
+		ACMEChallenge: acmeHTTP, ACMETLSALPN: acmeALPN,
 		IMAP:         webconf.Ports{TLS: port("imaps"), STARTTLS: port("imap")},
 		POP3:         webconf.Ports{TLS: port("pop3s"), STARTTLS: port("pop3")},
 		Submission:   webconf.Ports{TLS: port("submissions"), STARTTLS: port("submission")},
