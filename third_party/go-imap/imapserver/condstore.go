@@ -20,6 +20,9 @@ import (
 // responses that carry FLAGS carry MODSEQ too, unsolicited ones included.
 // Once QRESYNC is enabled, expunges are announced as VANISHED, never EXPUNGE.
 
+// condStoreCaps are advertised when the server's Options.Caps have them.
+var condStoreCaps = []imap.Cap{imap.CapCondStore, imap.CapQResync}
+
 // SessionCondStore is a Session with CONDSTORE and QRESYNC.
 type SessionCondStore interface {
 	Session
