@@ -504,3 +504,28 @@ func TestSTSLooksUpALabel(t *testing.T) {
 		t.Errorf("policies looked up for %q, want the A-label", spy.asked)
 	}
 }
+
+// TestDANETA: a DANE-TA record names the CA; the MX's chain must lead to
+// it and name the MX host (RFC 7672 section 3.2), whatever the WebPKI says.
+func TestDANETA(t *testing.T) {
+	for _, tc := range []struct {
+		certName  string
+		delivered bool
+	}{{"mx1.remote.test", true}, {"other.remote.test", false}} {
+		te := newTLSEnv(t)
+		ca := testutil.NewCA(t) // not among the client's roots
+		s := newSink(t, sinkOpts{tls: ca.ServerTLS(tc.certName)})
+		te.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
+		sum := sha256.Sum256(ca.Cert.RawSubjectPublicKeyInfo)
+		te.ds.TLSA("_25._tcp.mx1.remote.test", 2, 1, 1, hex.EncodeToString(sum[:]))
+		te.ds.A("mx1.remote.test", "192.0.2.1")
+		te.secure("remote.test", "mx1.remote.test", "_25._tcp.mx1.remote.test")
+		err := sendOne(t, te.client(nil), false)
+		if tc.delivered && (err != nil || len(s.messages()) != 1) {
+			t.Errorf("%s: err %v, %d messages; want delivered", tc.certName, err, len(s.messages()))
+		}
+		if !tc.delivered {
+			wantEnhanced(t, err, true, [3]int{4, 7, 5})
+		}
+	}
+}
