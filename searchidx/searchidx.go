@@ -431,8 +431,8 @@ func (s *segment) merge(delta map[string][]uint32, live bitset) *segment {
 			uids = append(uids, delta[keys[k]]...)
 			k++
 		}
-		if c == 0 {
-			slices.Sort(uids)
+		if c >= 0 {
+			slices.Sort(uids) // delta lists are in the order documents were added
 		}
 		emit(tok, uids)
 	}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -100,6 +101,7 @@ func TestQueryMatchesScan(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	docs := randomDocs(r, 300)
 	x := New(filepath.Join(t.TempDir(), "i.idx"), 7)
+	r.Shuffle(len(docs), func(i, j int) { docs[i], docs[j] = docs[j], docs[i] }) // added out of order, as in parallel
 	for i, d := range docs {
 		x.Add(d.feed(), false)
 		if i == 150 {
@@ -135,6 +137,7 @@ func TestQueryMatchesScan(t *testing.T) {
 	for _, d := range docs[100:] {
 		live = append(live, d.uid)
 	}
+	slices.Sort(live)
 	y.Retain(live)
 	if y.Covers(docs[0].uid) || !y.Covers(docs[100].uid) {
 		t.Error("Retain kept an expunged UID or dropped a live one")
@@ -173,6 +176,7 @@ func TestCorruptFile(t *testing.T) {
 	}
 	for _, bad := range [][]byte{
 		good[:len(good)-1],
+		append(bytes.Clone(good[:len(good)-1]), good[len(good)-1]^1), // only the checksum is wrong
 		good[:len(magic)+2],
 		append(bytes.Clone(good[:len(good)/2]), append([]byte{good[len(good)/2] ^ 0x40}, good[len(good)/2+1:]...)...),
 		[]byte("postie-searchidx 0\n" + string(good[len(magic):])),
