@@ -335,7 +335,12 @@ func (s *session) status(name string, options *imap.StatusOptions) (*imap.Status
 		}
 	})
 	size := m.Size()
-	recent := uint32(0)
+	var recent uint32
+	if options.NumRecent {
+		if recent, err = recentUnclaimed(m); err != nil {
+			return nil, s.mailError("status", err)
+		}
+	}
 	limit := s.AppendLimit()
 	return &imap.StatusData{
 		Mailbox:        m.Name(),

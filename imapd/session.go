@@ -41,6 +41,7 @@ type selection struct {
 	st        *imapserver.SessionTracker
 	readOnly  bool
 	searchRes imap.UIDSet // SEARCHRES ($), as UIDs (RFC 5182)
+	recent    recentState // \Recent (recent.go)
 }
 
 var (
@@ -136,7 +137,10 @@ func (s *session) poll(sel *selection, w *imapserver.UpdateWriter, allowExpunge 
 		s.logf(slog.LevelWarn, "imap: refresh", "mailbox", e.name, "err", err)
 	}
 	e.sync()
-	return sel.st.Poll(w, allowExpunge)
+	if err := sel.st.Poll(w, allowExpunge); err != nil {
+		return err
+	}
+	return s.pollRecent(sel, w)
 }
 
 // Idle waits for changes. While anyone idles on a mailbox, it is re-read every second.
