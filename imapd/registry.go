@@ -90,7 +90,8 @@ type mailboxEntry struct {
 	tracker *imapserver.MailboxTracker
 	count   uint32 // messages as the tracker knows them (changed only under the mailbox lock)
 	cache   *boxCache
-	keys    keyCache // sort and thread keys (sortkeys.go)
+	keys    keyCache    // sort and thread keys (sortkeys.go)
+	index   indexHolder // the search index (searchindex.go)
 
 	keywords atomic.Pointer[keywordTable]
 	kwDirty  atomic.Bool

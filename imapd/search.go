@@ -10,6 +10,7 @@ import (
 
 	"postie/imapd/mimeparse"
 	"postie/maildir"
+	"postie/searchidx"
 )
 
 // RFC 9051 §6.4.4 SEARCH, evaluated per message. Criteria are compiled once per command: sequence and
@@ -321,6 +322,12 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	sel.entry.sync()
 	sel.entry.cache.touch()
 	p := compileSearch(criteria, sel.numContext(nil), sel.entry.resolveFlag)
+	var indexed []*searchidx.Result
+	if len(p.needles) > 0 {
+		if idx := s.textIndex(); idx != nil {
+			indexed = queryIndex(idx, p)
+		}
+	}
 	var (
 		data   imap.SearchData
 		seqSet imap.SeqSet
@@ -330,7 +337,11 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	errs := make([]error, fetchBatch)
 	err := sel.each(nil, fetchBatch, func(batch []*message) error {
 		eval := func(i int, m *message) {
-			results[i], errs[i] = p.matches(m)
+			if indexed != nil {
+				results[i], errs[i] = p.matches(indexedMsg{m, indexed})
+			} else {
+				results[i], errs[i] = p.matches(m)
+			}
 			m.close()
 		}
 		if p.cost > costState {

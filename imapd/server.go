@@ -49,6 +49,9 @@ type Options struct {
 	Logger    *slog.Logger
 	// HeaderCacheBytes bounds the header-field cache shared by all mailboxes; 0: 64 MiB, <0: none.
 	HeaderCacheBytes int64
+	// NoSearchIndex turns off the per-folder search index (searchindex.go): SEARCH TEXT and BODY
+	// then read every message.
+	NoSearchIndex bool
 	// Trainer learns from messages users move into and out of Junk or mark $Junk/$NotJunk
 	// (train.go); nil: no training.
 	Trainer Trainer

@@ -16,6 +16,7 @@ type TextSink interface {
 func WalkText(f io.ReaderAt, root *Part, sink TextSink) error {
 	tm := newTextMatcher(nil)
 	tm.sink = sink
+	tm.keep = 1 // context to carry is none, but write's trimming needs keep > 0
 	lp := foldBufs.Get().(*[]byte)
 	tm.lower = (*lp)[:0]
 	err := searchText(tm, f, root)
