@@ -36,7 +36,8 @@ type message struct {
 	date  time.Time
 	flags uint64
 
-	flagsChanged bool // \Seen was just set by this FETCH: FLAGS go out
+	modseq       uint64 // RFC 7162
+	flagsChanged bool   // \Seen was just set by this FETCH: FLAGS go out
 
 	f      msgFile
 	mem    *[]byte          // a small message read whole, for parsing, searching and sending

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -132,19 +133,46 @@ func (m *Mailbox) reserveUIDsLocked(lines []ulLine, p placement) ([]uint32, erro
 // info letters in their names are kept. When a rename fails, those of its
 // pass are taken back: the flags stay as they were.
 func (m *Mailbox) SetFlags(uids []uint32, op FlagOp, flags Flags, origin any) ([]Message, error) {
+	out, _, err := m.setFlags(uids, op, flags, math.MaxUint64, origin)
+	return out, err
+}
+
+// SetFlagsUnchangedSince is SetFlags for STORE (UNCHANGEDSINCE since)
+// (RFC 7162 §3.1.3): the messages whose modseq is above since are left
+// alone and returned as modified, ascending; the test and the change are
+// one step, so no other change can come between.
+func (m *Mailbox) SetFlagsUnchangedSince(uids []uint32, op FlagOp, flags Flags, since uint64, origin any) (changed []Message, modified []uint32, err error) {
+	return m.setFlags(uids, op, flags, since, origin)
+}
+
+func (m *Mailbox) setFlags(uids []uint32, op FlagOp, flags Flags, since uint64, origin any) ([]Message, []uint32, error) {
 	flags &= allFlags
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.refreshLocked(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// The flock is held from before the renames until their modseqs are
 	// recorded, so another process reads each rename with its record.
 	unlock, err := m.lockSyncedLocked(nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer unlock()
+	var modified []uint32
+	if since != math.MaxUint64 {
+		kept := make([]uint32, 0, len(uids))
+		for _, uid := range uids {
+			if i, ok := m.indexLocked(uid); ok && m.msgs[i].ModSeq > since {
+				modified = append(modified, uid)
+			} else {
+				kept = append(kept, uid)
+			}
+		}
+		uids = kept
+		slices.Sort(modified)
+		modified = slices.Compact(modified)
+	}
 	curPath := filepath.Join(m.dir, "cur")
 	mv := openDirMover(m.u.s.fs, curPath, curPath, len(uids) > 4)
 	defer mv.close()
@@ -160,7 +188,7 @@ func (m *Mailbox) SetFlags(uids []uint32, op FlagOp, flags Flags, origin any) ([
 		}
 		if err != nil {
 			m.undoFlagsLocked(curPath, done)
-			return out, fmt.Errorf("maildir: set flags in %s: %w", m.name, err)
+			return out, modified, fmt.Errorf("maildir: set flags in %s: %w", m.name, err)
 		}
 		for _, d := range done {
 			m.emit(Change{Kind: FlagsChanged, Seq: uint32(d.i + 1), Message: m.msgs[d.i], Origin: origin})
@@ -175,11 +203,11 @@ func (m *Mailbox) SetFlags(uids []uint32, op FlagOp, flags Flags, origin any) ([
 		if len(missing) > 0 {
 			m.cur.valid = false
 			if err := m.refreshLocked(); err != nil {
-				return out, err
+				return out, modified, err
 			}
 		}
 	}
-	return out, nil
+	return out, modified, nil
 }
 
 // flagRename is one message whose file SetFlags renamed.
