@@ -323,7 +323,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	sel.entry.cache.touch()
 	p := compileSearch(criteria, sel.numContext(nil), sel.entry.resolveFlag)
 	var indexed []*searchidx.Result
-	if len(p.needles) > 0 {
+	if len(p.needles) > 0 && !usesModSeq(criteria) {
 		if idx := s.textIndex(); idx != nil {
 			indexed = queryIndex(idx, p)
 		}
