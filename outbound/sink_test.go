@@ -464,3 +464,19 @@ func deliverCtx(t testing.TB, ctx context.Context, c *Client, from string, rcpts
 	}
 	return errs
 }
+
+// A non-ASCII ORCPT of type rfc822 (an alias's SMTPUTF8 address) goes as
+// utf-8-addr: go-smtp's client would refuse the command, which would
+// break the connection at every attempt.
+func TestRcptOptionsNonASCIIORcpt(t *testing.T) {
+	o := rcptOptions(envelope.RcptParams{ORcptType: "rfc822", ORcpt: "jörg@example.test"})
+	if o.OriginalRecipientType != smtp.DSNAddressTypeUTF8 {
+		t.Errorf("type %q, want UTF-8", o.OriginalRecipientType)
+	}
+	if o := rcptOptions(envelope.RcptParams{ORcpt: "a@example.test"}); o.OriginalRecipientType != smtp.DSNAddressTypeRFC822 {
+		t.Errorf("type %q, want RFC822", o.OriginalRecipientType)
+	}
+	if rcptOptions(envelope.RcptParams{}) != nil {
+		t.Error("options for a recipient without parameters")
+	}
+}

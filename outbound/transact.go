@@ -242,7 +242,9 @@ func rcptOptions(p envelope.RcptParams) *smtp.RcptOptions {
 	if p.ORcpt != "" {
 		o.OriginalRecipient = p.ORcpt
 		o.OriginalRecipientType = smtp.DSNAddressTypeRFC822
-		if strings.EqualFold(p.ORcptType, "utf-8") {
+		// go-smtp refuses a non-ASCII rfc822 address (a command error,
+		// not a reply): such an address goes as utf-8-addr (RFC 6533).
+		if strings.EqualFold(p.ORcptType, "utf-8") || !isASCII(p.ORcpt) {
 			o.OriginalRecipientType = smtp.DSNAddressTypeUTF8
 		}
 	}
