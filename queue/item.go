@@ -375,7 +375,11 @@ func (it *item) transfer(rcpts []string, idx []int) *envelope.Transfer {
 
 // params are the message's parameters as queued.
 func (st *state) params() envelope.Params {
-	return envelope.Params{RequireTLS: st.RequireTLS, Ret: st.Ret, EnvID: st.DSNEnvID}
+	p := envelope.Params{RequireTLS: st.RequireTLS, EnvID: st.DSNEnvID}
+	if st.Ret == envelope.RetFull || st.Ret == envelope.RetHdrs {
+		p.Ret = st.Ret // anything else (a hand-edited file) would fail every MAIL
+	}
+	return p
 }
 
 // params are the recipient's DSN parameters as queued.
