@@ -3,7 +3,6 @@ package queue
 import (
 	"container/heap"
 	"errors"
-	"slices"
 	"time"
 )
 
@@ -69,16 +68,21 @@ func (q *Queue) releaseParkedLocked(now time.Time) time.Time {
 // preferRecent moves to the front of w the first of its first units whose
 // domain is in recent, so that it reuses the connection an attempt to that
 // domain just left idle (instead of closing it to make room for another
-// domain's). Only a short prefix is searched, which keeps the choice cheap
-// and the order nearly first come, first served.
+// domain's). Only a prefix is searched, which bounds the cost of the
+// choice.
+const maxPreferScan = 4096
+
 func preferRecent(w []unit, recent []string) {
 	if len(recent) == 0 {
 		return
 	}
-	for i := range min(len(w), 64) {
-		if slices.Contains(recent, w[i].dom) {
-			w[0], w[i] = w[i], w[0]
-			return
+	n := min(len(w), maxPreferScan)
+	for j := len(recent) - 1; j >= 0; j-- { // the most recent first: its connection is the likeliest still idle
+		for i := range n {
+			if w[i].dom == recent[j] {
+				w[0], w[i] = w[i], w[0]
+				return
+			}
 		}
 	}
 }

@@ -41,21 +41,38 @@ type countingSink struct {
 // the sink is then exact, never one ahead because of the network's delay.
 type closeRegistry struct {
 	mu   sync.Mutex
-	done map[string]chan struct{}
+	done map[string]*closeEntry // by client address, which the system reuses
 }
 
-func (r *closeRegistry) ch(client string) chan struct{} {
+type closeEntry struct {
+	ch     chan struct{}
+	closed bool
+}
+
+// get returns the entry of the connection from client now: both ends ask
+// for it, in either order; one of an earlier connection from the same
+// address is done and replaced.
+func (r *closeRegistry) get(client string) *closeEntry {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.done == nil {
-		r.done = map[string]chan struct{}{}
+		r.done = map[string]*closeEntry{}
 	}
-	c := r.done[client]
-	if c == nil {
-		c = make(chan struct{})
-		r.done[client] = c
+	e := r.done[client]
+	if e == nil || e.closed {
+		e = &closeEntry{ch: make(chan struct{})}
+		r.done[client] = e
 	}
-	return c
+	return e
+}
+
+func (r *closeRegistry) close(e *closeEntry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !e.closed {
+		e.closed = true
+		close(e.ch)
+	}
 }
 
 // dial is the outbound client's Dial for tests against sinks.
@@ -65,7 +82,7 @@ func (r *closeRegistry) dial(ctx context.Context, network, addr string) (net.Con
 	if err != nil {
 		return nil, err
 	}
-	return &waitConn{Conn: c, counted: r.ch(c.LocalAddr().String())}, nil
+	return &waitConn{Conn: c, counted: r.get(c.LocalAddr().String()).ch}, nil
 }
 
 // waitConn's Close returns once the sink has counted the connection's end.
@@ -167,7 +184,7 @@ func (l *sinkListener) Accept() (net.Conn, error) {
 	l.s.conns++
 	l.s.peakOpen = max(l.s.peakOpen, l.s.open)
 	l.s.mu.Unlock()
-	return &sinkConn{Conn: c, s: l.s, counted: l.s.closes.ch(c.RemoteAddr().String())}, nil
+	return &sinkConn{Conn: c, s: l.s, counted: l.s.closes.get(c.RemoteAddr().String())}, nil
 }
 
 // sinkConn ends its count when the server closes it (after QUIT, or after
@@ -175,7 +192,7 @@ func (l *sinkListener) Accept() (net.Conn, error) {
 type sinkConn struct {
 	net.Conn
 	s       *countingSink
-	counted chan struct{}
+	counted *closeEntry
 	once    sync.Once
 }
 
@@ -189,7 +206,7 @@ func (c *sinkConn) done() {
 		c.s.mu.Lock()
 		c.s.open--
 		c.s.mu.Unlock()
-		close(c.counted)
+		c.s.closes.close(c.counted)
 	})
 }
 
