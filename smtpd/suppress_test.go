@@ -2,29 +2,35 @@ package smtpd
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"postie/suppress"
 )
 
-type fakeSuppression map[string]time.Time
-
-func (f fakeSuppression) Suppressed(addr string) (time.Time, bool) {
-	t, ok := f[addr]
-	return t, ok
-}
-
 func TestSubmissionRefusesSuppressed(t *testing.T) {
-	sup := fakeSuppression{
-		"gone@elsewhere.example": time.Date(2025, 2, 20, 8, 0, 0, 0, time.UTC),
-		"bob@example.test":       time.Date(2025, 2, 20, 8, 0, 0, 0, time.UTC),
+	// The real list, as the queue fills it after a hard bounce on 20 February.
+	bounced := time.Date(2025, 2, 20, 8, 0, 0, 0, time.UTC)
+	now := bounced
+	sup, err := suppress.Open(suppress.Options{Path: filepath.Join(t.TempDir(), "suppress.json"), For: 30 * 24 * time.Hour,
+		Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
 	}
+	for _, a := range []string{"gone@elsewhere.example", "bob@example.test"} {
+		if err := sup.Add(a, "550 5.1.1 user unknown"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = testNow // 2025-03-04: still within the 30 days
 	f := start(t, RoleSubmission, func(o *Options) { o.Suppression = sup })
 	c := login(t, f.addr, "ann@example.test", "secret")
 	wantCode(t, "MAIL", c.Mail("ann@example.test", nil), 0, "")
-	err := c.Rcpt("gone@elsewhere.example", nil)
+	err = c.Rcpt("gone@elsewhere.example", nil)
 	wantCode(t, "suppressed", err, 550, "5.1.1")
 	var se *smtp.SMTPError
 	if !errors.As(err, &se) || !strings.Contains(se.Message, "2025-02-20") || !strings.Contains(se.Message, "gone@elsewhere.example") {
@@ -39,4 +45,10 @@ func TestSubmissionRefusesSuppressed(t *testing.T) {
 	m := dial(t, mx.addr)
 	wantCode(t, "MX MAIL", m.Mail("gone@elsewhere.example", nil), 0, "")
 	wantCode(t, "MX RCPT", m.Rcpt("bob@example.test", nil), 0, "")
+
+	// After SuppressFor the address may be tried again.
+	now = bounced.Add(30 * 24 * time.Hour)
+	c2 := login(t, f.addr, "ann@example.test", "secret")
+	wantCode(t, "MAIL", c2.Mail("ann@example.test", nil), 0, "")
+	wantCode(t, "expired", c2.Rcpt("gone@elsewhere.example", nil), 0, "")
 }
