@@ -42,7 +42,11 @@ func (s *session) fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	f := &fetcher{s: s, w: w, opts: options, flagNames: make(map[uint64][]imap.Flag)}
 	defer f.release()
 	prefill := onlyCachedFields(options)
+	if err := s.fetchVanished(w, numSet, options); err != nil {
+		return err
+	}
 	err := sel.each(numSet, fetchBatch, func(batch []*message) error {
+		batch = changedSince(batch, options.ChangedSince)
 		if markSeen {
 			if err := s.markSeen(batch); err != nil {
 				return err
@@ -102,13 +106,13 @@ func (s *session) markSeen(batch []*message) error {
 	if err != nil {
 		return s.mailError("fetch", err)
 	}
-	byUID := make(map[uint32]maildir.Flags, len(changed))
+	byUID := make(map[uint32]maildir.Message, len(changed))
 	for _, c := range changed {
-		byUID[c.UID] = c.Flags
+		byUID[c.UID] = c
 	}
 	for _, m := range batch {
-		if f, ok := byUID[m.uid]; ok {
-			m.flags, m.flagsChanged = uint64(f), true
+		if c, ok := byUID[m.uid]; ok {
+			m.flags, m.modseq, m.flagsChanged = uint64(c.Flags), c.ModSeq, true
 		}
 	}
 	return nil
@@ -354,6 +358,9 @@ func (f *fetcher) write(m *message, p *prepared) (err error) {
 	}
 	if o.InternalDate {
 		rw.WriteInternalDate(m.date)
+	}
+	if o.ModSeq {
+		rw.WriteModSeq(max(m.modseq, 1))
 	}
 	if p.env != nil {
 		rw.WriteEnvelope(p.env)

@@ -212,7 +212,7 @@ func (e *mailboxEntry) onChange(c maildir.Change) {
 			log.Error("imap: mailbox change out of step", "mailbox", e.mboxName(), "kind", "expunged", "seq", c.Seq, "count", e.count)
 			return
 		}
-		e.tracker.QueueExpunge(c.Seq)
+		e.tracker.QueueExpungeUID(c.Seq, imap.UID(c.Message.UID))
 		e.count--
 		e.cache.drop(c.Message.UID)
 	case maildir.FlagsChanged:
@@ -220,7 +220,7 @@ func (e *mailboxEntry) onChange(c maildir.Change) {
 			return
 		}
 		src, _ := c.Origin.(*imapserver.SessionTracker)
-		e.tracker.QueueMessageFlags(c.Seq, imap.UID(c.Message.UID), e.flagList(c.Message.Flags), src)
+		e.tracker.QueueMessageFlagsModSeq(c.Seq, imap.UID(c.Message.UID), e.flagList(c.Message.Flags), c.Message.ModSeq, src)
 	case maildir.KeywordsChanged:
 		e.kwDirty.Store(true)
 	}

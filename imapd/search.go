@@ -50,7 +50,8 @@ type query struct {
 	cost        int
 	ownHeaders  bool
 	ownText     bool
-	needFullHdr bool // a header term outside the cached fields
+	needFullHdr bool   // a header term outside the cached fields
+	modseq      uint64 // MODSEQ n: the message's modseq must be at least n (condstore.go)
 }
 
 // program is a compiled SEARCH.
@@ -118,6 +119,9 @@ func (p *program) compile(c *imap.SearchCriteria, nc *numContext, flags flagReso
 	q := &query{
 		since: c.Since, before: c.Before, sentSince: c.SentSince, sentBefore: c.SentBefore,
 		larger: c.Larger, smaller: c.Smaller,
+	}
+	if c.ModSeq != nil {
+		q.modseq = c.ModSeq.ModSeq
 	}
 	for _, s := range c.SeqNum {
 		q.seqs = append(q.seqs, nc.staticSeqSet(s))
@@ -244,6 +248,9 @@ func (ev *evaluation) matchState(q *query) bool {
 	if flags&q.flags != q.flags || flags&q.notFlags != 0 {
 		return false
 	}
+	if q.modseq > 0 && modSeqOf(ev.m) < q.modseq {
+		return false
+	}
 	if q.larger > 0 && size <= q.larger || q.smaller > 0 && size >= q.smaller {
 		return false
 	}
@@ -335,6 +342,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	)
 	results := make([]bool, fetchBatch)
 	errs := make([]error, fetchBatch)
+	var ms searchModSeq
 	err := sel.each(nil, fetchBatch, func(batch []*message) error {
 		eval := func(i int, m *message) {
 			if indexed != nil {
@@ -372,6 +380,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			}
 			data.Max = max(data.Max, num)
 			data.Count++
+			ms.note(num, m.modseq)
 		}
 		return nil
 	})
@@ -385,6 +394,9 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	}
 	if options.ReturnSave {
 		sel.searchRes = savedResult(uidSet, options, &data)
+	}
+	if searchUsesModSeq(criteria) {
+		data.ModSeq = ms.result(options, &data)
 	}
 	return &data, nil
 }

@@ -27,6 +27,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	e.sync()
 	var n, firstUnseen uint32
 	var st *imapserver.SessionTracker
+	highest := m.HighestModSeq() // before the view: a change in between comes again, never goes missing
 	m.View(func(msgs []maildir.Message) {
 		// In one view with the tracker's session, so the count and the tracker agree.
 		st = e.tracker.NewSession()
@@ -54,6 +55,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		FirstUnseenSeqNum: firstUnseen,
 		UIDNext:           imap.UID(m.UIDNext()),
 		UIDValidity:       m.UIDValidity(),
+		HighestModSeq:     highest,
 	}, nil
 }
 
@@ -103,7 +105,7 @@ func (s *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 
 // Store changes flags. Other sessions hear of it through the tracker; this one gets FETCH FLAGS
 // answers here unless .SILENT (the tracker skips the session that made the change).
-func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
+func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
 	sel := s.sel
 	if sel.readOnly {
 		return errReadOnly
@@ -130,15 +132,18 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		imap.StoreFlagsSet: maildir.FlagsSet, imap.StoreFlagsAdd: maildir.FlagsAdd, imap.StoreFlagsDel: maildir.FlagsRemove,
 	}[flags.Op]
 	training := s.prepareStoreTraining(sel, flags.Op, names, uids)
-	changed, err := sel.mbox.SetFlags(uids, op, bits, sel.st)
+	var changed []maildir.Message
+	var modified []uint32
+	if options != nil && options.HasUnchangedSince {
+		changed, modified, err = sel.mbox.SetFlagsUnchangedSince(uids, op, bits, options.UnchangedSince, sel.st)
+	} else {
+		changed, err = sel.mbox.SetFlags(uids, op, bits, sel.st)
+	}
 	if err != nil {
 		return s.mailError("store", err)
 	}
 	training.queue(s, sel.mbox, changed)
-	if flags.Silent {
-		return nil
-	}
-	return s.fetch(w, imap.UIDSetNum(toUIDs(uids)...), &imap.FetchOptions{UID: true, Flags: true}, false)
+	return s.storeAnswer(w, numSet, uids, changed, modified, flags.Silent, options)
 }
 
 func toUIDs(uids []uint32) []imap.UID {
@@ -374,7 +379,7 @@ func (sel *selection) each(set imap.NumSet, n int, fn func([]*message) error) er
 					store = make([]message, 0, min(n, len(msgs)-i))
 					batch = make([]*message, 0, cap(store))
 				}
-				store = append(store, message{src: src, seq: seq, uid: msg.UID, size: msg.Size, date: msg.Date, flags: uint64(msg.Flags)})
+				store = append(store, message{src: src, seq: seq, uid: msg.UID, size: msg.Size, date: msg.Date, flags: uint64(msg.Flags), modseq: msg.ModSeq})
 				batch = append(batch, &store[len(store)-1])
 				if len(batch) == n {
 					done = i+1 == len(msgs)

@@ -130,6 +130,7 @@ func New(opts Options) *Server {
 		imap.CapSearchRes, imap.CapListExtended, imap.CapListStatus, imap.CapMove, imap.CapStatusSize,
 		imap.CapChildren, imap.CapSpecialUse, imap.CapCreateSpecialUse, imap.CapLiteralPlus,
 		imap.CapBinary, imap.CapUnselect, imap.CapIdle, imap.CapAppendLimit,
+		imap.CapCondStore, imap.CapQResync, // condstore.go
 	} {
 		caps[c] = struct{}{}
 	}
