@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -41,8 +42,8 @@ func (it *sortItem) num(kind imapserver.NumKind) uint32 {
 }
 
 // matchingItems runs a SEARCH and returns the messages that match, in sequence order, with their
-// sort keys, and their UIDs as a set (for SAVE).
-func (s *session) matchingItems(op string, criteria *imap.SearchCriteria) ([]*sortItem, imap.UIDSet, error) {
+// sort keys.
+func (s *session) matchingItems(op string, criteria *imap.SearchCriteria) ([]*sortItem, error) {
 	sel := s.sel
 	sel.entry.sync()
 	sel.entry.cache.touch()
@@ -51,34 +52,57 @@ func (s *session) matchingItems(op string, criteria *imap.SearchCriteria) ([]*so
 	kc := &sel.entry.keys
 	visited := 0
 	var (
-		items  []*sortItem
-		uidSet imap.UIDSet
+		store []sortItem // the items, allocated a batch at a time
+		items []*sortItem
 	)
 	results := make([]bool, fetchBatch)
 	errs := make([]error, fetchBatch)
 	keys := make([]*msgKeys, fetchBatch)
+	var misses []int
 	err := sel.each(nil, fetchBatch, func(batch []*message) error {
 		visited += len(batch)
-		evalParallel := func(i int, m *message) {
-			defer m.close()
+		eval := func(i int, m *message) {
 			keys[i] = nil
 			results[i], errs[i] = p.matches(m)
-			if errs[i] != nil || !results[i] {
-				return
-			}
-			if keys[i] = kc.get(validity, m.uid); keys[i] != nil {
-				return
-			}
-			h, err := m.cachedHeader()
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			keys[i] = keysOf(h)
-			kc.put(validity, m.uid, keys[i])
 		}
-		parallel(batch, evalParallel)
+		if p.cost > costState {
+			parallel(batch, eval)
+		} else {
+			for i, m := range batch {
+				eval(i, m)
+			}
+		}
+		misses = misses[:0]
+		kc.mu.Lock()
 		for i, m := range batch {
+			if errs[i] == nil && results[i] {
+				if keys[i] = kc.lookupLocked(validity, m.uid); keys[i] == nil {
+					misses = append(misses, i)
+				}
+			}
+		}
+		kc.mu.Unlock()
+		if len(misses) > 0 {
+			missed := make([]*message, len(misses))
+			for j, i := range misses {
+				missed[j] = batch[i]
+			}
+			parallel(missed, func(j int, m *message) {
+				i := misses[j]
+				h, err := m.cachedHeader()
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				keys[i] = keysOf(h)
+				kc.put(validity, m.uid, keys[i])
+			})
+		}
+		if store == nil {
+			store = make([]sortItem, 0, fetchBatch)
+		}
+		for i, m := range batch {
+			m.close()
 			if errors.Is(errs[i], maildir.ErrNoSuchMessage) {
 				continue
 			}
@@ -86,24 +110,27 @@ func (s *session) matchingItems(op string, criteria *imap.SearchCriteria) ([]*so
 				return s.mailError(op, errs[i])
 			}
 			if results[i] {
-				items = append(items, &sortItem{seq: m.seq, uid: m.uid, size: m.size, arrival: m.date, keys: keys[i]})
-				uidSet.AddNum(imap.UID(m.uid))
+				if len(store) == cap(store) {
+					store = make([]sortItem, 0, fetchBatch)
+				}
+				store = append(store, sortItem{seq: m.seq, uid: m.uid, size: m.size, arrival: m.date, keys: keys[i]})
+				items = append(items, &store[len(store)-1])
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if kc.len() > visited {
 		s.sel.retainKeys(validity) // messages were expunged: drop their keys
 	}
-	return items, uidSet, nil
+	return items, nil
 }
 
 // Sort answers SORT and UID SORT.
 func (s *session) Sort(kind imapserver.NumKind, keys []imap.SortCriterion, criteria *imap.SearchCriteria, options *imap.SearchOptions) ([]uint32, error) {
-	items, uidSet, err := s.matchingItems("sort", criteria)
+	items, err := s.matchingItems("sort", criteria)
 	if err != nil {
 		return nil, err
 	}
@@ -113,19 +140,43 @@ func (s *session) Sort(kind imapserver.NumKind, keys []imap.SortCriterion, crite
 		nums[i] = it.num(kind)
 	}
 	if options.ReturnSave {
-		if uidSet == nil {
-			uidSet = imap.UIDSet{}
+		uidSet := imap.UIDSet{}
+		for _, it := range items {
+			uidSet.AddNum(imap.UID(it.uid))
 		}
 		s.sel.searchRes = uidSet
 	}
 	return nums, nil
 }
 
-// sortItems orders items by keys, ties by sequence number.
+// sortItems orders items by keys, ties by sequence number. The first key's value is copied into a
+// flat row per message, so most comparisons touch no pointer.
 func sortItems(items []*sortItem, keys []imap.SortCriterion) {
-	slices.SortFunc(items, func(a, b *sortItem) int {
-		for _, k := range keys {
-			c := compareKey(a, b, k.Key)
+	type row struct {
+		s   string
+		n   int64
+		seq uint32
+		it  *sortItem
+	}
+	rows := make([]row, len(items))
+	first, rest := keys[0], keys[1:]
+	for i, it := range items {
+		rows[i] = row{seq: it.seq, it: it}
+		rows[i].s, rows[i].n = keyValue(it, first.Key)
+	}
+	slices.SortFunc(rows, func(a, b row) int {
+		c := cmp.Compare(a.n, b.n)
+		if c == 0 {
+			c = strings.Compare(a.s, b.s)
+		}
+		if first.Reverse {
+			c = -c
+		}
+		if c != 0 {
+			return c
+		}
+		for _, k := range rest {
+			c := compareKey(a.it, b.it, k.Key)
 			if k.Reverse {
 				c = -c
 			}
@@ -135,30 +186,43 @@ func sortItems(items []*sortItem, keys []imap.SortCriterion) {
 		}
 		return cmp.Compare(a.seq, b.seq)
 	})
+	for i := range rows {
+		items[i] = rows[i].it
+	}
+}
+
+// keyValue is an item's value for a key: a string or a number.
+func keyValue(it *sortItem, key imap.SortKey) (string, int64) {
+	switch key {
+	case imap.SortKeyArrival:
+		return "", it.arrival.UnixNano()
+	case imap.SortKeyDate:
+		return "", it.sentDate()
+	case imap.SortKeySize:
+		return "", it.size
+	case imap.SortKeySubject:
+		return it.keys.subject, 0
+	case imap.SortKeyFrom:
+		return it.keys.from, 0
+	case imap.SortKeyTo:
+		return it.keys.to, 0
+	case imap.SortKeyCc:
+		return it.keys.cc, 0
+	case imap.SortKeyDisplayFrom:
+		return it.keys.dispFrom, 0
+	case imap.SortKeyDisplayTo:
+		return it.keys.dispTo, 0
+	}
+	return "", 0
 }
 
 func compareKey(a, b *sortItem, key imap.SortKey) int {
-	switch key {
-	case imap.SortKeyArrival:
-		return a.arrival.Compare(b.arrival)
-	case imap.SortKeyDate:
-		return cmp.Compare(a.sentDate(), b.sentDate())
-	case imap.SortKeySize:
-		return cmp.Compare(a.size, b.size)
-	case imap.SortKeySubject:
-		return cmp.Compare(a.keys.subject, b.keys.subject)
-	case imap.SortKeyFrom:
-		return cmp.Compare(a.keys.from, b.keys.from)
-	case imap.SortKeyTo:
-		return cmp.Compare(a.keys.to, b.keys.to)
-	case imap.SortKeyCc:
-		return cmp.Compare(a.keys.cc, b.keys.cc)
-	case imap.SortKeyDisplayFrom:
-		return cmp.Compare(a.keys.dispFrom, b.keys.dispFrom)
-	case imap.SortKeyDisplayTo:
-		return cmp.Compare(a.keys.dispTo, b.keys.dispTo)
+	as, an := keyValue(a, key)
+	bs, bn := keyValue(b, key)
+	if c := cmp.Compare(an, bn); c != 0 {
+		return c
 	}
-	return 0
+	return strings.Compare(as, bs)
 }
 
 var (

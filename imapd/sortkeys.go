@@ -59,6 +59,14 @@ func (c *keyCache) get(validity, uid uint32) *msgKeys {
 	return c.keys[uid]
 }
 
+// lookupLocked is get with c.mu held.
+func (c *keyCache) lookupLocked(validity, uid uint32) *msgKeys {
+	if c.validity != validity {
+		return nil
+	}
+	return c.keys[uid]
+}
+
 func (c *keyCache) put(validity, uid uint32, k *msgKeys) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

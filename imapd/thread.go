@@ -17,7 +17,7 @@ import (
 
 // Thread answers THREAD and UID THREAD.
 func (s *session) Thread(kind imapserver.NumKind, alg imap.ThreadAlgorithm, criteria *imap.SearchCriteria) ([]imap.ThreadData, error) {
-	items, _, err := s.matchingItems("thread", criteria)
+	items, err := s.matchingItems("thread", criteria)
 	if err != nil {
 		return nil, err
 	}
