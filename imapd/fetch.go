@@ -112,7 +112,7 @@ func (s *session) markSeen(batch []*message) error {
 	}
 	for _, m := range batch {
 		if c, ok := byUID[m.uid]; ok {
-			m.flags, m.modseq, m.flagsChanged = uint64(c.Flags), c.ModSeq, true
+			m.flags, m.modseq, m.flagsChanged = uint64(c.Flags)|m.flags&flagRecent, c.ModSeq, true
 		}
 	}
 	return nil
@@ -332,7 +332,7 @@ func (f *fetcher) flags(m *message) []imap.Flag {
 	if !e.knows(maildir.Flags(m.flags)) {
 		e.refreshKeywords() // another process defined a keyword
 	}
-	l := e.flagList(maildir.Flags(m.flags))
+	l := withRecent(e.flagList(maildir.Flags(m.flags)), m.flags)
 	f.flagNames[m.flags] = l
 	return l
 }

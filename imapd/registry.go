@@ -176,6 +176,9 @@ func (e *mailboxEntry) mailboxFlags() []imap.Flag {
 
 // resolveFlag maps a flag to its bit for SEARCH.
 func (e *mailboxEntry) resolveFlag(f imap.Flag) (uint64, bool) {
+	if strings.EqualFold(string(f), `\Recent`) {
+		return flagRecent, true // set on a session's recent messages (recent.go)
+	}
 	for _, s := range systemFlags {
 		if strings.EqualFold(string(f), string(s.flag)) {
 			return uint64(s.bit), true

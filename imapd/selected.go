@@ -52,6 +52,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		Flags:             flags,
 		PermanentFlags:    perm,
 		NumMessages:       n,
+		NumRecent:         s.selectRecent(s.sel),
 		FirstUnseenSeqNum: firstUnseen,
 		UIDNext:           imap.UID(m.UIDNext()),
 		UIDValidity:       m.UIDValidity(),
@@ -123,7 +124,11 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if err != nil {
 		return s.mailError("store", err)
 	}
-	sel.entry.sync() // a new keyword must have a name before the changes are reported
+	// A new keyword must have a name, and the client must have it (FLAGS), before the changes are
+	// reported.
+	if err := s.syncFlagsNow(sel); err != nil {
+		return err
+	}
 	uids, err := sel.targetUIDs(numSet)
 	if err != nil || len(uids) == 0 {
 		return err
@@ -379,7 +384,7 @@ func (sel *selection) each(set imap.NumSet, n int, fn func([]*message) error) er
 					store = make([]message, 0, min(n, len(msgs)-i))
 					batch = make([]*message, 0, cap(store))
 				}
-				store = append(store, message{src: src, seq: seq, uid: msg.UID, size: msg.Size, date: msg.Date, flags: uint64(msg.Flags), modseq: msg.ModSeq})
+				store = append(store, message{src: src, seq: seq, uid: msg.UID, size: msg.Size, date: msg.Date, flags: uint64(msg.Flags) | sel.recentBit(msg.UID), modseq: msg.ModSeq})
 				batch = append(batch, &store[len(store)-1])
 				if len(batch) == n {
 					done = i+1 == len(msgs)

@@ -34,6 +34,7 @@ func NewMailboxTracker(numMessages uint32) *MailboxTracker {
 func (t *MailboxTracker) NewSession() *SessionTracker {
 	st := &SessionTracker{mailbox: t}
 	t.mutex.Lock()
+	st.known = t.numMessages
 	t.sessions[st] = struct{}{}
 	t.mutex.Unlock()
 	return st
@@ -140,6 +141,7 @@ type SessionTracker struct {
 	mutex   sync.Mutex
 	queue   []trackerUpdate
 	updates chan<- struct{}
+	known   uint32 // messages the client has been told of (tracker_coalesce.go)
 }
 
 // Close unregisters the session.
@@ -189,6 +191,7 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 			t.queue = nil
 		}
 	}
+	updates, t.known = coalesceUpdates(updates, t.known)
 	t.mutex.Unlock()
 
 	for i := 0; i < len(updates); i++ {
