@@ -2,12 +2,16 @@ package maildir
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"postie/safeio"
 )
@@ -252,5 +256,134 @@ func TestModSeqFaults(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// modseqProcess is the second process of TestModSeqSecondProcess: it
+// delivers, changes flags and expunges in INBOX.
+func modseqProcess(root string) int {
+	u, err := NewStore(root, StoreOptions{Hostname: "helper.test"}).User("example.test", "alice")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	inbox, err := u.Mailbox("INBOX")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	r := rand.New(rand.NewPCG(7, 7))
+	for i := range 40 {
+		if _, err := u.Deliver(strings.NewReader(body(3000+i)), DeliverOptions{}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		uids := uidsOf(inbox)
+		uid := uids[r.IntN(len(uids))]
+		op := FlagsAdd
+		if i%2 == 1 {
+			op = FlagsRemove
+		}
+		if _, err := inbox.SetFlags([]uint32{uid}, op, FlagFlagged, nil); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if i%5 == 4 {
+			if _, err := inbox.Expunge([]uint32{uids[r.IntN(len(uids))]}, nil); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+	}
+	return 0
+}
+
+// TestModSeqSecondProcess: while a real second process delivers, changes
+// flags and expunges, this one changes flags too. Every change gets its
+// own modseq (no two messages or expunges share one), both processes and a
+// fresh one agree on every message's modseq, and a client that took a
+// snapshot midway resynchronises exactly: every message whose flags moved
+// since, and every new one, has a modseq above the snapshot's
+// HIGHESTMODSEQ, and every message gone is in Vanished.
+func TestModSeqSecondProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a process")
+	}
+	u, root := testUser(t)
+	for i := range 20 {
+		deliver(t, u, body(i))
+	}
+	inbox := mailbox(t, u, "INBOX")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "POSTIE_MAILDIR_HELPER="+root, "POSTIE_MAILDIR_MODSEQ=1")
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 1))
+	var snapHighest uint64
+	var snap map[uint32]Message
+	for i := range 60 {
+		if err := inbox.Refresh(); err != nil {
+			t.Fatal(err)
+		}
+		uids := uidsOf(inbox)
+		op := FlagsAdd
+		if i%2 == 1 {
+			op = FlagsRemove
+		}
+		if _, err := inbox.SetFlags([]uint32{uids[r.IntN(len(uids))]}, op, FlagSeen, nil); err != nil {
+			t.Fatal(err)
+		}
+		if i == 20 {
+			snapHighest = inbox.HighestModSeq() // before the view, as imapd's SELECT does
+			snap = make(map[uint32]Message)
+			for _, m := range messages(inbox) {
+				snap[m.UID] = m
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	if err := inbox.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	final := messages(inbox)
+	fresh := messages(mailbox(t, reopen(t, root), "INBOX"))
+	if !slices.Equal(final, fresh) {
+		t.Errorf("this process and a fresh one disagree:\n%+v\n%+v", final, fresh)
+	}
+	seen := make(map[uint64]uint32)
+	now := make(map[uint32]bool)
+	for _, m := range final {
+		now[m.UID] = true
+		if other, dup := seen[m.ModSeq]; dup {
+			t.Errorf("modseq %d on UIDs %d and %d", m.ModSeq, other, m.UID)
+		}
+		seen[m.ModSeq] = m.UID
+		if m.ModSeq > inbox.HighestModSeq() {
+			t.Errorf("UID %d modseq %d above HIGHESTMODSEQ %d", m.UID, m.ModSeq, inbox.HighestModSeq())
+		}
+		if old, ok := snap[m.UID]; (!ok || old.Flags != m.Flags) && m.ModSeq <= snapHighest {
+			t.Errorf("UID %d changed (%v → %v) with modseq %d, not above the snapshot's %d", m.UID, old.Flags, m.Flags, m.ModSeq, snapHighest)
+		}
+	}
+	gone, complete := inbox.Vanished(snapHighest)
+	if !complete {
+		t.Fatal("vanished not complete")
+	}
+	for uid := range snap {
+		if !now[uid] && !slices.Contains(gone, uid) {
+			t.Errorf("UID %d expunged, not in Vanished(%d) = %v", uid, snapHighest, gone)
+		}
+	}
+	for _, v := range inbox.vanished {
+		if other, dup := seen[v.ms]; dup {
+			t.Errorf("modseq %d on expunged UID %d and UID %d", v.ms, v.uid, other)
+		}
+		seen[v.ms] = v.uid
 	}
 }

@@ -27,6 +27,9 @@ func helperProcess(root string) int {
 	if local := os.Getenv("POSTIE_MAILDIR_USER"); local != "" {
 		return firstDeliveryProcess(root, local)
 	}
+	if os.Getenv("POSTIE_MAILDIR_MODSEQ") != "" {
+		return modseqProcess(root) // modseq_test.go
+	}
 	n, _ := strconv.Atoi(os.Getenv("POSTIE_MAILDIR_N"))
 	s := NewStore(root, StoreOptions{Hostname: "helper.test"})
 	u, err := s.User("example.test", "alice")
