@@ -99,6 +99,7 @@ tls_listen = ["127.0.0.1:0"]
 [queue]
 min_retry = "1s"
 max_retry = "2s"
+messages_per_minute = 0
 `
 	if err := os.WriteFile(in.config, []byte(cfg+extra), 0o600); err != nil {
 		t.Fatal(err)
