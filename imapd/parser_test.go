@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"crypto/tls"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -176,5 +177,25 @@ func TestBinaryPartialOrigin(t *testing.T) {
 	got := r.cmd("f FETCH 1 (BINARY.PEEK[1]<2.4>)")
 	if !strings.Contains(got[0], "BINARY[1]<2> ~{4}") {
 		t.Errorf("got %q", got)
+	}
+}
+
+// A message APPENDed as a literal8 keeps its NULs out of BODY[] answers (its binary part is stored
+// base64), and BINARY[] gives back the bytes sent (imaptest's "append-binary").
+func TestBinaryAppend(t *testing.T) {
+	ts := newTestServer(t)
+	r := ts.raw(true)
+	msg := "From: a@b\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00-\xe4\r\n\r\n"
+	if got := r.answer("a APPEND INBOX ~{"+strconv.Itoa(len(msg))+"+}\r\n"+msg+"\r\n", "a"); !strings.HasPrefix(got, "a OK") {
+		t.Fatalf("APPEND: %q", got)
+	}
+	r.cmd("s SELECT INBOX")
+	body := strings.Join(r.cmd("f FETCH 1 (BODY.PEEK[1])"), "")
+	if strings.Contains(body, "\x00") || strings.Contains(body, "~{") {
+		t.Errorf("BODY[1] carries the raw bytes: %q", body)
+	}
+	bin := strings.Join(r.cmd("b FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1])"), "")
+	if !strings.Contains(bin, "BINARY.SIZE[1] 7") || !strings.Contains(bin, "BINARY[1] ~{7}\r\n\x00-\xe4\r\n\r\n") {
+		t.Errorf("BINARY[1]: %q", bin)
 	}
 }

@@ -254,7 +254,11 @@ func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.App
 	if err != nil {
 		return nil, s.mailError("append", err)
 	}
-	uid, err := dst.Append(r, bits, options.Time, nil)
+	src, err := appendSource(r, options)
+	if err != nil {
+		return nil, s.mailError("append", err)
+	}
+	uid, err := dst.Append(src, bits, options.Time, nil)
 	if err != nil {
 		return nil, s.mailError("append", err)
 	}

@@ -8,6 +8,9 @@ import (
 type AppendOptions struct {
 	Flags []Flag
 	Time  time.Time
+	// Binary is set when the message came as a literal8 (~{n}, RFC 3516 BINARY): it may hold
+	// NULs and binary parts, which a BODY[] answer cannot carry as they are.
+	Binary bool
 }
 
 // AppendData is the data returned by an APPEND command.

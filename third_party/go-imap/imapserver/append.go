@@ -47,7 +47,9 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 	options.Time = t
 
 	var dataExt string
-	if !dec.Special('~') && dec.Atom(&dataExt) { // ignore literal8 prefix if any for BINARY
+	if dec.Special('~') { // literal8 (BINARY)
+		options.Binary = true
+	} else if dec.Atom(&dataExt) {
 		switch strings.ToUpper(dataExt) {
 		case "UTF8":
 			// '~' is the literal8 prefix
