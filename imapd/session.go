@@ -40,8 +40,9 @@ type selection struct {
 	mbox      *maildir.Mailbox
 	st        *imapserver.SessionTracker
 	readOnly  bool
-	searchRes imap.UIDSet // SEARCHRES ($), as UIDs (RFC 5182)
-	recent    recentState // \Recent (recent.go)
+	searchRes imap.UIDSet     // SEARCHRES ($), as UIDs (RFC 5182)
+	updates   []*updateSearch // live searches (CONTEXT=SEARCH, searchupdate.go)
+	recent    recentState     // \Recent (recent.go)
 }
 
 var (
@@ -137,7 +138,7 @@ func (s *session) poll(sel *selection, w *imapserver.UpdateWriter, allowExpunge 
 		s.logf(slog.LevelWarn, "imap: refresh", "mailbox", e.name, "err", err)
 	}
 	e.sync()
-	if err := sel.st.Poll(w, allowExpunge); err != nil {
+	if err := s.pollUpdates(sel, w, allowExpunge); err != nil {
 		return err
 	}
 	return s.pollRecent(sel, w)

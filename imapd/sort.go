@@ -232,7 +232,7 @@ var (
 
 // addSortCaps adds the capabilities of sort.go and thread.go.
 func addSortCaps(caps imap.CapSet) {
-	for _, c := range []imap.Cap{imap.CapSort, imap.CapSortDisplay, imap.CapESort, "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"} {
+	for _, c := range []imap.Cap{imap.CapSort, imap.CapSortDisplay, imap.CapESort, "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "CONTEXT=SEARCH"} {
 		caps[c] = struct{}{}
 	}
 }

@@ -216,31 +216,7 @@ func threadString(t imap.ThreadData) string {
 // The exchanges of RFC 5256 §3/§4 and RFC 5267 §3/§4.4, on the wire.
 func TestSortThreadRaw(t *testing.T) {
 	ts, _ := sortFixture(t)
-	conn, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	r := bufio.NewReader(conn)
-	r.ReadString('\n')
-	exchange := func(cmd string) []string {
-		t.Helper()
-		tag, _, _ := strings.Cut(cmd, " ")
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(conn, "%s\r\n", cmd)
-		var lines []string
-		for {
-			l, err := r.ReadString('\n')
-			if err != nil {
-				t.Fatalf("%s: %v", cmd, err)
-			}
-			l = strings.TrimRight(l, "\r\n")
-			lines = append(lines, l)
-			if strings.HasPrefix(l, tag+" ") {
-				return lines
-			}
-		}
-	}
+	exchange := rawExchange(t, ts.addr)
 	exchange("l LOGIN " + testUser + " " + testPass)
 	exchange("s SELECT INBOX")
 	cases := []struct{ cmd, want string }{
@@ -297,6 +273,36 @@ func TestSortCapabilities(t *testing.T) {
 	for _, want := range []imap.Cap{imap.CapSort, imap.CapSortDisplay, imap.CapESort, "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT"} {
 		if !caps.Has(want) {
 			t.Errorf("capability %s missing", want)
+		}
+	}
+}
+
+// rawExchange connects and returns a function that sends one command and returns the lines up to
+// its tagged answer.
+func rawExchange(t *testing.T, addr string) func(cmd string) []string {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	r := bufio.NewReader(conn)
+	r.ReadString('\n')
+	return func(cmd string) []string {
+		t.Helper()
+		tag, _, _ := strings.Cut(cmd, " ")
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, "%s\r\n", cmd)
+		var lines []string
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%s: %v", cmd, err)
+			}
+			l = strings.TrimRight(l, "\r\n")
+			lines = append(lines, l)
+			if strings.HasPrefix(l, tag+" ") {
+				return lines
+			}
 		}
 	}
 }

@@ -280,6 +280,8 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleSort(tag, dec, numKind)
 	case "THREAD", "UID THREAD":
 		err = c.handleThread(dec, numKind)
+	case "CANCELUPDATE":
+		err = c.handleCancelUpdate(dec)
 	default:
 		if c.state == imap.ConnStateNotAuthenticated {
 			// Don't allow a single unknown command before authentication to

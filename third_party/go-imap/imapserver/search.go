@@ -82,13 +82,22 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	}
 
 	// If no return option is specified, ALL is assumed
-	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount && !ext.partial {
+	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount && !ext.partial && !ext.update {
 		options.ReturnAll = true
+	}
+	updater, _ := c.session.(SessionSearchUpdate)
+	if ext.update && updater == nil {
+		return newClientBugError("RETURN (UPDATE) is not supported")
 	}
 
 	data, err := c.session.Search(numKind, &criteria, &options)
 	if err != nil {
 		return err
+	}
+	if ext.update {
+		if err := updater.SearchUpdate(tag, numKind, &criteria, data.All); err != nil {
+			return err
+		}
 	}
 
 	if c.enabled.Has(imap.CapIMAP4rev2) || extended {
@@ -192,6 +201,8 @@ func readSearchReturnOpts(dec *imapwire.Decoder, options *imap.SearchOptions, ex
 			options.ReturnCount = true
 		case "SAVE":
 			options.ReturnSave = true
+		case "UPDATE":
+			ext.update = true
 		case "PARTIAL":
 			var r string
 			if !dec.ExpectSP() || !dec.ExpectAtom(&r) {

@@ -32,6 +32,7 @@ var sortThreadCaps = []imap.Cap{
 
 // returnExt holds the RETURN options beyond imap.SearchOptions.
 type returnExt struct {
+	update  bool // RETURN (UPDATE): CONTEXT=SEARCH (searchupdate.go)
 	partial bool
 	lo, hi  int32 // 1-based positions; negative counts from the end (RFC 9394)
 }
@@ -184,6 +185,9 @@ func (c *Conn) handleSort(tag string, dec *imapwire.Decoder, numKind NumKind) er
 		}
 		if err := readSearchReturnOpts(dec, &options, &ext); err != nil {
 			return fmt.Errorf("in sort-return-opts: %w", err)
+		}
+		if ext.update {
+			return newClientBugError("SORT RETURN (UPDATE) is not supported (no CONTEXT=SORT)")
 		}
 		if !dec.ExpectSP() {
 			return dec.Err()

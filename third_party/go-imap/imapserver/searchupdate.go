@@ -1,0 +1,79 @@
+package imapserver
+
+import (
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/internal/imapwire"
+)
+
+// CONTEXT=SEARCH (RFC 5267 §4): SEARCH RETURN (UPDATE ...) keeps a search live; the session then
+// reports changes to its result as ESEARCH ADDTO and REMOVEFROM updates, until CANCELUPDATE or
+// until the mailbox is closed.
+
+// SessionSearchUpdate is a session that supports SEARCH RETURN (UPDATE) and CANCELUPDATE.
+type SessionSearchUpdate interface {
+	Session
+
+	// SearchUpdate starts keeping the search of command tag live; result is what Search returned
+	// for it (its All).
+	SearchUpdate(tag string, kind NumKind, criteria *imap.SearchCriteria, result imap.NumSet) error
+	// CancelUpdate ends the live searches of the given command tags.
+	CancelUpdate(tags []string) error
+}
+
+// WriteSearchUpdate writes "* ESEARCH (TAG tag) [UID] ADDTO|REMOVEFROM (position nums)": nums were
+// added to (or removed from) the result of the live search tag, position is where in the result
+// the first of them is (1-based).
+func (w *UpdateWriter) WriteSearchUpdate(tag string, kind NumKind, add bool, position uint32, nums []uint32) error {
+	if len(nums) == 0 {
+		return nil
+	}
+	enc := newResponseEncoder(w.conn)
+	defer enc.end()
+	enc.Atom("*").SP().Atom("ESEARCH").SP().Special('(').Atom("TAG").SP().String(tag).Special(')')
+	if kind == NumKindUID {
+		enc.SP().Atom("UID")
+	}
+	name := "REMOVEFROM"
+	if add {
+		name = "ADDTO"
+	}
+	enc.SP().Atom(name).SP().Special('(').Number(position).SP().Atom(orderedNumList(nums)).Special(')')
+	return enc.CRLF()
+}
+
+// PendingExpunges returns the expunges this session has not been told about yet, in the order
+// they will be reported: each message's sequence number as its EXPUNGE response will give it, and
+// its UID (0 where the tracker was not told).
+func (t *SessionTracker) PendingExpunges() (seqNums []uint32, uids []imap.UID) {
+	t.mutex.Lock()
+	defer t.mutex.Unlock()
+	for _, u := range t.queue {
+		if u.expunge != 0 {
+			seqNums = append(seqNums, u.expunge)
+			uids = append(uids, u.expungeUID)
+		}
+	}
+	return seqNums, uids
+}
+
+func (c *Conn) handleCancelUpdate(dec *imapwire.Decoder) error {
+	var tags []string
+	for {
+		var tag string
+		if !dec.ExpectSP() || !dec.ExpectString(&tag) {
+			return dec.Err()
+		}
+		tags = append(tags, tag)
+		if dec.CRLF() {
+			break
+		}
+	}
+	if err := c.checkState(imap.ConnStateSelected); err != nil {
+		return err
+	}
+	session, ok := c.session.(SessionSearchUpdate)
+	if !ok {
+		return newClientBugError("CANCELUPDATE is not supported")
+	}
+	return session.CancelUpdate(tags)
+}
