@@ -1,5 +1,3 @@
-// Package imapd is Postie's IMAP server: go-imap v2's protocol engine (imapserver) with our own
-// Session over the maildir store, serving IMAP4rev1 and IMAP4rev2 to mail clients.
 package imapd
 
 import (
