@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"postie/safeio"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"postie/envelope"
@@ -223,13 +224,32 @@ func (q *Queue) compactLocked() {
 func (q *Queue) runAttempt(ctx context.Context, it *item, dom, key string, idx []int, rcpts []string) {
 	defer q.tasks.Done()
 	defer q.wake()
+	for range maxChain {
+		var delivered bool
+		if key, delivered = q.attempt(ctx, it, dom, key, idx, rcpts); !delivered {
+			return
+		}
+		// The connection this left idle serves the domain's next message
+		// at once, if the destination allows one (throttle_sched.go).
+		var ok bool
+		if it, idx, rcpts, ok = q.chainNext(ctx, key, dom); !ok {
+			return
+		}
+	}
+}
+
+// attempt makes one attempt for the pending recipients idx of it in dom,
+// reserved at destination key ("" if not yet known), and records its
+// outcome. It returns the destination and whether any recipient was
+// delivered.
+func (q *Queue) attempt(ctx context.Context, it *item, dom, key string, idx []int, rcpts []string) (string, bool) {
 	thr := q.opts.Throttle
 	if thr != nil && key == "" {
 		// First contact with the domain: find its destination, then ask.
 		key = thr.resolveDest(ctx, dom)
 		if ok, at := thr.tryStart(key, q.now()); !ok {
 			q.finishHeld(it, dom, at)
-			return
+			return key, false
 		}
 	}
 	t := it.transfer(rcpts, idx)
@@ -238,11 +258,12 @@ func (q *Queue) runAttempt(ctx context.Context, it *item, dom, key string, idx [
 		thr.finish(key, dom, errs)
 		if held, at := heldBack(errs); held {
 			q.finishHeld(it, dom, at)
-			return
+			return key, false
 		}
 	}
 	q.noteRelayed(it, idx, t, errs)
 	q.finishAttempt(ctx, it, dom, idx, errs)
+	return key, slices.Contains(errs, nil)
 }
 
 // deliver makes the attempt. A fault of the Deliverer (a panic, a wrong

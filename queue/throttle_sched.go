@@ -2,6 +2,7 @@ package queue
 
 import (
 	"container/heap"
+	"context"
 	"errors"
 	"time"
 )
@@ -85,6 +86,53 @@ func preferRecent(w []unit, recent []string) {
 			}
 		}
 	}
+}
+
+// maxChain bounds the attempts one task makes in a row for one domain.
+const maxChain = 100
+
+// chainNext takes, for the task that just delivered to dom, the next
+// parked unit of dom at destination key, if the limits let it start now:
+// the outbound client still holds the connection that attempt left idle,
+// and reusing it beats closing it to make room for another domain's. The
+// unit's bookkeeping is startLocked's, but it runs in the calling task.
+func (q *Queue) chainNext(ctx context.Context, key, dom string) (it *item, idx []int, addrs []string, ok bool) {
+	thr := q.opts.Throttle
+	if thr == nil || ctx.Err() != nil {
+		return nil, nil, nil, false
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.inflight >= q.opts.MaxConcurrency || q.perDomain[dom] >= q.opts.MaxPerDomain {
+		return nil, nil, nil, false
+	}
+	w := q.parked[key]
+	for i := range min(len(w), maxPreferScan) {
+		u := w[i]
+		s := q.schedFor(u)
+		if u.dom != dom || s == nil {
+			continue
+		}
+		idx, addrs := u.it.pendingIn(dom)
+		if len(idx) == 0 {
+			continue // the release drops it
+		}
+		if ok, _ := thr.tryStart(key, q.now()); !ok {
+			return nil, nil, nil, false
+		}
+		w[i], w[0] = w[0], unit{}
+		if w = w[1:]; len(w) == 0 {
+			delete(q.parked, key)
+		} else {
+			q.parked[key] = w
+		}
+		s.running = true
+		u.it.running++
+		q.inflight++
+		q.perDomain[dom]++
+		return u.it, idx, addrs, true
+	}
+	return nil, nil, nil, false
 }
 
 // finishHeld ends an attempt the Throttle held back before anything was
