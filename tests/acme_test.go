@@ -88,8 +88,9 @@ func freePort(t *testing.T, ip string) int {
 
 // startPebble runs Pebble validating http-01 on httpPort and tls-alpn-01
 // on tlsPort (at whatever address DNS gives for the name), resolving
-// through dnsAddr; it stops when the test ends.
-func startPebble(t *testing.T, httpPort, tlsPort int, dnsAddr string) *pebble {
+// through dnsAddr, issuing certificates valid for validity (0: Pebble's
+// default, 90 days); it stops when the test ends.
+func startPebble(t *testing.T, httpPort, tlsPort int, dnsAddr string, validity time.Duration) *pebble {
 	t.Helper()
 	bin := pebbleBinary(t)
 	dir := t.TempDir()
@@ -112,6 +113,7 @@ func startPebble(t *testing.T, httpPort, tlsPort int, dnsAddr string) *pebble {
 		"certificate": filepath.Join(dir, "cert.pem"), "privateKey": filepath.Join(dir, "key.pem"),
 		"httpPort": httpPort, "tlsPort": tlsPort,
 		"ocspResponderURL": "", "externalAccountBindingRequired": false,
+		"profiles": map[string]any{"default": map[string]any{"description": "test", "validityPeriod": int(validity / time.Second)}},
 	}})
 	files["pebble.json"] = conf
 	for name, b := range files {
@@ -311,7 +313,7 @@ func TestACME(t *testing.T) {
 	t.Parallel()
 	dns := acmeDNS(t)
 	httpPort, tlsPort := freePort(t, acmeIP), freePort(t, acmeIP)
-	pb := startPebble(t, httpPort, tlsPort, dns.Addr())
+	pb := startPebble(t, httpPort, tlsPort, dns.Addr(), 0)
 	g := newGate(t, strings.TrimSuffix(strings.TrimPrefix(pb.dir, "https://"), "/dir"))
 	in := newInstance(t, acmeConfig("https://"+g.addr+"/dir", pb.caFile, httpPort, tlsPort))
 	in.extraRoles = []string{"http", "https"}
@@ -439,7 +441,7 @@ func TestACMEHTTP01(t *testing.T) {
 	t.Parallel()
 	dns := acmeDNS(t)
 	httpPort, tlsPort := freePort(t, acmeIP), freePort(t, acmeIP)
-	pb := startPebble(t, httpPort, tlsPort, dns.Addr())
+	pb := startPebble(t, httpPort, tlsPort, dns.Addr(), 0)
 	in := newInstance(t, acmeConfig(pb.dir, pb.caFile, httpPort, 0))
 	in.extraRoles = []string{"http"}
 	in.start()
@@ -456,6 +458,33 @@ func TestACMEHTTP01(t *testing.T) {
 	if want := fmt.Sprintf("validate w/ HTTP: http://%s:%d/", acmeHost, httpPort); !strings.Contains(string(b), want) {
 		t.Errorf("pebble log has no %q", want)
 	}
+}
+
+// TestACMERenewal: certificates are renewed before they expire, and the
+// renewed one is served, with no client having asked: Pebble issues them
+// for 45 seconds here, so the ACME client renews each after about 30.
+func TestACMERenewal(t *testing.T) {
+	t.Parallel()
+	dns := acmeDNS(t)
+	httpPort, tlsPort := freePort(t, acmeIP), freePort(t, acmeIP)
+	pb := startPebble(t, httpPort, tlsPort, dns.Addr(), 45*time.Second)
+	in := newInstance(t, acmeConfig(pb.dir, pb.caFile, httpPort, tlsPort))
+	in.extraRoles = []string{"http", "https"}
+	in.start()
+	root := pb.root(t)
+	eventually(t, 2*time.Minute, "IMAPS with Pebble's certificate", func() error {
+		return verifiedTLS(in.ports["imaps"], acmeHost, root)
+	})
+	first := peerLeaf(t, in.ports["imaps"], acmeHost)
+	eventually(t, 2*time.Minute, "a renewed certificate on IMAPS", func() error {
+		if err := verifiedTLS(in.ports["imaps"], acmeHost, root); err != nil {
+			return err
+		}
+		if leaf := peerLeaf(t, in.ports["imaps"], acmeHost); leaf.SerialNumber.Cmp(first.SerialNumber) == 0 {
+			return fmt.Errorf("still the first certificate, valid until %v", leaf.NotAfter)
+		}
+		return nil
+	})
 }
 
 // TestCheckConfigACME: check-config warns when ACME cannot work (no [http]

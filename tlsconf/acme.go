@@ -44,7 +44,9 @@ type ACMEOptions struct {
 	RetryMax time.Duration
 	// Refresh is how often, when every name has its certificate, the
 	// certificates are read again from the ACME client (which renews them
-	// in the background from 30 days before expiry); 0 means one hour.
+	// by itself, a third of their lifetime before they expire, at most 30
+	// days); 0 means one hour. Certificates with a short lifetime are read
+	// more often: every tenth of it.
 	Refresh time.Duration
 }
 
@@ -218,8 +220,8 @@ const autocertForget = time.Minute + 5*time.Second
 // listeners, and keeps them current until ctx ends: a failed name is
 // tried again after RetryMin, doubling up to RetryMax (a Reload tries at
 // once, or a minute after the last failure if that is later); when all
-// are held, they are read again every Refresh, which picks up the
-// renewals the ACME client makes by itself. Without EnableACME it returns
+// are held, they are read again every Refresh (or tenth of the shortest
+// lifetime), which picks up the renewals the ACME client makes by itself. Without EnableACME it returns
 // at once. A pass in progress does not end with ctx (autocert gives no
 // way to cancel one); RunACME returns after it.
 func (m *Manager) RunACME(ctx context.Context) {
@@ -230,8 +232,9 @@ func (m *Manager) RunACME(ctx context.Context) {
 	wait := a.opts.RetryMin
 	var lastFail time.Time
 	for {
-		next := a.opts.Refresh
-		if failed := m.obtainAll(ctx); failed > 0 {
+		failed, shortest := m.obtainAll(ctx)
+		next := min(a.opts.Refresh, max(shortest/10, time.Second))
+		if failed > 0 {
 			lastFail = time.Now()
 			next, wait = wait, min(2*wait, a.opts.RetryMax)
 			m.logger.Warn("tls: ACME certificates missing; the configured or self-signed certificate stands in",
@@ -273,12 +276,14 @@ func (a *acmeState) sleep(ctx context.Context, d time.Duration, lastFail time.Ti
 }
 
 // obtainAll asks autocert for each name's certificate (from its memory,
-// its cache, or the ACME server) and returns how many it could not get.
-func (m *Manager) obtainAll(ctx context.Context) int {
-	a, failed := m.acme, 0
+// its cache, or the ACME server) and returns how many it could not get,
+// and the shortest lifetime of those it holds.
+func (m *Manager) obtainAll(ctx context.Context) (failed int, shortest time.Duration) {
+	a := m.acme
+	shortest = a.opts.Refresh * 10
 	for _, name := range a.opts.Names {
 		if ctx.Err() != nil {
-			return failed
+			return failed, shortest
 		}
 		c, err := a.ac.GetCertificate(ecdsaHello(name))
 		if err == nil && c.Leaf == nil {
@@ -289,6 +294,7 @@ func (m *Manager) obtainAll(ctx context.Context) int {
 			m.logger.Warn("tls: ACME certificate not obtained", "name", name, "err", err)
 			continue
 		}
+		shortest = min(shortest, c.Leaf.NotAfter.Sub(c.Leaf.NotBefore))
 		a.mu.Lock()
 		old := a.certs[name]
 		a.certs[name] = c
@@ -298,7 +304,7 @@ func (m *Manager) obtainAll(ctx context.Context) int {
 				"issuer", c.Leaf.Issuer.String(), "not_after", c.Leaf.NotAfter)
 		}
 	}
-	return failed
+	return failed, shortest
 }
 
 // ecdsaHello is a ClientHello that makes autocert pick (or obtain) the

@@ -157,7 +157,7 @@ func TestACMEFromCache(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(cache, hostname), append(keyPEM, certPEM...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if failed := m.obtainAll(context.Background()); failed != 0 {
+	if failed, _ := m.obtainAll(context.Background()); failed != 0 {
 		t.Fatalf("%d names failed", failed)
 	}
 	if got := served(t, m, hostname); got == m.Certificate() || got.Leaf.VerifyHostname(hostname) != nil {

@@ -90,7 +90,7 @@ func New(certFile, keyFile, selfSignedDir, hostname string, logger *slog.Logger)
 		GetCertificate:         m.getCertificate,
 	}
 	if m.selfSigned {
-		logger.Warn("tls: using a self-signed certificate; mail clients will warn about it, set tls.cert_file and tls.key_file for a real one",
+		logger.Warn("tls: using a self-signed certificate; mail clients will warn about it: set tls.cert_file and tls.key_file, or tls.acme, for a real one",
 			"cert", m.certFile)
 	} else {
 		m.check(cert)
