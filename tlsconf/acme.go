@@ -28,7 +28,8 @@ type ACMEOptions struct {
 	CAFile string
 	// CacheDir keeps the account key and the certificates (with their
 	// keys). Required. It is made (or narrowed to) mode 0700; every file in
-	// it is written 0600, durably.
+	// it is written 0600, durably. It belongs to one Directory: what
+	// another one left there is removed.
 	CacheDir string
 	// Names are the names to hold a certificate for, one certificate each.
 	// The first is the default: it is served when a client sends no SNI,
@@ -88,6 +89,11 @@ func (m *Manager) EnableACME(opts ACMEOptions) error {
 	cache, err := newDirCache(opts.CacheDir)
 	if err != nil {
 		return err
+	}
+	if cleared, err := cache.bindDirectory(opts.Directory); err != nil {
+		return err
+	} else if cleared {
+		m.logger.Info("tls: ACME server changed; certificates of the previous one dropped", "directory", opts.Directory, "cache", opts.CacheDir)
 	}
 	client := &acme.Client{DirectoryURL: opts.Directory, UserAgent: "postie"}
 	if opts.CAFile != "" {

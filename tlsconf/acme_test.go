@@ -266,6 +266,36 @@ func TestACMECacheFiles(t *testing.T) {
 	}
 }
 
+// TestACMECacheDirectory: the cache belongs to one ACME server; pointed
+// at another (from staging to production), it starts empty.
+func TestACMECacheDirectory(t *testing.T) {
+	c, err := newDirCache(filepath.Join(t.TempDir(), "acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const staging, production = "https://staging.test/dir", "https://production.test/dir"
+	if cleared, err := c.bindDirectory(staging); err != nil || cleared {
+		t.Fatalf("first bind: cleared %v, %v", cleared, err)
+	}
+	c.Put(ctx, hostname, []byte("staging certificate"))
+	if cleared, err := c.bindDirectory(staging); err != nil || cleared {
+		t.Fatalf("same directory: cleared %v, %v", cleared, err)
+	}
+	if _, err := c.Get(ctx, hostname); err != nil {
+		t.Fatalf("same directory: %v", err)
+	}
+	if cleared, err := c.bindDirectory(production); err != nil || !cleared {
+		t.Fatalf("another directory: cleared %v, %v", cleared, err)
+	}
+	if _, err := c.Get(ctx, hostname); !errors.Is(err, autocert.ErrCacheMiss) {
+		t.Errorf("another directory: the old certificate is still cached (%v)", err)
+	}
+	if b, _ := c.Get(ctx, directoryFile); string(b) != production {
+		t.Errorf("%s holds %q", directoryFile, b)
+	}
+}
+
 // TestACMEHostPolicy: exactly the names, in any case, with or without a
 // port (an http-01 validation on a port other than 80 sends one).
 func TestACMEHostPolicy(t *testing.T) {

@@ -36,6 +36,38 @@ func newDirCache(dir string) (*dirCache, error) {
 	return &dirCache{dir: dir}, nil
 }
 
+// directoryFile records which ACME server the cache belongs to. No
+// autocert entry has this name: theirs are host names (with dots),
+// "acme_account+key", and names with a "+" suffix.
+const directoryFile = "directory_url"
+
+// bindDirectory makes the cache belong to the ACME server at url: a cache
+// of another server (say Let's Encrypt's staging, after trying it) is
+// emptied, or its untrusted certificates would be served until renewal.
+// It reports whether it emptied one.
+func (c *dirCache) bindDirectory(url string) (bool, error) {
+	old, err := os.ReadFile(c.path(directoryFile))
+	switch {
+	case err == nil && string(old) == url:
+		return false, nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return false, fmt.Errorf("tlsconf: ACME cache: %w", err)
+	}
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		return false, fmt.Errorf("tlsconf: ACME cache: %w", err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(c.dir, e.Name())); err != nil {
+			return false, fmt.Errorf("tlsconf: ACME cache: %w", err)
+		}
+	}
+	if err := c.fs.WriteFile(c.path(directoryFile), []byte(url), 0o600); err != nil {
+		return false, fmt.Errorf("tlsconf: ACME cache: %w", err)
+	}
+	return len(entries) > 0, nil
+}
+
 // path keeps name inside the directory, whatever it holds.
 func (c *dirCache) path(name string) string {
 	return filepath.Join(c.dir, filepath.Clean("/"+name))
