@@ -22,15 +22,18 @@ type sortItem struct {
 	seq, uid uint32
 	size     int64
 	arrival  time.Time
+	sent     int64 // the sent date of RFC 5256 SORT DATE: the Date field, else the internal date
 	keys     *msgKeys
 }
 
-// sentDate is the sent date of RFC 5256 SORT DATE: the Date field, else the internal date.
-func (it *sortItem) sentDate() int64 {
-	if it.keys.hasDate {
-		return it.keys.sent
+func (it *sortItem) sentDate() int64 { return it.sent }
+
+func newSortItem(m *message, k *msgKeys) sortItem {
+	it := sortItem{seq: m.seq, uid: m.uid, size: m.size, arrival: m.date, keys: k, sent: k.sent}
+	if !k.hasDate {
+		it.sent = m.date.Unix()
 	}
-	return it.arrival.Unix()
+	return it
 }
 
 // num is the message's number in the answer.
@@ -113,7 +116,7 @@ func (s *session) matchingItems(op string, criteria *imap.SearchCriteria) ([]*so
 				if len(store) == cap(store) {
 					store = make([]sortItem, 0, fetchBatch)
 				}
-				store = append(store, sortItem{seq: m.seq, uid: m.uid, size: m.size, arrival: m.date, keys: keys[i]})
+				store = append(store, newSortItem(m, keys[i]))
 				items = append(items, &store[len(store)-1])
 			}
 		}

@@ -162,7 +162,7 @@ func TestThreadAlgorithms(t *testing.T) {
 func TestThreadReferencesTrees(t *testing.T) {
 	mk := func(seq uint32, id, subject string, refs ...string) *sortItem {
 		base, reply := baseSubject(subject)
-		return &sortItem{seq: seq, uid: seq, arrival: time.Unix(int64(seq)*60, 0),
+		return &sortItem{seq: seq, uid: seq, arrival: time.Unix(int64(seq)*60, 0), sent: int64(seq) * 60,
 			keys: &msgKeys{msgID: id, refs: refs, subject: caseMap(base), reply: reply}}
 	}
 	items := []*sortItem{

@@ -205,14 +205,33 @@ func prune(list []*container, atRoot bool) []*container {
 	return out
 }
 
+// sortSiblings orders containers by the sent date of their first message, then its sequence
+// number (both copied out first: the comparisons then touch no pointer).
 func sortSiblings(list []*container) {
-	slices.SortStableFunc(list, func(a, b *container) int {
-		x, y := a.first(), b.first()
-		if x == nil || y == nil {
-			return 0
+	if len(list) < 2 {
+		return
+	}
+	type row struct {
+		date int64
+		seq  uint32
+		c    *container
+	}
+	rows := make([]row, len(list))
+	for i, c := range list {
+		rows[i].c = c
+		if it := c.first(); it != nil {
+			rows[i].date, rows[i].seq = it.sent, it.seq
 		}
-		return dateOrder(x, y)
+	}
+	slices.SortFunc(rows, func(a, b row) int {
+		if c := cmp.Compare(a.date, b.date); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.seq, b.seq)
 	})
+	for i := range rows {
+		list[i] = rows[i].c
+	}
 }
 
 func sortTree(list []*container) {
