@@ -6,15 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"postie/accounts"
 	"postie/config"
 	"postie/envelope"
-	"postie/maildir"
-	"postie/mda"
-	"postie/queue"
 )
 
 // exitUnavailable is sysexits' EX_UNAVAILABLE, for permanent failures other
@@ -51,26 +47,8 @@ func cmdDeliver(e *env, args []string) error {
 	// The queue is opened only when a recipient resolves to a remote
 	// address: most LDA calls never need it. While a server owns the spool,
 	// queue.Open gives an enqueue-only handle and tells the server.
-	var q *queue.Queue
-	defer func() {
-		if q != nil {
-			q.Close()
-		}
-	}()
-	fwd := queueForwarder(func() (*queue.Queue, error) {
-		if q == nil {
-			var err error
-			if q, err = queue.Open(queue.Options{Dir: cfg.QueueDir(), Hostname: cfg.Hostname, Logger: log}); err != nil {
-				return nil, err
-			}
-		}
-		return q, nil
-	})
-	m := mda.New(mda.Options{
-		Hostname: cfg.Hostname, Directory: db,
-		Store:     maildir.NewStore(cfg.MailDir(), maildir.StoreOptions{Hostname: cfg.Hostname, Logger: log}),
-		Forwarder: fwd, Postmaster: cfg.Postmaster, TmpDir: os.TempDir(), Logger: log,
-	})
+	m, done := oneShotRouter(cfg, db, log)
+	defer done()
 	env := &envelope.Envelope{ID: newID(), From: *from, To: rcpts, Protocol: "LOCAL", Received: time.Now()}
 	errs := m.Deliver(context.Background(), env, e.stdin)
 	return deliverOutcome(e, rcpts, errs)

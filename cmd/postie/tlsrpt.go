@@ -9,10 +9,7 @@ import (
 
 	"postie/accounts"
 	"postie/config"
-	"postie/maildir"
-	"postie/mda"
 	"postie/outbound"
-	"postie/queue"
 	"postie/tlsrpt"
 )
 
@@ -79,26 +76,8 @@ func cmdTLSRPT(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var q *queue.Queue
-	defer func() {
-		if q != nil {
-			q.Close()
-		}
-	}()
-	fwd := queueForwarder(func() (*queue.Queue, error) {
-		if q == nil {
-			var err error
-			if q, err = queue.Open(queue.Options{Dir: cfg.QueueDir(), Hostname: cfg.Hostname, Logger: log}); err != nil {
-				return nil, err
-			}
-		}
-		return q, nil
-	})
-	m := mda.New(mda.Options{
-		Hostname: cfg.Hostname, Directory: db,
-		Store:     maildir.NewStore(cfg.MailDir(), maildir.StoreOptions{Hostname: cfg.Hostname, Logger: log}),
-		Forwarder: fwd, Postmaster: cfg.Postmaster, TmpDir: os.TempDir(), Logger: log,
-	})
+	m, done := oneShotRouter(cfg, db, log)
+	defer done()
 	if err := os.MkdirAll(tlsrptDir(cfg), 0o700); err != nil {
 		return err
 	}
