@@ -23,7 +23,8 @@ import (
 // recipient domain. Each destination gets:
 //
 //   - a message rate: attempts are spaced Window/MessagesPerMinute apart
-//     (no bursts), so no Window holds more than MessagesPerMinute starts;
+//     plus 5% (no bursts), so that no Window holds more than
+//     MessagesPerMinute arrivals at the receiver;
 //   - a cap on concurrent connections, counted by the outbound client
 //     through Connect (idle connections kept for reuse count too), and on
 //     concurrent attempts, counted by the queue;
@@ -291,9 +292,20 @@ func (t *Throttle) tryStart(key string, now time.Time) (ok bool, retry time.Time
 	b.attempts++
 	b.count(now, t.opts.Window)
 	if b.rate > 0 {
-		b.next = maxTime(b.next, now).Add(t.opts.Window / time.Duration(b.rate))
+		b.next = maxTime(b.next, now).Add(t.spacing(b.rate))
 	}
 	return true, time.Time{}
+}
+
+// spacing is the time between two starts at rate per Window, plus a
+// twentieth: the receiver counts arrivals, which come after the starts
+// by a time that varies (a new connection and its TLS handshake, or a
+// reused one), so any rate+1 starts span Window plus a twentieth of it,
+// which absorbs that variation (3 s in a minute) and keeps every window
+// at the receiver within the rate.
+func (t *Throttle) spacing(rate int) time.Duration {
+	d := t.opts.Window / time.Duration(rate)
+	return d + d/20
 }
 
 // earliest is when the destination's rate and hold let the next attempt

@@ -148,7 +148,8 @@ func throttled(t *testing.T, d *fakeDeliverer, o ThrottleOptions) (*harness, *Th
 }
 
 // TestThrottleRate counts the attempts the scheduler starts as the clock
-// moves: one per Window/MessagesPerMinute, no burst after a quiet time.
+// moves: one per Window/MessagesPerMinute (plus 5%), no burst after a
+// quiet time.
 func TestThrottleRate(t *testing.T) {
 	d := newDeliverer(nil)
 	h, _ := throttled(t, d, ThrottleOptions{MessagesPerMinute: 6}) // one per 10 s
@@ -160,7 +161,10 @@ func TestThrottleRate(t *testing.T) {
 	steps := []struct {
 		advance time.Duration
 		calls   int
-	}{{0, 1}, {5 * time.Second, 1}, {5 * time.Second, 2}, {9 * time.Second, 2}, {time.Second, 3}, {time.Minute, 4}, {10 * time.Second, 5}}
+	}{ // one per 10 s plus 5%: 10.5 s
+		{0, 1}, {10 * time.Second, 1}, {500 * time.Millisecond, 2}, {10 * time.Second, 2}, {500 * time.Millisecond, 3},
+		{time.Minute, 4}, {10 * time.Second, 4}, {500 * time.Millisecond, 5},
+	}
 	for i, s := range steps {
 		h.tick(s.advance)
 		if n := d.callCount(); n != s.calls {
@@ -201,12 +205,13 @@ func TestThrottleBacksOff(t *testing.T) {
 	if n := d.callCount(); n != 1 {
 		t.Fatalf("%d attempts during the hold, want none", n-1)
 	}
-	// Then one every two seconds: 11 in the next 20 s (not 21).
-	for range 21 {
-		h.tick(time.Second)
+	// Then one every 2.1 s (two seconds plus 5%): at 60, 62.1 ... 78.9,
+	// ten by 80 s where the configured rate allowed twenty-one.
+	for range 200 {
+		h.tick(100 * time.Millisecond)
 	}
-	if n := d.callCount() - 1; n < 10 || n > 11 {
-		t.Fatalf("%d attempts in the 21 s after the hold, want 10 or 11 (half the rate)", n)
+	if n := d.callCount() - 1; n != 10 {
+		t.Fatalf("%d attempts in the 20 s after the hold, want 10 (half the rate)", n)
 	}
 	// Ten successes added a tenth of the configured rate back.
 	if s := thr.Stats("remote.test"); !s.Slowed || s.Rate != 36 {
