@@ -27,7 +27,9 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
+	"postie/mtasts"
 	"strings"
+	"time"
 
 	"postie/dkim"
 )
@@ -77,7 +79,7 @@ var DefaultSTSPolicy = STSPolicy{Mode: "testing", MaxAge: 604800}
 
 // Text is the policy file for mx, as served.
 func (p STSPolicy) Text(mx string) string {
-	return fmt.Sprintf("version: STSv1\r\nmode: %s\r\nmx: %s\r\nmax_age: %d\r\n", p.Mode, mx, p.MaxAge)
+	return mtasts.Format(mtasts.Mode(p.Mode), []string{mx}, time.Duration(p.MaxAge)*time.Second)
 }
 
 // ID is the policy's id for the _mta-sts TXT record: a hash of Text, so it

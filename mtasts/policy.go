@@ -157,6 +157,18 @@ func (p *Policy) Match(host string) bool {
 	return false
 }
 
+// Format is the text of a policy file as we serve ours: CRLF line ends,
+// version, mode, one mx line per pattern, max_age in seconds.
+func Format(mode Mode, mx []string, maxAge time.Duration) string {
+	var b strings.Builder
+	b.WriteString("version: STSv1\r\nmode: " + string(mode) + "\r\n")
+	for _, m := range mx {
+		b.WriteString("mx: " + m + "\r\n")
+	}
+	b.WriteString("max_age: " + strconv.FormatInt(int64(maxAge/time.Second), 10) + "\r\n")
+	return b.String()
+}
+
 // Lines returns the policy's non-empty lines, as TLS-RPT's
 // policy-string wants them (RFC 8460 section 4.4).
 func (p *Policy) Lines() []string {

@@ -122,3 +122,19 @@ func FuzzParseRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestFormatParses: the policy we serve (Format) is one our own parser
+// and the RFC accept, and it says what it was given.
+func TestFormatParses(t *testing.T) {
+	text := Format(ModeEnforce, []string{"mx.example.test", "*.backup.example.test"}, 7*24*time.Hour)
+	p, err := Parse(text)
+	if err != nil {
+		t.Fatalf("Parse(Format(...)): %v\n%s", err, text)
+	}
+	if p.Mode != ModeEnforce || p.MaxAge != 7*24*time.Hour || len(p.MX) != 2 || !p.Match("mx.example.test") || !p.Match("a.backup.example.test") {
+		t.Errorf("parsed %+v from\n%s", p, text)
+	}
+	if !strings.HasSuffix(text, "\r\n") || strings.Count(text, "\r\n") != 5 {
+		t.Errorf("want 5 CRLF lines:\n%q", text)
+	}
+}

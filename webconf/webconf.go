@@ -34,7 +34,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
+	"postie/mtasts"
 	"strings"
 	"time"
 )
@@ -257,6 +257,5 @@ func (s *Server) mtaSTS(w http.ResponseWriter) {
 
 // MTASTSPolicy is the text of the policy file.
 func MTASTSPolicy(mode, mx string, maxAge time.Duration) string {
-	return "version: STSv1\r\nmode: " + mode + "\r\nmx: " + mx + "\r\nmax_age: " +
-		strconv.Itoa(int(maxAge/time.Second)) + "\r\n"
+	return mtasts.Format(mtasts.Mode(mode), []string{mx}, maxAge)
 }
