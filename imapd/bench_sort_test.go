@@ -21,6 +21,16 @@ func benchSortCmd(b *testing.B, cmd string) {
 		bc.run(cmd)
 	}
 	b.ReportMetric(float64(first.Milliseconds()), "first-ms")
+	kc := &ts.srv.boxes.existing(mustMailbox(b, ts, "INBOX")).keys
+	kc.mu.Lock()
+	total := 0
+	for _, k := range kc.keys {
+		total += k.keyBytes()
+	}
+	if n := len(kc.keys); n > 0 {
+		b.ReportMetric(float64(total)/float64(n), "keys-B/msg")
+	}
+	kc.mu.Unlock()
 }
 
 func BenchmarkSortSubject(b *testing.B)     { benchSortCmd(b, "UID SORT (SUBJECT) UTF-8 ALL") }

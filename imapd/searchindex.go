@@ -116,7 +116,9 @@ func (s *session) buildIndex(sel *selection, h *indexHolder, live []liveMsg) {
 	s.indexMessages(sel, h.idx, live, missing)
 	h.mu.Lock()
 	h.building = false
-	s.maybeSave(h, true)
+	if s.srv.ctx.Err() == nil { // after Shutdown, the data directory is no longer ours to write
+		s.maybeSave(h, true)
+	}
 	h.mu.Unlock()
 	st := h.idx.Stats()
 	s.srv.log.Info("imapd: search index built", "user", s.user.Address, "mailbox", sel.entry.name,
