@@ -27,11 +27,11 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
-	"postie/mtasts"
 	"strings"
 	"time"
 
 	"postie/dkim"
+	"postie/mtasts"
 )
 
 // Record is one DNS record to publish.

@@ -34,9 +34,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"postie/mtasts"
 	"strings"
 	"time"
+
+	"postie/mtasts"
 )
 
 // acmeALPN is the ALPN protocol of ACME tls-alpn-01 validations.
