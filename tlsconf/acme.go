@@ -86,15 +86,6 @@ func (m *Manager) EnableACME(opts ACMEOptions) error {
 		names[i] = canonName(n)
 	}
 	opts.Names = names
-	cache, err := newDirCache(opts.CacheDir)
-	if err != nil {
-		return err
-	}
-	if cleared, err := cache.bindDirectory(opts.Directory); err != nil {
-		return err
-	} else if cleared {
-		m.logger.Info("tls: ACME server changed; certificates of the previous one dropped", "directory", opts.Directory, "cache", opts.CacheDir)
-	}
 	client := &acme.Client{DirectoryURL: opts.Directory, UserAgent: "postie"}
 	if opts.CAFile != "" {
 		pem, err := os.ReadFile(opts.CAFile)
@@ -109,6 +100,15 @@ func (m *Manager) EnableACME(opts ACMEOptions) error {
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, Proxy: http.ProxyFromEnvironment},
 			Timeout:   time.Minute,
 		}
+	}
+	cache, err := newDirCache(opts.CacheDir)
+	if err != nil {
+		return err
+	}
+	if cleared, err := cache.bindDirectory(opts.Directory); err != nil {
+		return err
+	} else if cleared {
+		m.logger.Info("tls: ACME server changed; certificates of the previous one dropped", "directory", opts.Directory, "cache", opts.CacheDir)
 	}
 	m.acme = &acmeState{
 		opts: opts,
