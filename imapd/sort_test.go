@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -304,5 +305,32 @@ func rawExchange(t *testing.T, addr string) func(cmd string) []string {
 				return lines
 			}
 		}
+	}
+}
+
+// A reply chain deeper than maxThreadDepth is cut there rather than followed: no quadratic work.
+func TestThreadDepthBound(t *testing.T) {
+	n := maxThreadDepth + 10
+	items := make([]*sortItem, n)
+	var refs []string
+	for i := range items {
+		id := fmt.Sprintf("m%d", i)
+		items[i] = &sortItem{seq: uint32(i + 1), uid: uint32(i + 1), sent: int64(i),
+			keys: &msgKeys{msgID: id, refs: slices.Clone(refs[max(0, len(refs)-10):]), subject: "S"}}
+		refs = append(refs, id)
+	}
+	threads := threadReferences(items, 0)
+	depth := func(t imap.ThreadData) int { // the chain's length, as writeThread flattens it
+		d := 0
+		for {
+			d += len(t.Chain)
+			if len(t.SubThreads) != 1 {
+				return d
+			}
+			t = t.SubThreads[0]
+		}
+	}
+	if len(threads) != 1 || depth(threads[0]) > maxThreadDepth+1 {
+		t.Errorf("%d threads, first %d deep", len(threads), depth(threads[0]))
 	}
 }

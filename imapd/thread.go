@@ -81,10 +81,15 @@ type container struct {
 	children []*container
 }
 
-// isAncestorOf reports whether c is p or one of p's ancestors.
+// maxThreadDepth bounds how deep a thread grows: a link that would put a message deeper is
+// refused as a loop would be, so that a mailbox of crafted references costs neither quadratic time
+// nor deep recursion.
+const maxThreadDepth = 2048
+
+// isAncestorOf reports whether c is p or one of p's ancestors (or p is maxThreadDepth deep).
 func (c *container) isAncestorOf(p *container) bool {
-	for ; p != nil; p = p.parent {
-		if p == c {
+	for depth := 0; p != nil; p, depth = p.parent, depth+1 {
+		if p == c || depth >= maxThreadDepth {
 			return true
 		}
 	}
