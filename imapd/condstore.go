@@ -31,6 +31,11 @@ func (s *session) condStoreOn() bool {
 	return s.conn != nil && s.conn.EnabledCaps().Has(imap.CapCondStore)
 }
 
+// qresyncOn reports whether the client has enabled QRESYNC (every FETCH response then carries the UID).
+func (s *session) qresyncOn() bool {
+	return s.conn != nil && s.conn.EnabledCaps().Has(imap.CapQResync)
+}
+
 // QResync answers SELECT/EXAMINE ... (QRESYNC (uidvalidity modseq [known-uids [seq-match]]))
 // (RFC 7162 §3.2.5): VANISHED (EARLIER) for the known UIDs expunged since modseq, then a FETCH for each
 // known message changed since. Sequence-match data is not needed: the answer is exact without it.
@@ -168,7 +173,7 @@ func (s *session) storeAnswer(w *imapserver.FetchWriter, numSet imap.NumSet, uid
 	}
 	if len(fetchUIDs) > 0 {
 		_, byUID := numSet.(imap.UIDSet)
-		opts := &imap.FetchOptions{UID: !silent || byUID, Flags: !silent, ModSeq: condStore}
+		opts := &imap.FetchOptions{UID: !silent || byUID || s.qresyncOn(), Flags: !silent, ModSeq: condStore}
 		if err := s.fetch(w, imap.UIDSetNum(toUIDs(fetchUIDs)...), opts, false); err != nil {
 			return err
 		}
@@ -279,4 +284,17 @@ func searchUsesModSeq(c *imap.SearchCriteria) bool {
 		}
 	}
 	return false
+}
+
+// currentModSeq is the modseq of the selected mailbox's message uid now (the session tracker leaves
+// out queued flag updates older than that).
+func (sel *selection) currentModSeq(uid imap.UID) (uint64, bool) {
+	var ms uint64
+	ok := false
+	sel.mbox.View(func(msgs []maildir.Message) {
+		if i := searchUID(msgs, uint32(uid)); i < len(msgs) && msgs[i].UID == uint32(uid) {
+			ms, ok = msgs[i].ModSeq, true
+		}
+	})
+	return ms, ok
 }

@@ -40,6 +40,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		}
 	})
 	s.sel = &selection{entry: e, mbox: m, st: st, readOnly: options.ReadOnly}
+	st.SetModSeqLookup(s.sel.currentModSeq) // condstore.go
 	flags := e.mailboxFlags()
 	perm := append([]imap.Flag(nil), flags...)
 	if len(flags) < len(systemFlags)+maildir.MaxKeywords {

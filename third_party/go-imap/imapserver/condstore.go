@@ -211,6 +211,9 @@ func (c *Conn) checkFetchModifiers(numKind NumKind, options *imap.FetchOptions, 
 	if options.Flags && c.condStore() {
 		options.ModSeq = true
 	}
+	if c.qresync() {
+		options.UID = true // RFC 7162 §3.2.4: every FETCH response carries the UID
+	}
 	return nil
 }
 
@@ -333,6 +336,31 @@ func (w *UpdateWriter) WriteExpunges(seqNums []uint32, uids []imap.UID) error {
 		}
 	}
 	return nil
+}
+
+// SetModSeqLookup gives the session tracker the current modseq of a message
+// by UID (ok false: no longer there). A queued flag update older than the
+// message's current state is then left out: the client has had, or will
+// have, the newer state (a FETCH answer of its own, or a later update), and
+// seeing the older one after it would take its flags back and its MODSEQ
+// down. So is one of a message expunged since: its expunge follows.
+func (t *SessionTracker) SetModSeqLookup(fn func(uid imap.UID) (modSeq uint64, ok bool)) {
+	t.mutex.Lock()
+	t.modSeq = fn
+	t.mutex.Unlock()
+}
+
+// staleFetch reports whether a queued flag update is older than its
+// message's current state.
+func (t *SessionTracker) staleFetch(f *trackerUpdateFetch) bool {
+	t.mutex.Lock()
+	fn := t.modSeq
+	t.mutex.Unlock()
+	if fn == nil || f.modSeq == 0 || f.uid == 0 {
+		return false
+	}
+	cur, ok := fn(f.uid)
+	return !ok || cur > f.modSeq // gone: its expunge follows
 }
 
 // WriteMessageFlagsModSeq writes a FETCH response with FLAGS, and MODSEQ when

@@ -141,7 +141,8 @@ type SessionTracker struct {
 	mutex   sync.Mutex
 	queue   []trackerUpdate
 	updates chan<- struct{}
-	known   uint32 // messages the client has been told of (tracker_coalesce.go)
+	known   uint32                            // messages the client has been told of (tracker_coalesce.go)
+	modSeq  func(uid imap.UID) (uint64, bool) // SetModSeqLookup (condstore.go)
 }
 
 // Close unregisters the session.
@@ -214,6 +215,9 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 		case update.mailboxFlags != nil:
 			err = w.WriteMailboxFlags(update.mailboxFlags)
 		case update.fetch != nil:
+			if t.staleFetch(update.fetch) {
+				continue
+			}
 			err = w.WriteMessageFlagsModSeq(update.fetch.seqNum, update.fetch.uid, update.fetch.flags, update.fetch.modSeq)
 		default:
 			panic(fmt.Errorf("imapserver: unknown tracker update %#v", update))
