@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"postie/safeio"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +14,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"postie/envelope"
+	"postie/safeio"
 )
 
 // fileData is accounts.toml as decoded and validated, in file order.

@@ -24,13 +24,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"postie/safeio"
 	"strings"
 	"sync"
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
 	"postie/envelope"
+	"postie/safeio"
 )
 
 // keyBits is the RSA modulus size: RFC 8301 requires at least 1024 bits and

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+	_ "github.com/emersion/go-message/charset" // decodes every charset x/text knows
 
 	"github.com/emersion/go-message"
-	_ "github.com/emersion/go-message/charset" // decodes every charset x/text knows
 	"github.com/emersion/go-message/mail"
 )
 

@@ -3,12 +3,13 @@ package outbound
 import (
 	"context"
 	"fmt"
-	"golang.org/x/net/idna"
 	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/net/idna"
 
 	"postie/envelope"
 )

@@ -11,9 +11,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"postie/netconn"
 	"runtime/debug"
 	"strings"
+
+	"postie/netconn"
 )
 
 const (

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"postie/safeio"
 	"slices"
 	"strings"
 	"time"
+
+	"postie/safeio"
 )
 
 // Administration from another process (the `postie queue` commands).

@@ -4,11 +4,12 @@ import (
 	"container/heap"
 	"math/rand/v2"
 	"path/filepath"
-	"postie/envelope"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"postie/envelope"
 )
 
 // item is a queued message in memory. Its fields are guarded by Queue.mu,

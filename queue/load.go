@@ -4,8 +4,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"postie/safeio"
 	"strings"
+
+	"postie/safeio"
 )
 
 // recoverAndLoad cleans up after a crash and loads every message. It runs

@@ -19,11 +19,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"postie/safeio"
 	"sync"
 	"time"
 
 	"postie/envelope"
+	"postie/safeio"
 )
 
 // Deliverer makes one delivery attempt of a message to recipients that all share one domain.

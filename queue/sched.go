@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"postie/safeio"
 	"runtime/debug"
 	"slices"
 	"time"
 
 	"postie/envelope"
+	"postie/safeio"
 )
 
 // Run is the scheduler: one goroutine that sleeps on a timer until the

@@ -15,8 +15,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"postie/safeio"
 	"time"
+
+	"postie/safeio"
 )
 
 const (

@@ -11,13 +11,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"postie/internal/testutil"
-	"postie/safeio"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"postie/internal/testutil"
+	"postie/safeio"
 )
 
 const hostname = "mail.example.test"

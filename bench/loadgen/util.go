@@ -5,10 +5,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"postie/accounts"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"postie/accounts"
 )
 
 // cmdPorts prints n distinct free ports on 127.0.0.1, one a line. They are

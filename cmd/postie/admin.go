@@ -3,13 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"postie/envelope"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"postie/config"
 	"postie/dkim"
+	"postie/envelope"
 	"postie/queue"
 )
 
