@@ -2,12 +2,12 @@ package junk
 
 import (
 	"bufio"
+	_ "github.com/emersion/go-message/charset" // decodes every charset x/text knows
 	"io"
 	"mime"
 	"strings"
 	"unicode"
 	"unicode/utf8"
-	_ "github.com/emersion/go-message/charset" // decodes every charset x/text knows
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
