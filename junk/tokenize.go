@@ -2,7 +2,6 @@ package junk
 
 import (
 	"bufio"
-	_ "github.com/emersion/go-message/charset" // decodes every charset x/text knows
 	"io"
 	"mime"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset" // decodes every charset x/text knows
 	"github.com/emersion/go-message/mail"
 )
 
