@@ -56,6 +56,8 @@ type Options struct {
 	// TrainQueue bounds the training jobs (up to 64 messages each) waiting for the Trainer; when it
 	// is full, training is dropped. 0: 1024.
 	TrainQueue int
+	// Version is the server's version, sent in ID (RFC 2971); "": "dev".
+	Version string
 }
 
 const (
@@ -129,6 +131,7 @@ func New(opts Options) *Server {
 		imap.CapChildren, imap.CapSpecialUse, imap.CapCreateSpecialUse, imap.CapLiteralPlus,
 		imap.CapBinary, imap.CapUnselect, imap.CapIdle, imap.CapAppendLimit,
 		imap.CapCondStore, imap.CapQResync, // condstore.go
+		imap.CapID, imap.CapQuota, "QUOTA=RES-STORAGE", // id.go, quota.go
 	} {
 		caps[c] = struct{}{}
 	}

@@ -262,7 +262,7 @@ func (s *server) buildFrontEnds() {
 		Store: s.store, Auth: auth, TLSConfig: tlsCfg, Hostname: cfg.Hostname,
 		AppendLimit: int64(cfg.IMAP.AppendLimit), MaxConnections: cfg.IMAP.MaxConnections,
 		MaxConnectionsPerIP: cfg.IMAP.MaxConnectionsPerIP, IdleTimeout: cfg.IMAP.IdleTimeout,
-		Trainer: newTrainer(cfg, s.junk, s.log), Logger: s.log.With("role", "imap"),
+		Trainer: newTrainer(cfg, s.junk, s.log), Logger: s.log.With("role", "imap"), Version: version,
 	})
 	s.pop3 = pop3d.New(pop3d.Options{
 		Store: s.store, Auth: auth, TLSConfig: tlsCfg, Hostname: cfg.Hostname,

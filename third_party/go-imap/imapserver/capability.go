@@ -45,6 +45,7 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapLiteralMinus,
 		}...)
 	}
+	addAvailableCaps(&caps, available, []imap.Cap{imap.CapID}) // any state (RFC 2971)
 	if c.canStartTLS() {
 		caps = append(caps, imap.CapStartTLS)
 	}
@@ -90,6 +91,7 @@ func (c *Conn) availableCaps() []imap.Cap {
 		// IMAP4rev1 and IMAP4rev2
 		addAvailableCaps(&caps, available, sortThreadCaps)
 		addAvailableCaps(&caps, available, condStoreCaps)
+		addAvailableCaps(&caps, available, quotaCaps)
 		addAvailableCaps(&caps, available, []imap.Cap{
 			imap.CapSpecialUse,
 			imap.CapCreateSpecialUse,

@@ -282,6 +282,14 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleThread(dec, numKind)
 	case "CANCELUPDATE":
 		err = c.handleCancelUpdate(dec)
+	case "ID":
+		err = c.handleID(dec)
+	case "GETQUOTA":
+		err = c.handleGetQuota(dec)
+	case "GETQUOTAROOT":
+		err = c.handleGetQuotaRoot(dec)
+	case "SETQUOTA":
+		err = c.handleSetQuota(dec)
 	default:
 		if c.state == imap.ConnStateNotAuthenticated {
 			// Don't allow a single unknown command before authentication to
