@@ -2,12 +2,13 @@ package dnsrecords
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
+
+	"postie/internal/dnsutil"
 )
 
 // Resolver is the part of *net.Resolver that Check uses.
@@ -92,7 +93,7 @@ func checkOne(ctx context.Context, r Resolver, o Options, rec Record) Result {
 	}
 	res.Found = found
 	switch {
-	case err != nil && isNotFound(err):
+	case err != nil && dnsutil.NotFound(err):
 		res.Status = Missing
 	case err != nil:
 		res.Status, res.Found = Wrong, "lookup failed: "+err.Error()
@@ -107,11 +108,6 @@ func checkOne(ctx context.Context, r Resolver, o Options, rec Record) Result {
 // errNone is returned by the checks when the name has no record of the
 // type, for a resolver that answers with an empty list instead of an error.
 var errNone = &net.DNSError{Err: "no such record", IsNotFound: true}
-
-func isNotFound(err error) bool {
-	var de *net.DNSError
-	return errors.As(err, &de) && de.IsNotFound
-}
 
 func sameHost(a, b string) bool {
 	return strings.EqualFold(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
@@ -189,7 +185,7 @@ func checkHostUnknownIPs(ctx context.Context, r Resolver, host string) []Result 
 	ips, err := lookupIPs(ctx, r, host)
 	if err != nil {
 		res := Result{Record: rec, Want: rec.Value, Status: Missing}
-		if !isNotFound(err) {
+		if !dnsutil.NotFound(err) {
 			res.Status, res.Found = Wrong, "lookup failed: "+err.Error()
 		}
 		return []Result{res}

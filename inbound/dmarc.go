@@ -2,12 +2,12 @@ package inbound
 
 import (
 	"context"
-	"errors"
-	"net"
 	"strings"
 
 	"github.com/emersion/go-msgauth/dmarc"
 	"golang.org/x/net/publicsuffix"
+
+	"postie/internal/dnsutil"
 )
 
 // Policy is a DMARC policy (RFC 7489 §6.3 p= and sp=).
@@ -135,9 +135,8 @@ func (c *Checker) discover(ctx context.Context, d string) policyRecord {
 // records, like none, mean no DMARC (§6.6.3 step 3).
 func (c *Checker) lookupRecord(ctx context.Context, d string) policyRecord {
 	txts, err := c.r.LookupTXT(ctx, "_dmarc."+d)
-	var de *net.DNSError
 	if err != nil {
-		if errors.As(err, &de) && de.IsNotFound {
+		if dnsutil.NotFound(err) {
 			return policyRecord{result: None}
 		}
 		return policyRecord{result: TempError, reason: "dns: " + err.Error()}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"postie/envelope"
+	"postie/internal/dnsutil"
 )
 
 // DNSBLOptions configure a DNSBL.
@@ -125,7 +126,7 @@ func (b *DNSBL) Check(ctx context.Context, ip netip.Addr) *Listing {
 func (b *DNSBL) query(ctx context.Context, zone string, ip netip.Addr) *Listing {
 	name := QueryName(ip, zone)
 	addrs, err := b.r.LookupNetIP(ctx, "ip4", name)
-	if err != nil && !isNotFound(err) {
+	if err != nil && !dnsutil.NotFound(err) {
 		b.o.Logger.Warn("inbound: dnsbl lookup failed", "zone", zone, "remote", ip.String(), "err", err)
 		return nil
 	}

@@ -2,10 +2,10 @@ package inbound
 
 import (
 	"context"
-	"errors"
-	"net"
 	"net/netip"
 	"strings"
+
+	"postie/internal/dnsutil"
 )
 
 // maxPTRNames bounds the PTR names tried, as RFC 7208 §5.5 does for "ptr".
@@ -29,7 +29,7 @@ func ReverseDNS(ctx context.Context, r Resolver, ip netip.Addr) IPRev {
 	ip = ip.Unmap()
 	names, err := r.LookupAddr(ctx, ip.String())
 	if err != nil && len(names) == 0 {
-		if isNotFound(err) {
+		if dnsutil.NotFound(err) {
 			return IPRev{Result: PermError}
 		}
 		return IPRev{Result: TempError}
@@ -44,7 +44,7 @@ func ReverseDNS(ctx context.Context, r Resolver, ip netip.Addr) IPRev {
 			break
 		}
 		addrs, err := r.LookupNetIP(ctx, network, name)
-		if err != nil && !isNotFound(err) {
+		if err != nil && !dnsutil.NotFound(err) {
 			res.Result = TempError
 		}
 		for _, a := range addrs {
@@ -54,9 +54,4 @@ func ReverseDNS(ctx context.Context, r Resolver, ip netip.Addr) IPRev {
 		}
 	}
 	return res
-}
-
-func isNotFound(err error) bool {
-	var de *net.DNSError
-	return errors.As(err, &de) && de.IsNotFound
 }

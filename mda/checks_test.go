@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"postie/internal/dnsutil"
 	"postie/envelope"
 	"postie/inbound"
 	"postie/internal/dnstest"
@@ -184,10 +185,10 @@ func TestDNSCache(t *testing.T) {
 		if txt, err := c.LookupTXT(ctx, "A.test."); err != nil || len(txt) != 1 || txt[0] != "v=spf1 -all" {
 			t.Fatalf("LookupTXT = %q, %v", txt, err)
 		}
-		if _, err := c.LookupTXT(ctx, "nothing.test"); !isDefinite(err) {
+		if _, err := c.LookupTXT(ctx, "nothing.test"); !dnsutil.NotFound(err) {
 			t.Fatalf("not found: %v", err)
 		}
-		if _, err := c.LookupTXT(ctx, "broken.test"); err == nil || isDefinite(err) {
+		if _, err := c.LookupTXT(ctx, "broken.test"); err == nil || dnsutil.NotFound(err) {
 			t.Fatalf("server failure: %v", err)
 		}
 	}

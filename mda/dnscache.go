@@ -3,7 +3,6 @@ package mda
 import (
 	"container/list"
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"postie/inbound"
+	"postie/internal/dnsutil"
 )
 
 // maxDNSEntries bounds the answers dnsCache keeps.
@@ -64,7 +64,7 @@ func lookup[T any](c *dnsCache, key string, f func() ([]T, error)) ([]T, error) 
 	}
 	c.mu.Unlock()
 	v, err := f()
-	if err != nil && !isDefinite(err) {
+	if err != nil && !dnsutil.NotFound(err) {
 		return v, err
 	}
 	c.mu.Lock()
@@ -82,12 +82,6 @@ func lookup[T any](c *dnsCache, key string, f func() ([]T, error)) ([]T, error) 
 		delete(c.byKey, old.Value.(*dnsEntry).key)
 	}
 	return v, err
-}
-
-// isDefinite reports an answer worth keeping: no such name or record.
-func isDefinite(err error) bool {
-	var de *net.DNSError
-	return errors.As(err, &de) && de.IsNotFound && !de.IsTemporary && !de.IsTimeout
 }
 
 func (c *dnsCache) LookupTXT(ctx context.Context, name string) ([]string, error) {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"postie/internal/dnsutil"
 	"postie/safeio"
 )
 
@@ -177,8 +178,7 @@ func (c *Client) noteNone(domain string, now time.Time) {
 func (c *Client) lookupID(ctx context.Context, domain string) (string, error) {
 	txts, err := c.opts.Resolver.LookupTXT(ctx, "_mta-sts."+domain)
 	if err != nil {
-		var de *net.DNSError
-		if errors.As(err, &de) && de.IsNotFound {
+		if dnsutil.NotFound(err) {
 			return "", nil
 		}
 		return "", err

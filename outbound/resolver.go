@@ -2,7 +2,6 @@ package outbound
 
 import (
 	"context"
-	"errors"
 	"net"
 	"time"
 )
@@ -30,11 +29,4 @@ func NewResolver(addr string) *net.Resolver {
 			return d.DialContext(ctx, network, addr)
 		},
 	}
-}
-
-// isNotFound reports a definite "no such name or no such record" answer
-// (NXDOMAIN or NODATA: net.Resolver cannot tell them apart).
-func isNotFound(err error) bool {
-	var de *net.DNSError
-	return errors.As(err, &de) && de.IsNotFound && !de.IsTemporary && !de.IsTimeout
 }

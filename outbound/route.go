@@ -12,6 +12,7 @@ import (
 	"golang.org/x/net/idna"
 
 	"postie/envelope"
+	"postie/internal/dnsutil"
 )
 
 // target is one host to try: an MX host, the implicit MX, an address
@@ -46,7 +47,7 @@ func (c *Client) route(ctx context.Context, domain string) ([]target, error) {
 	mxs, err := c.resolver.LookupMX(ctx, domain)
 	implicit := false
 	if err != nil && len(mxs) == 0 {
-		if !isNotFound(err) {
+		if !dnsutil.NotFound(err) {
 			return nil, fmt.Errorf("outbound: MX lookup for %s: %w", domain, err)
 		}
 		// No MX records: the domain itself is the implicit MX.
@@ -101,7 +102,7 @@ func (c *Client) lookupHost(ctx context.Context, host string) ([]net.IP, error) 
 		return []net.IP{ip}, nil
 	}
 	addrs, err := c.resolver.LookupIPAddr(ctx, host)
-	if err != nil && !isNotFound(err) {
+	if err != nil && !dnsutil.NotFound(err) {
 		return nil, fmt.Errorf("outbound: address lookup for %s: %w", name, err)
 	}
 	if len(addrs) == 0 {
