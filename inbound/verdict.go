@@ -2,11 +2,11 @@ package inbound
 
 import (
 	"strings"
-	"unicode/utf8"
 
 	"github.com/emersion/go-msgauth/authres"
 
 	"postie/envelope"
+	"postie/internal/textsafe"
 )
 
 // decide sets v's Action, Reply and Reason from its results; see the
@@ -126,18 +126,5 @@ func bPrefixes(sigs []DKIMResult) []string {
 
 // sanitize keeps text that came from the network from breaking the
 // header it goes into: control characters, quotes and backslashes become
-// '?' (C1 controls and invalid UTF-8 too), and it is cut at 200 bytes,
-// never inside a character.
-func sanitize(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if r < ' ' || r >= 0x7f && r < 0xa0 || r == '"' || r == '\\' || r == utf8.RuneError {
-			r = '?'
-		}
-		if b.Len()+utf8.RuneLen(r) > 200 {
-			break
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+// '?', and it is cut at 200 bytes.
+func sanitize(s string) string { return textsafe.Clean(s, 200, `"\`) }

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"postie/internal/dnsutil"
 	"postie/envelope"
 	"postie/inbound"
 	"postie/internal/dnstest"
+	"postie/internal/dnsutil"
 	"postie/rspamd"
 )
 

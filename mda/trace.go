@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"postie/envelope"
+	"postie/internal/textsafe"
 )
 
 // traceHeaders builds the fields the router prepends to each copy: Return-Path
@@ -56,17 +57,7 @@ func traceHeaders(env *envelope.Envelope, hostname, deliveredTo, forRcpt string)
 // clean keeps client-supplied text from breaking the header: no control
 // characters (CR and LF above all), no parentheses or angle brackets that
 // would confuse the comment and path syntax, and a sane length.
-func clean(s string) string {
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f || r == '(' || r == ')' || r == '<' || r == '>' {
-			return '?'
-		}
-		return r
-	}, s)
-}
+func clean(s string) string { return textsafe.Clean(s, 200, "()<>") }
 
 func orDefault(s, def string) string {
 	if s == "" {

@@ -7,7 +7,8 @@ import (
 	"math"
 	"sort"
 	"strings"
-	"unicode/utf8"
+
+	"postie/internal/textsafe"
 )
 
 // rspamd's actions (the "action" of a /checkv2 reply).
@@ -167,21 +168,5 @@ func score(x float64) string {
 	return fmt.Sprintf("%.2f", x)
 }
 
-// sanitize makes text from rspamd safe in a header or a log line:
-// control characters (C0, DEL, C1) and invalid UTF-8 become '?', and it is
-// cut to at most n bytes on a character boundary.
-func sanitize(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < ' ' || (r >= 0x7f && r < 0xa0) || r == utf8.RuneError || r == '\u2028' || r == '\u2029' {
-			return '?'
-		}
-		return r
-	}, s)
-	if len(s) > n {
-		for n > 0 && !utf8.RuneStart(s[n]) {
-			n--
-		}
-		s = s[:n]
-	}
-	return s
-}
+// sanitize makes text from rspamd safe in a header or a log line.
+func sanitize(s string, n int) string { return textsafe.Clean(s, n, "") }
