@@ -60,28 +60,28 @@ func (c *Client) sign(m *message, from, headerDomain string) error {
 		return nil
 	}
 	_, envDomain := envelope.Split(from)
-	var domain string
-	switch {
-	case headerDomain != "" && s.Has(headerDomain):
-		domain = headerDomain
-	case envDomain != "" && s.Has(envDomain):
-		domain = envDomain
-	default:
-		return nil
-	}
-	r := &errReader{r: io.NewSectionReader(m.body, 0, m.bodySize)}
-	sig, err := s.Signature(r, domain)
-	if err != nil {
-		if r.err != nil {
-			return fmt.Errorf("outbound: read message: %w", r.err)
+	for _, domain := range []string{headerDomain, envDomain} {
+		if domain == "" {
+			continue
 		}
-		// A message go-msgauth cannot parse still deserves delivery; the
-		// receiver judges it unsigned.
-		c.log.Warn("outbound: cannot DKIM-sign, sending unsigned", "domain", domain, "err", err)
-		return nil
+		r := &errReader{r: io.NewSectionReader(m.body, 0, m.bodySize)}
+		// Signature looks the key up once and reads nothing without one.
+		sig, err := s.Signature(r, domain)
+		if err != nil {
+			if r.err != nil {
+				return fmt.Errorf("outbound: read message: %w", r.err)
+			}
+			// A message go-msgauth cannot parse still deserves delivery;
+			// the receiver judges it unsigned.
+			c.log.Warn("outbound: cannot DKIM-sign, sending unsigned", "domain", domain, "err", err)
+			return nil
+		}
+		if sig != "" {
+			m.sig = sig
+			m.size += int64(len(sig))
+			return nil
+		}
 	}
-	m.sig = sig
-	m.size += int64(len(sig))
 	return nil
 }
 
