@@ -132,6 +132,7 @@ func New(opts Options) *Server {
 		imap.CapBinary, imap.CapUnselect, imap.CapIdle, imap.CapAppendLimit,
 		imap.CapCondStore, imap.CapQResync, // condstore.go
 		imap.CapID, imap.CapQuota, "QUOTA=RES-STORAGE", // id.go, quota.go
+		imapserver.CapCompressDeflate,
 	} {
 		caps[c] = struct{}{}
 	}

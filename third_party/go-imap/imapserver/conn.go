@@ -46,6 +46,7 @@ type Conn struct {
 
 	state   imap.ConnState
 	session Session
+	deflate *deflateConn // COMPRESS=DEFLATE is on (compress.go)
 }
 
 func newConn(c net.Conn, server *Server) *Conn {
@@ -98,6 +99,7 @@ func (c *Conn) serve() {
 			c.server.logger().Printf("panic handling command: %v\n%s", v, debug.Stack())
 		}
 
+		c.flushDeflate() // compress.go: what is gathered (LOGOUT's answer) goes out
 		c.conn.Close()
 	}()
 
@@ -290,6 +292,9 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleGetQuotaRoot(dec)
 	case "SETQUOTA":
 		err = c.handleSetQuota(dec)
+	case "COMPRESS":
+		err = c.handleCompress(tag, dec)
+		sendOK = false
 	default:
 		if c.state == imap.ConnStateNotAuthenticated {
 			// Don't allow a single unknown command before authentication to
