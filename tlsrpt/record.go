@@ -30,7 +30,8 @@ func parseRecords(txts []string) (Destinations, error) {
 	var rec string
 	n := 0
 	for _, t := range txts {
-		if t == "v=TLSRPTv1" || strings.HasPrefix(t, "v=TLSRPTv1;") {
+		// tlsrpt-version, then field-delim = *WSP ";" *WSP (RFC 8460 §3).
+		if rest, ok := strings.CutPrefix(t, "v=TLSRPTv1"); ok && (rest == "" || strings.HasPrefix(strings.TrimLeft(rest, " \t"), ";")) {
 			rec, n = t, n+1
 		}
 	}

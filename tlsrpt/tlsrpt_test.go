@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -334,6 +335,8 @@ func TestParseRecords(t *testing.T) {
 		{[]string{"v=TLSRPTv2; rua=mailto:a@x.test"}, "", ""},
 		{[]string{"v=TLSRPTv1; rua=http://r.x.test/, mailto:bad address"}, "", ""},
 		{[]string{"v=TLSRPTv1"}, "", ""},
+		{[]string{"v=TLSRPTv1 ; rua=mailto:a@x.test"}, "a@x.test", ""}, // WSP before the delimiter
+		{[]string{"v=TLSRPTv1x; rua=mailto:a@x.test"}, "", ""},
 	} {
 		d, err := parseRecords(tc.txts)
 		if strings.Join(d.Mailto, ",") != tc.mailto || strings.Join(d.HTTPS, ",") != tc.https || (err != nil) != (tc.mailto == "" && tc.https == "") {
@@ -374,4 +377,33 @@ func TestReportHTTPS(t *testing.T) {
 	if err := json.NewDecoder(zr).Decode(&r); err != nil || len(r.Policies) != 1 || r.Policies[0].Summary.Failed != 3 {
 		t.Errorf("posted report %+v, %v", r, err)
 	}
+}
+
+// FuzzParseRecords: a _smtp._tls TXT record from the network never panics
+// the parser, and what it returns is bounded and usable.
+func FuzzParseRecords(f *testing.F) {
+	f.Add("v=TLSRPTv1; rua=mailto:a@x.test", "")
+	f.Add("v=TLSRPTv1;rua=mailto:a@x.test, https://r.x.test/p,mailto:b@x.test?subject=x", "v=spf1 -all")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		d, err := parseRecords([]string{a, b})
+		if err != nil {
+			if len(d.Mailto)+len(d.HTTPS) != 0 {
+				t.Fatalf("error %v with destinations %+v", err, d)
+			}
+			return
+		}
+		if n := len(d.Mailto) + len(d.HTTPS); n == 0 || n > maxRUA {
+			t.Fatalf("%d destinations", n)
+		}
+		for _, m := range d.Mailto {
+			if envelope.ValidateSender(m) != nil || strings.ContainsAny(m, "\r\n") {
+				t.Fatalf("unusable mailto %q", m)
+			}
+		}
+		for _, h := range d.HTTPS {
+			if u, err := url.Parse(h); err != nil || u.Scheme != "https" || u.Host == "" {
+				t.Fatalf("unusable https %q", h)
+			}
+		}
+	})
 }
