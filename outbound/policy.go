@@ -80,6 +80,10 @@ type domainPolicy struct {
 	// unsure: a policy could not be looked up (MTA-STS fetch or DNSSEC
 	// status failed), so its absence is not known for certain.
 	unsure bool
+	// mxUnknown: the validating resolver could not say whether the MX
+	// answer is secure (SERVFAIL, timeout), so whether DANE applies is
+	// unknown: no host is tried (RFC 7672 section 2.1.1).
+	mxUnknown error
 }
 
 // hostPolicy is what applies to one MX host.
@@ -130,8 +134,9 @@ func (c *Client) domainPolicy(ctx context.Context, d *delivery, domain string) d
 		// secure MX answer (a secure denial for the implicit MX too).
 		ok, err := c.opts.DANE.Secure(ctx, domain, dns.TypeMX)
 		if err != nil {
-			c.log.Debug("outbound: DNSSEC status of MX unknown", "domain", domain, "err", err)
+			c.log.Info("outbound: DNSSEC status of MX unknown; deferring", "domain", domain, "err", err)
 			dp.unsure = true
+			dp.mxUnknown = err
 		}
 		dp.secureMX = ok
 	}
@@ -148,6 +153,13 @@ func isLiteral(domain string) bool { return len(domain) > 0 && domain[0] == '[' 
 // not in an enforced MTA-STS policy, or a REQUIRETLS message has no policy
 // to verify it by.
 func (c *Client) hostPolicy(ctx context.Context, dp domainPolicy, t target) (hostPolicy, error) {
+	if dp.mxUnknown != nil {
+		// An attacker who can make the lookup fail must not turn DANE
+		// off: the lookup failure is a temporary one, as for the MX
+		// lookup itself.
+		return hostPolicy{}, envelope.Errorf(451, 4, 4, 3, "cannot tell whether the MX records of %s are DNSSEC-signed (%s); retrying later",
+			dp.domain, oneLine(dp.mxUnknown.Error()))
+	}
 	if dp.secureMX {
 		hp, ok, err := c.daneHost(ctx, dp, t)
 		if err != nil || ok {
@@ -190,7 +202,14 @@ func (c *Client) daneHost(ctx context.Context, dp domainPolicy, t target) (hostP
 	if len(t.addrs) > 0 && t.addrs[0].To4() == nil {
 		qtype = dns.TypeAAAA
 	}
-	if ok, err := c.opts.DANE.Secure(ctx, t.name, qtype); err != nil || !ok {
+	ok, err := c.opts.DANE.Secure(ctx, t.name, qtype)
+	if err != nil {
+		// Under a secure MX, a host whose address security cannot be
+		// told may have TLSA records: not tried (RFC 7672 section 2.2.2).
+		return hostPolicy{}, false, envelope.Errorf(451, 4, 4, 3, "cannot tell whether the address of MX host %s is DNSSEC-signed (%s); retrying later",
+			t.name, oneLine(err.Error()))
+	}
+	if !ok {
 		return hostPolicy{}, false, nil
 	}
 	res, err := c.opts.DANE.LookupTLSA(ctx, t.name, t.port)
@@ -198,7 +217,7 @@ func (c *Client) daneHost(ctx context.Context, dp domainPolicy, t target) (hostP
 		// A secure host whose TLSA records cannot be read might have
 		// them: delivering without would let an attacker who blocks the
 		// lookup downgrade DANE (RFC 7672 section 2.2.3).
-		return hostPolicy{}, false, fmt.Errorf("outbound: TLSA lookup for %s: %w", t.name, err)
+		return hostPolicy{}, false, envelope.Errorf(451, 4, 4, 3, "TLSA lookup for MX host %s failed (%s); retrying later", t.name, oneLine(err.Error()))
 	}
 	if !res.Secure {
 		return hostPolicy{}, false, nil

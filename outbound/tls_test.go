@@ -338,6 +338,37 @@ func TestDANE(t *testing.T) {
 	}
 }
 
+// TestDANELookupFailuresDefer: when the validating resolver cannot say
+// whether the MX answer or the MX host's address is secure, or cannot
+// answer the TLSA query of a secure host (SERVFAIL), the host is not tried
+// at all: falling back to opportunistic TLS would let whoever breaks the
+// lookup turn DANE off (RFC 7672 sections 2.1.1, 2.2).
+func TestDANELookupFailuresDefer(t *testing.T) {
+	for name, broken := range map[string]string{
+		"MX":   "remote.test",
+		"A":    "mx1.remote.test",
+		"TLSA": "_25._tcp.mx1.remote.test",
+	} {
+		t.Run(name, func(t *testing.T) {
+			te := newTLSEnv(t)
+			cert, _ := testutil.Certificate(t, "mx1.remote.test")
+			s := newSink(t, sinkOpts{tls: &tls.Config{Certificates: []tls.Certificate{cert}}})
+			te.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
+			other, _ := testutil.Certificate(t, "mx1.remote.test")
+			te.tlsa("mx1.remote.test", other) // a mismatch, were the lookup to work
+			te.ds.A("mx1.remote.test", "192.0.2.1")
+			te.ds.MX("remote.test", 10, "mx1.remote.test")
+			te.secure("remote.test", "mx1.remote.test", "_25._tcp.mx1.remote.test")
+			te.ds.ServFail(broken)
+			err := sendOne(t, te.client(nil), false)
+			wantEnhanced(t, err, true, [3]int{4, 4, 3})
+			if n := len(s.messages()); n != 0 {
+				t.Fatalf("%d messages delivered although DANE could not be checked", n)
+			}
+		})
+	}
+}
+
 // TestDANEWinsOverSTS: the MTA-STS policy names another MX host, but the
 // host's TLSA records vouch for it: DANE applies (RFC 8461 section 2).
 func TestDANEWinsOverSTS(t *testing.T) {
