@@ -282,6 +282,7 @@ func (c *Client) tryRoute(ctx context.Context, d *delivery, domain string, key p
 				continue
 			}
 			attachRelease(s, release)
+			s.relaxed = dp.relaxed
 			c.run(ctx, d, s, key)
 		}
 	}
@@ -298,7 +299,7 @@ func (c *Client) run(ctx context.Context, d *delivery, s *session, key poolKey) 
 	switch {
 	case out == broken:
 		s.c.Close()
-	case out == delivered && s.uses < maxSessionUses && time.Since(s.born) < maxSessionAge && c.pool.put(key, s):
+	case out == delivered && !s.relaxed && s.uses < maxSessionUses && time.Since(s.born) < maxSessionAge && c.pool.put(key, s):
 	default:
 		s.quit()
 	}

@@ -28,8 +28,11 @@ type session struct {
 	// verified: TLS authenticated by DANE, an enforced MTA-STS policy or,
 	// for the smarthost, WebPKI; what REQUIRETLS asks for.
 	verified bool
-	born     time.Time
-	uses     int
+	// relaxed: opened without the domain's TLS policy, for a message
+	// with "TLS-Required: No"; never kept for other messages.
+	relaxed bool
+	born    time.Time
+	uses    int
 }
 
 // quit says goodbye, briefly, and closes the connection.

@@ -24,6 +24,10 @@ type message struct {
 	// Non-ASCII recipients are handled one by one.
 	utf8       string
 	utf8Header bool
+	// tlsOptional: the header has "TLS-Required: No" (RFC 8689 section
+	// 5), the sender's wish that the recipient domain's TLS policy not
+	// stop delivery.
+	tlsOptional bool
 }
 
 func (m *message) reader() io.Reader {
@@ -44,6 +48,7 @@ func (c *Client) prepare(from string, rcpts []string, body io.ReaderAt, size int
 	case hdr.eightBit:
 		m.utf8, m.utf8Header = "non-ASCII header fields", true
 	}
+	m.tlsOptional = hdr.tlsRequiredNo
 	if err := c.sign(m, from, hdr.fromDomain); err != nil {
 		return nil, err
 	}
@@ -104,6 +109,8 @@ func (e *errReader) Read(p []byte) (int, error) {
 type headerInfo struct {
 	fromDomain string // domain of the first From: address, lower-cased; "" if none or unparsable
 	eightBit   bool   // some header byte is not ASCII (RFC 6532)
+	// tlsRequiredNo: a TLS-Required field says "No" (RFC 8689 section 5).
+	tlsRequiredNo bool
 }
 
 // maxFieldKeep bounds how much of the From: field is kept for parsing;
@@ -116,8 +123,9 @@ const maxFieldKeep = 8 << 10
 func scanHeader(r io.Reader) (headerInfo, error) {
 	var info headerInfo
 	br := bufio.NewReaderSize(r, 4096)
-	var from []byte
+	var from, tlsReq []byte
 	inFrom, sawFrom := false, false
+	inTLSReq, sawTLSReq := false, false
 	for {
 		line, eof, err := readLine(br, &info.eightBit)
 		if err != nil {
@@ -131,11 +139,19 @@ func scanHeader(r io.Reader) (headerInfo, error) {
 			if inFrom && len(from) < maxFieldKeep {
 				from = append(from, line...)
 			}
+			if inTLSReq && len(tlsReq) < maxFieldKeep {
+				tlsReq = append(tlsReq, line...)
+			}
 		} else {
-			inFrom = false
+			inFrom, inTLSReq = false, false
 			if !sawFrom && len(line) >= 5 && strings.EqualFold(string(line[:5]), "from:") {
 				inFrom, sawFrom = true, true
 				from = append(from, line[5:]...)
+			}
+			if name, value, ok := bytes.Cut(line, []byte(":")); ok && !sawTLSReq &&
+				strings.EqualFold(string(bytes.TrimRight(name, " \t")), "TLS-Required") {
+				inTLSReq, sawTLSReq = true, true
+				tlsReq = append(tlsReq, value...)
 			}
 		}
 		if eof {
@@ -143,6 +159,7 @@ func scanHeader(r io.Reader) (headerInfo, error) {
 		}
 	}
 	info.fromDomain = addressDomain(string(from))
+	info.tlsRequiredNo = sawTLSReq && strings.EqualFold(strings.TrimSpace(string(tlsReq)), "no")
 	return info, nil
 }
 

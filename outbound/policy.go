@@ -80,6 +80,9 @@ type domainPolicy struct {
 	// unsure: a policy could not be looked up (MTA-STS fetch or DNSSEC
 	// status failed), so its absence is not known for certain.
 	unsure bool
+	// relaxed: the message says "TLS-Required: No" (and not REQUIRETLS):
+	// no policy was looked up, TLS is opportunistic (RFC 8689 section 5).
+	relaxed bool
 	// mxUnknown: the validating resolver could not say whether the MX
 	// answer is secure (SERVFAIL, timeout), so whether DANE applies is
 	// unknown: no host is tried (RFC 7672 section 2.1.1).
@@ -118,6 +121,14 @@ func (c *Client) domainPolicy(ctx context.Context, d *delivery, domain string) d
 		domain = ascii
 	}
 	dp := domainPolicy{domain: domain, requireTLS: d.t.Params.RequireTLS}
+	if d.msg != nil && d.msg.tlsOptional && !dp.requireTLS {
+		// RFC 8689 section 5: the sender asks that the recipient
+		// domain's TLS policy (MTA-STS, DANE) not stop delivery; TLS is
+		// still used when offered. REQUIRETLS overrides the field.
+		c.log.Info("outbound: TLS-Required: No: the domain's TLS policy is not applied", "domain", domain)
+		dp.relaxed = true
+		return dp
+	}
 	if c.opts.STS != nil && !isLiteral(domain) {
 		p, err := c.opts.STS.Lookup(ctx, domain)
 		var se *mtasts.Error

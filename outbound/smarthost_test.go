@@ -190,11 +190,30 @@ func TestScanHeader(t *testing.T) {
 	}
 }
 
+// TestScanHeaderTLSRequired: the first TLS-Required field counts, in any
+// case, folded or not, and only the value "No" (RFC 8689 section 5).
+func TestScanHeaderTLSRequired(t *testing.T) {
+	for in, want := range map[string]bool{
+		"TLS-Required: No\r\n\r\nbody":                  true,
+		"From: a@b.test\r\ntls-required:no\r\n\r\n":     true,
+		"TLS-Required:\r\n  No \r\nSubject: x\r\n\r\n":  true,
+		"TLS-Required: No thanks\r\n\r\n":               false,
+		"TLS-Required: Yes\r\nTLS-Required: No\r\n\r\n": false,
+		"X-TLS-Required: No\r\n\r\n":                    false,
+		"Subject: x\r\n\r\nTLS-Required: No\r\n":        false, // in the body
+	} {
+		if info, err := scanHeader(strings.NewReader(in)); err != nil || info.tlsRequiredNo != want {
+			t.Errorf("scanHeader(%q).tlsRequiredNo = %v, %v; want %v", in, info.tlsRequiredNo, err, want)
+		}
+	}
+}
+
 func FuzzScanHeader(f *testing.F) {
 	f.Add([]byte(testBody))
 	f.Add([]byte("From: =?utf-8?q?x?= <a@b.test>\r\n\r\n"))
 	f.Add([]byte("From:\r\n \r\n\tx@y\r\n\r\n"))
 	f.Add([]byte("\xff\xfe: \x80\r\n"))
+	f.Add([]byte("TLS-Required:\r\n No\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		info, err := scanHeader(bytes.NewReader(data))
 		if err != nil {

@@ -369,6 +369,73 @@ func TestDANELookupFailuresDefer(t *testing.T) {
 	}
 }
 
+// sendRelaxed sends testBody with a "TLS-Required: No" field (RFC 8689
+// section 5) to bob@remote.test.
+func sendRelaxed(t *testing.T, c *Client, requireTLS bool) error {
+	t.Helper()
+	body := "TLS-Required:  no \r\n" + testBody
+	tr := &envelope.Transfer{From: "ann@example.test", To: []string{"bob@remote.test"}, Params: envelope.Params{RequireTLS: requireTLS}}
+	return c.Deliver(context.Background(), tr, strings.NewReader(body), int64(len(body)))[0]
+}
+
+// TestTLSRequiredNo: a message whose header says "TLS-Required: No" is
+// delivered although the domain's policy would stop it (an MTA-STS MX
+// mismatch, no STARTTLS under enforce, a DANE mismatch); its connection is
+// not reused for mail without the field; REQUIRETLS overrides the field.
+func TestTLSRequiredNo(t *testing.T) {
+	t.Run("MTA-STS MX mismatch", func(t *testing.T) {
+		te := newTLSEnv(t)
+		s := newSink(t, sinkOpts{tls: te.ca.ServerTLS("mx9.remote.test")})
+		te.mx("remote.test", 10, "mx9.remote.test", "192.0.2.9", s.addr)
+		te.sts("1", "enforce", "mx1.remote.test")
+		c := te.client(nil)
+		if err := sendRelaxed(t, c, false); err != nil || len(s.messages()) != 1 {
+			t.Fatalf("err %v, %d messages; want delivered", err, len(s.messages()))
+		}
+		// The next message has no such field: the policy applies again,
+		// and the idle connection left by the first is not used.
+		wantEnhanced(t, sendOne(t, c, false), true, [3]int{4, 7, 5})
+		if n := len(s.messages()); n != 1 {
+			t.Fatalf("%d messages: one without TLS-Required: No went out despite the policy", n)
+		}
+	})
+	t.Run("no STARTTLS under enforce", func(t *testing.T) {
+		te := newTLSEnv(t)
+		s := newSink(t, sinkOpts{})
+		te.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
+		te.sts("1", "enforce", "mx1.remote.test")
+		if err := sendRelaxed(t, te.client(nil), false); err != nil || len(s.messages()) != 1 {
+			t.Fatalf("err %v, %d messages; want delivered in plaintext", err, len(s.messages()))
+		}
+	})
+	t.Run("DANE mismatch", func(t *testing.T) {
+		te := newTLSEnv(t)
+		cert, _ := testutil.Certificate(t, "mx1.remote.test")
+		s := newSink(t, sinkOpts{tls: &tls.Config{Certificates: []tls.Certificate{cert}}})
+		te.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
+		other, _ := testutil.Certificate(t, "mx1.remote.test")
+		te.tlsa("mx1.remote.test", other)
+		te.ds.A("mx1.remote.test", "192.0.2.1")
+		te.ds.MX("remote.test", 10, "mx1.remote.test")
+		te.secure("remote.test", "mx1.remote.test", "_25._tcp.mx1.remote.test")
+		if err := sendRelaxed(t, te.client(nil), false); err != nil || len(s.messages()) != 1 {
+			t.Fatalf("err %v, %d messages; want delivered", err, len(s.messages()))
+		}
+		if !s.messages()[0].tls {
+			t.Error("STARTTLS was offered but not used")
+		}
+	})
+	t.Run("REQUIRETLS wins", func(t *testing.T) {
+		te := newTLSEnv(t)
+		s := newSink(t, sinkOpts{})
+		te.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
+		wantEnhanced(t, sendRelaxed(t, te.client(nil), true), false, [3]int{5, 7, 30})
+		if len(s.messages()) != 0 {
+			t.Fatal("a REQUIRETLS message went out without verified TLS")
+		}
+	})
+}
+
 // TestDANEWinsOverSTS: the MTA-STS policy names another MX host, but the
 // host's TLSA records vouch for it: DANE applies (RFC 8461 section 2).
 func TestDANEWinsOverSTS(t *testing.T) {
