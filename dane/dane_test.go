@@ -18,7 +18,7 @@ import (
 	"postie/internal/testutil"
 )
 
-func chainOf(t *testing.T, ca *testutil.CA, hosts []string, validity ...time.Time) []*x509.Certificate {
+func chainOf(t testing.TB, ca *testutil.CA, hosts []string, validity ...time.Time) []*x509.Certificate {
 	t.Helper()
 	cert := ca.Issue(hosts, validity...)
 	var out []*x509.Certificate
@@ -139,5 +139,59 @@ func TestNewResolverTrustsOnlyLoopbackFromResolvConf(t *testing.T) {
 	}
 	if _, err := NewResolver("", filepath.Join(dir, "missing")); !errors.Is(err, ErrNoResolver) {
 		t.Errorf("no resolv.conf: %v", err)
+	}
+}
+
+// FuzzTLSAAnswer: any DNS answer from the resolver (wire form) is read
+// without panic into at most maxTLSA records, and verifying a real chain
+// against them never panics and succeeds only through a usable record.
+func FuzzTLSAAnswer(f *testing.F) {
+	ca := testutil.NewCA(f)
+	chain := chainOf(f, ca, []string{"mx.remote.test"})
+	for _, recs := range [][]Record{
+		{{3, 1, 1, sum256(chain[0].RawSubjectPublicKeyInfo)}},
+		{{2, 0, 1, sum256(chain[1].Raw)}, {1, 1, 1, sum256(nil)}, {3, 0, 0, []byte{1}}},
+	} {
+		m := new(dns.Msg)
+		m.SetQuestion("_25._tcp.mx.remote.test.", dns.TypeTLSA)
+		m.Response, m.AuthenticatedData = true, true
+		for _, r := range recs {
+			m.Answer = append(m.Answer, &dns.TLSA{
+				Hdr:   dns.RR_Header{Name: "_25._tcp.mx.remote.test.", Rrtype: dns.TypeTLSA, Class: dns.ClassINET, Ttl: 60},
+				Usage: r.Usage, Selector: r.Selector, MatchingType: r.MatchingType, Certificate: hex.EncodeToString(r.Data),
+			})
+		}
+		wire, err := m.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(wire)
+	}
+	now := time.Now()
+	f.Fuzz(func(t *testing.T, wire []byte) {
+		in := new(dns.Msg)
+		if in.Unpack(wire) != nil {
+			return
+		}
+		res := tlsaAnswer(in)
+		if len(res.Records) > maxTLSA || res.Secure != in.AuthenticatedData {
+			t.Fatalf("%d records, secure %v", len(res.Records), res.Secure)
+		}
+		if Verify(res.Records, "mx.remote.test", chain, now) == nil && len(Usable(res.Records)) == 0 {
+			t.Fatal("verified without a usable record")
+		}
+	})
+}
+
+// TestTLSAAnswerBounded: a huge TLSA RRset is cut at 64 records.
+func TestTLSAAnswerBounded(t *testing.T) {
+	m := new(dns.Msg)
+	m.SetQuestion("_25._tcp.mx.remote.test.", dns.TypeTLSA)
+	for i := 0; i < 80; i++ {
+		m.Answer = append(m.Answer, &dns.TLSA{Hdr: dns.RR_Header{Name: "_25._tcp.mx.remote.test.", Rrtype: dns.TypeTLSA, Class: dns.ClassINET},
+			Usage: 3, Certificate: "00"})
+	}
+	if got := tlsaAnswer(m); len(got.Records) != 64 {
+		t.Errorf("%d records kept, want 64", len(got.Records))
 	}
 }

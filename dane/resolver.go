@@ -64,8 +64,22 @@ func (r *Resolver) LookupTLSA(ctx context.Context, host string, port int) (TLSA,
 	if err != nil {
 		return TLSA{}, err
 	}
+	return tlsaAnswer(in), nil
+}
+
+// maxTLSA bounds the records taken from one answer: each is tried
+// against the server's chain, so a hostile zone could otherwise make a
+// handshake cost as many hash runs as a 64 KiB answer holds records.
+const maxTLSA = 64
+
+// tlsaAnswer reads the TLSA records and the AD bit of a resolver's answer.
+// Records whose data is not hex are left out.
+func tlsaAnswer(in *dns.Msg) TLSA {
 	res := TLSA{Secure: in.AuthenticatedData}
 	for _, rr := range in.Answer {
+		if len(res.Records) == maxTLSA {
+			break
+		}
 		t, ok := rr.(*dns.TLSA)
 		if !ok {
 			continue
@@ -76,7 +90,7 @@ func (r *Resolver) LookupTLSA(ctx context.Context, host string, port int) (TLSA,
 		}
 		res.Records = append(res.Records, Record{Usage: t.Usage, Selector: t.Selector, MatchingType: t.MatchingType, Data: data})
 	}
-	return res, nil
+	return res
 }
 
 // Secure reports whether the answer for name and qtype (dns.TypeMX,
