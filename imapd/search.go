@@ -32,7 +32,7 @@ type headerTerm struct {
 
 // query is one compiled level of search criteria: all of its conditions must hold.
 type query struct {
-	never       bool // a condition no message can meet (KEYWORD never defined, \Recent)
+	never       bool // a condition no message can meet (KEYWORD never defined)
 	seqs        []imap.SeqSet
 	uids        []imap.UIDSet
 	since       time.Time
@@ -104,8 +104,8 @@ func orMax(n, max uint32) uint32 {
 	return n
 }
 
-// flagResolver maps an IMAP flag to its bit in the mailbox; ok is false for a keyword the mailbox has
-// never defined, and for \Recent, which this server never sets.
+// flagResolver maps an IMAP flag to its bit in the mailbox (\Recent to flagRecent, which a session
+// sets on its recent messages); ok is false for a keyword the mailbox has never defined.
 type flagResolver func(imap.Flag) (bit uint64, ok bool)
 
 func compileSearch(c *imap.SearchCriteria, nc *numContext, flags flagResolver) *program {

@@ -10,9 +10,8 @@ import (
 	"postie/maildir"
 )
 
-// \Recent: this server reports no message as recent (RFC 9051 dropped the flag; RFC 3501 allows a server
-// that cannot track it per session to report 0). SEARCH RECENT and NEW therefore match nothing, OLD
-// matches everything.
+// \Recent (IMAP4rev1 only): see recent.go. A selection's recent messages carry flagRecent (each), so
+// FETCH FLAGS, SEARCH RECENT, NEW and OLD see it.
 
 func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
 	s.unselect()
