@@ -132,7 +132,7 @@ func New(opts Options) *Server {
 		imap.CapBinary, imap.CapUnselect, imap.CapIdle, imap.CapAppendLimit,
 		imap.CapCondStore, imap.CapQResync, // condstore.go
 		imap.CapID, imap.CapQuota, "QUOTA=RES-STORAGE", // id.go, quota.go
-		imapserver.CapCompressDeflate,
+		imapserver.CapCompressDeflate, imap.CapMultiAppend, imap.CapCatenate, // compress: the engine; appendtx.go
 	} {
 		caps[c] = struct{}{}
 	}

@@ -92,7 +92,7 @@ func (c *Conn) availableCaps() []imap.Cap {
 		addAvailableCaps(&caps, available, sortThreadCaps)
 		addAvailableCaps(&caps, available, condStoreCaps)
 		addAvailableCaps(&caps, available, quotaCaps)
-		addAvailableCaps(&caps, available, []imap.Cap{CapCompressDeflate})
+		addAvailableCaps(&caps, available, moreCaps)
 		addAvailableCaps(&caps, available, []imap.Cap{
 			imap.CapSpecialUse,
 			imap.CapCreateSpecialUse,

@@ -15,6 +15,10 @@ import (
 // advertised after login when Options.Caps has it.
 const CapCompressDeflate imap.Cap = "COMPRESS=DEFLATE"
 
+// moreCaps are the capabilities after login of compress.go, multiappend.go, catenate.go and
+// notify.go, advertised when Options.Caps has them.
+var moreCaps = []imap.Cap{CapCompressDeflate, imap.CapMultiAppend, imap.CapCatenate, imap.CapNotify}
+
 // Memory. Go's flate.Writer cannot be given a smaller window or hash table: one costs about
 // 1.2 MB at BestSpeed (0.8 MB at the other levels) whatever it compresses. So a compressing
 // connection keeps none: responses are gathered (up to deflateGather bytes, or until the

@@ -261,7 +261,7 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 	case "CLOSE", "UNSELECT":
 		err = c.handleUnselect(dec, name == "CLOSE")
 	case "APPEND":
-		err = c.handleAppend(tag, dec)
+		err = c.handleAppendExt(tag, dec) // multiappend.go
 		sendOK = false
 	case "FETCH", "UID FETCH":
 		err = c.handleFetch(dec, numKind)

@@ -1,0 +1,222 @@
+package imapd
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"postie/imapd/mimeparse"
+	"postie/maildir"
+)
+
+// APPEND through a transaction: MULTIAPPEND (RFC 3502) and CATENATE (RFC 4469).
+//
+// The messages of one APPEND are staged first (in memory up to stageInMemory bytes each, then in a
+// file in the account's tmp/, which maildir's cleaner removes should the process die), and only
+// appended to the mailbox once the command has been read whole: a client that stops halfway, a
+// message over the limit, a bad flag or a bad CATENATE URL leave the mailbox untouched. Appending
+// the staged messages can still fail (the quota, a disk error); the ones already appended by
+// this command are then expunged again before the NO, so all or none remain, though another
+// session may glimpse them meanwhile.
+
+const stageInMemory = 256 << 10
+
+var (
+	_ imapserver.SessionAppendTx = (*session)(nil)
+	_ imapserver.SessionCatenate = (*session)(nil)
+)
+
+// BeginAppend starts an APPEND into mailbox.
+func (s *session) BeginAppend(mailbox string) (imapserver.AppendTx, error) {
+	dst, err := s.destination(mailbox)
+	if err != nil {
+		return nil, err
+	}
+	return &appendTx{s: s, dst: dst}, nil
+}
+
+type appendTx struct {
+	s      *session
+	dst    *maildir.Mailbox
+	staged []*stagedMsg
+}
+
+// stagedMsg is one message read from the client, waiting for Commit.
+type stagedMsg struct {
+	tx     *appendTx
+	flags  maildir.Flags
+	names  []string
+	date   time.Time
+	binary bool
+	mem    bytes.Buffer
+	file   *os.File // once mem would pass stageInMemory
+	size   int64
+}
+
+func (tx *appendTx) Message(options *imap.AppendOptions) (io.WriteCloser, error) {
+	names := make([]string, 0, len(options.Flags))
+	for _, f := range options.Flags {
+		names = append(names, string(f))
+	}
+	bits, err := tx.dst.ParseFlags(names)
+	if err != nil {
+		return nil, tx.s.mailError("append", err)
+	}
+	m := &stagedMsg{tx: tx, flags: bits, names: names, date: options.Time, binary: options.Binary}
+	tx.staged = append(tx.staged, m)
+	return m, nil
+}
+
+func (m *stagedMsg) Write(p []byte) (int, error) {
+	m.size += int64(len(p))
+	if m.file == nil && m.mem.Len()+len(p) <= stageInMemory {
+		return m.mem.Write(p)
+	}
+	if m.file == nil {
+		f, err := os.CreateTemp(filepath.Join(m.tx.s.mail.Dir(), "tmp"), "append-*")
+		if err != nil {
+			return 0, m.tx.s.mailError("append: stage", err)
+		}
+		m.file = f
+		if _, err := f.Write(m.mem.Bytes()); err != nil {
+			return 0, m.tx.s.mailError("append: stage", err)
+		}
+		m.mem = bytes.Buffer{}
+	}
+	n, err := m.file.Write(p)
+	if err != nil {
+		return n, m.tx.s.mailError("append: stage", err)
+	}
+	return n, nil
+}
+
+func (m *stagedMsg) Close() error { return nil }
+
+// reader gives the staged bytes (a literal8's binary parts encoded, as Append does).
+func (m *stagedMsg) reader() (io.Reader, error) {
+	var r io.Reader = bytes.NewReader(m.mem.Bytes())
+	if m.file != nil {
+		r = io.NewSectionReader(m.file, 0, m.size)
+	}
+	if !m.binary {
+		return r, nil
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("imapd: read staged APPEND: %w", err)
+	}
+	b, _ = mimeparse.EncodeBinaryParts(b)
+	return bytes.NewReader(b), nil
+}
+
+func (m *stagedMsg) drop() {
+	if m.file != nil {
+		m.file.Close()
+		os.Remove(m.file.Name())
+		m.file = nil
+	}
+	m.mem = bytes.Buffer{}
+}
+
+// Commit appends the staged messages in order; on a failure it expunges those it appended.
+func (tx *appendTx) Commit() (*imapserver.MultiAppendData, error) {
+	defer tx.s.busy()()
+	uids := make([]uint32, 0, len(tx.staged))
+	for _, m := range tx.staged {
+		r, err := m.reader()
+		var uid uint32
+		if err == nil {
+			uid, err = tx.dst.Append(r, m.flags, m.date, nil)
+		}
+		if err != nil {
+			if len(uids) > 0 {
+				if _, xerr := tx.dst.Expunge(uids, nil); xerr != nil {
+					tx.s.logf(slog.LevelError, "imap append: take back a partial MULTIAPPEND", "mailbox", tx.dst.Name(), "err", xerr)
+				}
+			}
+			return nil, tx.s.mailError("append", err)
+		}
+		uids = append(uids, uid)
+	}
+	data := &imapserver.MultiAppendData{UIDValidity: tx.dst.UIDValidity()}
+	for i, m := range tx.staged {
+		tx.s.trainAppend(tx.dst, uids[i], m.names)
+		data.UIDs = append(data.UIDs, imap.UID(uids[i]))
+	}
+	sort.Slice(data.UIDs, func(i, j int) bool { return data.UIDs[i] < data.UIDs[j] })
+	return data, nil
+}
+
+func (tx *appendTx) Abort() {
+	for _, m := range tx.staged {
+		m.drop()
+	}
+	tx.staged = nil
+}
+
+// CatenateURL reads the message, section or range a CATENATE URL names, from any mailbox of the
+// user's.
+func (s *session) CatenateURL(u *imapserver.CatenateURL) (io.ReadCloser, error) {
+	bad := func(text string) (io.ReadCloser, error) { return nil, imapserver.BadURL(u.Raw, text) }
+	mb, err := s.mail.Mailbox(u.Mailbox)
+	if errors.Is(err, maildir.ErrNoSuchMailbox) {
+		return bad("No such mailbox")
+	}
+	if err != nil {
+		return nil, s.mailError("catenate", err)
+	}
+	if u.UIDValidity != 0 && u.UIDValidity != mb.UIDValidity() {
+		return bad("UIDVALIDITY differs")
+	}
+	msg := &message{uid: uint32(u.UID), size: -1, src: &msgSource{
+		open: func(uid uint32) (msgFile, error) {
+			f, err := mb.OpenMessage(uid)
+			if err != nil {
+				return nil, err
+			}
+			return storeFile{f}, nil
+		},
+		validity: mb.UIDValidity(),
+	}}
+	found := false
+	mb.View(func(msgs []maildir.Message) {
+		i := sort.Search(len(msgs), func(i int) bool { return msgs[i].UID >= msg.uid })
+		if i < len(msgs) && msgs[i].UID == msg.uid {
+			found, msg.size = true, msgs[i].Size
+		}
+	})
+	if !found {
+		return bad("No such message")
+	}
+	f := &fetcher{s: s}
+	l, err := f.bodyLiteral(msg, &u.Section)
+	if errors.Is(err, maildir.ErrNoSuchMessage) {
+		msg.close()
+		return bad("No such message")
+	}
+	if err != nil {
+		msg.close()
+		return nil, s.mailError("catenate", err)
+	}
+	var r io.Reader = bytes.NewReader(l.data)
+	if l.data == nil {
+		r = io.LimitReader(l.r, l.n)
+	}
+	return &closeReader{Reader: r, close: msg.close}, nil
+}
+
+type closeReader struct {
+	io.Reader
+	close func()
+}
+
+func (c *closeReader) Close() error { c.close(); return nil }
