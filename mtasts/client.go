@@ -64,8 +64,18 @@ type Client struct {
 
 type entry struct {
 	policy  *Policy
+	fetched time.Time
 	expires time.Time // fetch time + max_age
 	checked time.Time // when the TXT record's id was last compared
+}
+
+// refreshAfter is how long after its fetch a policy whose id has not
+// changed is fetched again: daily, or at half its max_age if that is
+// shorter. RFC 8461 asks senders to refresh cached policies periodically,
+// so that a policy in use does not simply run out at max_age, when a
+// fetch blocked by an attacker would leave the domain without one.
+func refreshAfter(maxAge time.Duration) time.Duration {
+	return min(24*time.Hour, maxAge/2)
 }
 
 // stored is a cached policy on disk.
@@ -136,7 +146,7 @@ func (c *Client) Lookup(ctx context.Context, domain string) (*Policy, error) {
 		}
 		return nil, nil
 	}
-	if e != nil && e.policy.ID == id {
+	if e != nil && e.policy.ID == id && now.Sub(e.fetched) < refreshAfter(e.policy.MaxAge) {
 		c.touch(domain, now)
 		return e.policy, nil
 	}
@@ -146,6 +156,9 @@ func (c *Client) Lookup(ctx context.Context, domain string) (*Policy, error) {
 	if err != nil {
 		c.opts.Logger.Info("mta-sts: cannot fetch policy", "domain", domain, "err", err)
 		if e != nil {
+			// The cached policy applies until it expires; the next
+			// try is after Recheck.
+			c.touch(domain, now)
 			return e.policy, err
 		}
 		return nil, err
@@ -232,7 +245,7 @@ func (c *Client) touch(domain string, now time.Time) {
 }
 
 func (c *Client) store(domain string, p *Policy, now time.Time) {
-	e := &entry{policy: p, expires: now.Add(p.MaxAge), checked: now}
+	e := &entry{policy: p, fetched: now, expires: now.Add(p.MaxAge), checked: now}
 	c.mu.Lock()
 	c.cache[domain] = e
 	c.mu.Unlock()
@@ -276,7 +289,7 @@ func (c *Client) load(domain string) *entry {
 		return nil
 	}
 	p.ID = s.ID
-	return &entry{policy: p, expires: s.Expires, checked: s.Fetched}
+	return &entry{policy: p, fetched: s.Fetched, expires: s.Expires, checked: s.Fetched}
 }
 
 // path is the cache file of domain, "" when there is no cache directory

@@ -108,6 +108,43 @@ func TestChangedIDRefetches(t *testing.T) {
 	}
 }
 
+// TestUnchangedIDRefreshes: a policy in use is fetched again after half
+// its max_age (at most a day) although its id is the same, so that it
+// does not run out at max_age; a failed refresh keeps the cached one.
+func TestUnchangedIDRefreshes(t *testing.T) {
+	w := newWorld(t) // max_age one day: refreshed after 12 hours
+	c := w.client("")
+	c.Lookup(context.Background(), "remote.test")
+	w.advance(11 * time.Hour)
+	if p, _ := c.Lookup(context.Background(), "remote.test"); p == nil || w.fetches() != 1 {
+		t.Fatalf("before the refresh: %+v, %d fetches", p, w.fetches())
+	}
+	w.mu.Lock()
+	w.body = "version: STSv1\r\nmode: enforce\r\nmx: other.remote.test\r\nmax_age: 86400\r\n"
+	w.mu.Unlock()
+	w.advance(2 * time.Hour)
+	p, err := c.Lookup(context.Background(), "remote.test")
+	if err != nil || p == nil || !p.Match("other.remote.test") || w.fetches() != 2 {
+		t.Fatalf("after 13 hours: %+v %v, %d fetches; want the policy fetched again", p, err, w.fetches())
+	}
+	// The policy host fails from now on. 26 hours after the first fetch,
+	// the refreshed policy (fetched at 13 hours) still applies.
+	w.mu.Lock()
+	w.reply = func(rw http.ResponseWriter) bool { http.Error(rw, "down", http.StatusInternalServerError); return true }
+	w.mu.Unlock()
+	w.advance(13 * time.Hour)
+	p, err = c.Lookup(context.Background(), "remote.test")
+	var se *Error
+	if p == nil || !p.Match("other.remote.test") || !errors.As(err, &se) {
+		t.Fatalf("refresh failing after 26 hours: %+v %v; want the cached policy and the fetch error", p, err)
+	}
+	n := w.fetches()
+	w.advance(time.Minute)
+	if p, _ := c.Lookup(context.Background(), "remote.test"); p == nil || w.fetches() != n {
+		t.Errorf("a failed refresh is retried within Recheck: %d fetches, want %d", w.fetches(), n)
+	}
+}
+
 func TestCachedPolicySurvivesRestart(t *testing.T) {
 	w := newWorld(t)
 	dir := t.TempDir()
