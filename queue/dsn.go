@@ -247,10 +247,10 @@ func statusFields(rep *report) string {
 	field("Arrival-Date", rep.arrival.Format(time.RFC1123Z))
 	for _, r := range rep.rcpts {
 		b.WriteString("\r\n")
-		if orcpt := fieldText(r.ORcpt); orcpt != "" {
-			field("Original-Recipient", orcpt)
+		if typ, addr, ok := strings.Cut(r.ORcpt, ";"); ok && addr != "" {
+			field("Original-Recipient", typedAddress(typ, "", addr))
 		}
-		field("Final-Recipient", "rfc822; "+fieldText(r.Addr))
+		field("Final-Recipient", typedAddress("rfc822", " ", r.Addr))
 		status := r.DSNStatus
 		action := rep.action(r)
 		field("Action", action)
@@ -281,6 +281,38 @@ func statusFields(rep *report) string {
 		}
 	}
 	return b.String()
+}
+
+// typedAddress is the value of an Original- or Final-Recipient field,
+// "rfc822;bob@example.com" (sep between the type and the address). A
+// non-ASCII address goes as type utf-8 in utf-8-addr-xtext (RFC 6533
+// section 3), which a message/delivery-status part, being 7bit, needs:
+// "utf-8; \x{E9}l\x{E8}ve@example.com".
+func typedAddress(typ, sep, addr string) string {
+	if strings.EqualFold(typ, "rfc822") && isASCII(addr) {
+		return fieldText(typ) + ";" + sep + fieldText(addr)
+	}
+	var b strings.Builder
+	for _, r := range strings.ToValidUTF8(addr, "\uFFFD") {
+		switch {
+		case r > ' ' && r < 0x7f && r != '+' && r != '=' && r != '\\':
+			b.WriteRune(r)
+		case r < 0x80:
+			fmt.Fprintf(&b, "\\x{%02X}", r)
+		default:
+			fmt.Fprintf(&b, "\\x{%X}", r)
+		}
+	}
+	return "utf-8;" + sep + fieldText(b.String())
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // fieldText makes text from the network safe for a header field value:

@@ -88,3 +88,31 @@ func FuzzReport(f *testing.F) {
 		}
 	})
 }
+
+// TestDSNNonASCIIAddresses: a non-ASCII recipient (SMTPUTF8) and its
+// ORCPT appear in the 7bit delivery-status part as type utf-8 in
+// utf-8-addr-xtext (RFC 6533 section 3), not with their letters replaced
+// by "?"; ASCII ones stay rfc822.
+func TestDSNNonASCIIAddresses(t *testing.T) {
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	rep := &report{
+		hostname: "mail.example.test", queueID: "q1", dsnID: "q2", sender: "alice@example.test",
+		arrival: now, now: now, lifetime: time.Hour,
+		rcpts: []RcptState{
+			{Addr: "élève+1@exemple.test", ORcpt: "utf-8;élève+1@exemple.test", DSNStatus: "5.1.1", Reply: "550 5.1.1 unknown"},
+			{Addr: "bob@remote.test", ORcpt: "rfc822;Bob@Remote.test", DSNStatus: "5.1.1", Reply: "550 5.1.1 unknown"},
+		},
+	}
+	var buf bytes.Buffer
+	if err := writeReport(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+	p := parseDSN(t, buf.Bytes())
+	if len(p.rcpts) != 2 {
+		t.Fatalf("%d recipient blocks", len(p.rcpts))
+	}
+	expectField(t, p.rcpts[0], "Final-Recipient", `utf-8; \x{E9}l\x{E8}ve\x{2B}1@exemple.test`)
+	expectField(t, p.rcpts[0], "Original-Recipient", `utf-8;\x{E9}l\x{E8}ve\x{2B}1@exemple.test`)
+	expectField(t, p.rcpts[1], "Final-Recipient", "rfc822; bob@remote.test")
+	expectField(t, p.rcpts[1], "Original-Recipient", "rfc822;Bob@Remote.test")
+}
