@@ -36,11 +36,22 @@ func (s *session) selectRecent(sel *selection) uint32 {
 	sel.recent.show = !s.conn.EnabledCaps().Has(imap.CapIMAP4rev2)
 	sel.recent.next = 1
 	s.decideRecent(sel)
+	if sel.recent.show {
+		// Every poll, IDLE's too, ends with the RECENT of new mail claimed here, and other sessions'
+		// flag changes reach this one with \Recent where it applies.
+		sel.st.SetAfterPoll(func(w *imapserver.UpdateWriter) error { return s.pollRecent(sel, w) })
+		sel.st.SetFlagsHook(func(uid imap.UID, flags []imap.Flag) []imap.Flag {
+			return withRecent(flags, sel.recentBit(uint32(uid)))
+		})
+	} else {
+		sel.st.SetAfterPoll(func(*imapserver.UpdateWriter) error { s.decideRecent(sel); return nil }) // claim, show none
+	}
 	return sel.recentCount()
 }
 
 // pollRecent decides \Recent for the messages that arrived since the last poll and, when some are
-// recent here, sends the new RECENT count (after the tracker's EXISTS).
+// recent here, sends the new RECENT count (after the tracker's EXISTS). It ends every poll of the
+// selection's tracker (SetAfterPoll).
 func (s *session) pollRecent(sel *selection, w *imapserver.UpdateWriter) error {
 	if !s.decideRecent(sel) || !sel.recent.show {
 		return nil

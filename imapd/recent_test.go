@@ -67,4 +67,25 @@ func TestRecent(t *testing.T) {
 	if got := b.cmd("s STATUS INBOX (RECENT)"); count(got, "RECENT 0") != 1 {
 		t.Errorf("STATUS after the claims: %q", got)
 	}
+
+	// Another session's flag change reaches the first with \Recent kept.
+	b.cmd(`t STORE 5 +FLAGS (\Flagged)`)
+	if got := a.cmd("n NOOP"); count(got, `FLAGS (\Flagged \Recent))`) != 1 {
+		t.Errorf("flag update in the claiming session: %q", got)
+	}
+	// New mail during IDLE: EXISTS, then RECENT.
+	a.send("i IDLE\r\n")
+	if l := a.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("IDLE: %q", l)
+	}
+	ts.deliver(testMessage(6, "idle"))
+	if l := a.line(); l != "* 6 EXISTS\r\n" {
+		t.Errorf("IDLE: %q, want * 6 EXISTS", l)
+	}
+	if l := a.line(); l != "* 6 RECENT\r\n" {
+		t.Errorf("IDLE: %q, want * 6 RECENT", l)
+	}
+	if got := a.answer("DONE\r\n", "i"); !strings.HasPrefix(got, "i OK") {
+		t.Errorf("DONE: %q", got)
+	}
 }

@@ -138,10 +138,7 @@ func (s *session) poll(sel *selection, w *imapserver.UpdateWriter, allowExpunge 
 		s.logf(slog.LevelWarn, "imap: refresh", "mailbox", e.name, "err", err)
 	}
 	e.sync()
-	if err := s.pollUpdates(sel, w, allowExpunge); err != nil {
-		return err
-	}
-	return s.pollRecent(sel, w)
+	return s.pollUpdates(sel, w, allowExpunge) // RECENT follows from the tracker's hook (recent.go)
 }
 
 // Idle waits for changes. While anyone idles on a mailbox, it is re-read every second.

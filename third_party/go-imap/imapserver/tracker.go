@@ -143,6 +143,7 @@ type SessionTracker struct {
 	updates chan<- struct{}
 	known   uint32                            // messages the client has been told of (tracker_coalesce.go)
 	modSeq  func(uid imap.UID) (uint64, bool) // SetModSeqLookup (condstore.go)
+	hooks   sessionHooks                      // SetFlagsHook, SetAfterPoll (tracker_coalesce.go)
 }
 
 // Close unregisters the session.
@@ -193,7 +194,9 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 		}
 	}
 	updates, t.known = coalesceUpdates(updates, t.known)
+	hooks := t.hooks
 	t.mutex.Unlock()
+	hooks.flags(updates)
 
 	for i := 0; i < len(updates); i++ {
 		update := updates[i]
@@ -226,7 +229,7 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 			return err
 		}
 	}
-	return nil
+	return hooks.after(w)
 }
 
 // Idle continuously writes mailbox updates.
