@@ -18,6 +18,7 @@
 //	<folder>/postie-uidlist  "1 V<uidvalidity> N<uidnext>" then "<uid> T<date> :<base name>" lines
 //	<folder>/postie-keywords "<index> <keyword>" lines; index 0-25 is the letter a-z in file names
 //	<folder>/postie-uidlist.lock   flock(2) taken by every writer of the two files above
+//	<folder>/postie-recent   the first UID no IMAP session has claimed as \Recent (recent.go), flocked
 //	subscriptions            one IMAP name per line
 //	maildirsize              Maildir++ quota accounting
 //	postie-specialuse        special-use attributes of folders ("\Sent Outbox" lines)
