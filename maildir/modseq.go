@@ -209,9 +209,9 @@ func (m *Mailbox) syncGoneLocked(l ulLine) {
 // its record). Each base name's latest line only.
 func (l *loader) lostUIDs() []vanishedUID {
 	var lost []vanishedUID
-	for _, j := range l.idx {
+	for j := range l.lines {
 		ln := &l.lines[j]
-		if !ln.present && !ln.gone {
+		if !ln.present && !ln.gone && l.idx[ln.key] == int32(j) {
 			lost = append(lost, vanishedUID{uid: ln.uid})
 		}
 	}
