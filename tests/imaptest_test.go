@@ -112,8 +112,8 @@ func imaptestDir(t *testing.T) string {
 
 // imaptestKit returns the imaptest binary and its compliance scripts, built
 // from the kit once and cached under the user cache directory, keyed by the
-// hash of the source archive and build script (so a changed kit is built
-// anew). It skips the test when the build cannot work here: the Dovecot
+// hash of the source archive, the build script and Dovecot's dovecot-config
+// (so a changed kit, or another Dovecot, is built anew). It skips the test when the build cannot work here: the Dovecot
 // development files, libdovecot or the autotools are missing.
 func imaptestKit(t *testing.T) (bin, scripts string) {
 	t.Helper()
@@ -133,9 +133,10 @@ func imaptestKit(t *testing.T) (bin, scripts string) {
 		}
 	}
 
+	// The key: the kit, and the Dovecot it links against (an upgraded libdovecot needs a new build).
 	h := sha256.New()
-	for _, f := range []string{"imaptest-src.tar.gz", "build.sh"} {
-		fh, err := os.Open(filepath.Join(kit, f))
+	for _, f := range []string{filepath.Join(kit, "imaptest-src.tar.gz"), filepath.Join(kit, "build.sh"), "/usr/lib/dovecot/dovecot-config"} {
+		fh, err := os.Open(f)
 		if err != nil {
 			t.Fatal(err)
 		}
