@@ -111,6 +111,7 @@ func (m *Mailbox) stampLocked(idx []int) error {
 		return err
 	}
 	m.modseqTop += uint64(len(idx))
+	m.dead += len(idx) // each supersedes an earlier line of its message
 	for k, i := range idx {
 		m.msgs[i].ModSeq = lines[k].ms
 	}
@@ -151,6 +152,7 @@ func (m *Mailbox) recordGoneLocked(uids []uint32, origin any, shown uint64) erro
 		return err
 	}
 	m.modseqTop = top
+	m.dead += len(lines) // kept by a rewrite only while remembered
 	order := make([]int, len(idx)) // vanished in modseq order
 	for k := range order {
 		order[k] = k
@@ -175,6 +177,7 @@ func (m *Mailbox) applyLineLocked(l ulLine) {
 	msg := &m.msgs[i]
 	msg.ModSeq = l.ms
 	m.modseq = max(m.modseq, l.ms)
+	m.dead++
 	if l.hasInfo {
 		f, unknown, _ := parseInfo([]byte("2," + l.info))
 		msg.Flags = f

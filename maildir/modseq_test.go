@@ -387,3 +387,57 @@ func TestModSeqSecondProcess(t *testing.T) {
 		seen[v.ms] = v.uid
 	}
 }
+
+// TestModSeqListStaysBounded: every flag change appends a line to the UID
+// list; superseded lines count as dead, so the list is compacted and does
+// not grow with the number of changes. Modseqs survive the compaction.
+func TestModSeqListStaysBounded(t *testing.T) {
+	u, root := testUser(t)
+	for i := range 10 {
+		deliver(t, u, body(i))
+	}
+	inbox := mailbox(t, u, "INBOX")
+	for i := range 3000 {
+		op := FlagsAdd
+		if i%2 == 1 {
+			op = FlagsRemove
+		}
+		if _, err := inbox.SetFlags([]uint32{uint32(1 + i%10)}, op, FlagSeen, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(root, "example.test", "alice", uidlistFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(data), "\n"); n > 1100 {
+		t.Errorf("UID list has %d lines after 3000 flag changes of 10 messages", n)
+	}
+	before, highest := messages(inbox), inbox.HighestModSeq()
+	again := mailbox(t, reopen(t, root), "INBOX")
+	if got := messages(again); !slices.Equal(got, before) || again.HighestModSeq() != highest {
+		t.Errorf("after compaction and restart: highest %d (was %d)\n got %+v\nwant %+v", again.HighestModSeq(), highest, got, before)
+	}
+}
+
+// TestModSeqVanishedBounded: past maxVanished expunges the oldest are
+// forgotten, and Vanished says so for a modseq below what is remembered.
+func TestModSeqVanishedBounded(t *testing.T) {
+	u, _ := testUser(t)
+	m := mailbox(t, u, "INBOX")
+	m.mu.Lock()
+	for i := range maxVanished + maxVanished/4 {
+		m.noteVanishedLocked(uint32(i+1), uint64(i+2))
+	}
+	m.mu.Unlock()
+	if len(m.vanished) > maxVanished+maxVanished/8 {
+		t.Errorf("%d expunges remembered", len(m.vanished))
+	}
+	if _, complete := m.Vanished(1); complete {
+		t.Error("Vanished(1) complete, though the oldest expunges were forgotten")
+	}
+	uids, complete := m.Vanished(m.floor)
+	if !complete || len(uids) != len(m.vanished) {
+		t.Errorf("Vanished(floor %d): %d UIDs, complete %v", m.floor, len(uids), complete)
+	}
+}
