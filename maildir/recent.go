@@ -1,8 +1,11 @@
 package maildir
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -48,6 +51,11 @@ func (m *Mailbox) recent(upTo uint32) (from uint32, moved bool, err error) {
 		return 0, false, ErrNoSuchMailbox
 	}
 	path := filepath.Join(dir, recentFile)
+	if upTo == 0 { // only looking: a folder never claimed gets no file (STATUS of every folder)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return 1, false, nil
+		}
+	}
 	f, err := safeio.Lock(path, upTo == 0, false)
 	if err != nil {
 		return 0, false, fmt.Errorf("maildir: recent %s: %w", m.name, err)
