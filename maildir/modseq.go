@@ -152,7 +152,7 @@ func (m *Mailbox) recordGoneLocked(uids []uint32, origin any, shown uint64) erro
 		return err
 	}
 	m.modseqTop = top
-	m.dead += len(lines) // kept by a rewrite only while remembered
+	m.dead += len(lines)           // kept by a rewrite only while remembered
 	order := make([]int, len(idx)) // vanished in modseq order
 	for k := range order {
 		order[k] = k
