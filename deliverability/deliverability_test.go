@@ -55,5 +55,26 @@ func TestExplain(t *testing.T) {
 func FuzzExplain(f *testing.F) {
 	f.Add("550 5.7.26 unauthenticated")
 	f.Add("5.7.1")
-	f.Fuzz(func(t *testing.T, s string) { Explain(s) })
+	f.Fuzz(func(t *testing.T, s string) {
+		e, ok := Explain(s)
+		if ok != (e != Explanation{}) || ok && (e.Cause == "" || e.Fix == "") {
+			t.Fatalf("Explain(%q) = %+v, %v", s, e, ok)
+		}
+		// Matching ignores case (ASCII: Unicode case mapping is not a
+		// round trip).
+		if isASCII(s) {
+			if e2, ok2 := Explain(strings.ToUpper(s)); ok2 != ok || e2 != e {
+				t.Fatalf("Explain(%q) differs from Explain of its upper case", s)
+			}
+		}
+	})
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
