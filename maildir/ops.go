@@ -207,6 +207,7 @@ func (m *Mailbox) setFlags(uids []uint32, op FlagOp, flags Flags, since uint64, 
 			}
 		}
 	}
+	m.maybeCompactLocked() // each change appended a line
 	return out, modified, nil
 }
 
