@@ -3,8 +3,9 @@
 // RFC 7505), dialing with deadlines from an optional source address,
 // STARTTLS (RFC 3207) under the strictest policy the domain publishes —
 // DANE (RFC 7672) over MTA-STS (RFC 8461) over opportunistic TLS (RFC
-// 7435) — with verified TLS required for REQUIRETLS messages (RFC 8689),
-// per-recipient results, DKIM signing and connection reuse; or, with a
+// 7435) — with verified TLS required for REQUIRETLS messages (RFC 8689)
+// and no policy applied to a message whose header says "TLS-Required: No"
+// (RFC 8689 section 5; TLS still used when offered), per-recipient results, DKIM signing and connection reuse; or, with a
 // smarthost configured, relaying everything through it with mandatory
 // verified TLS and AUTH PLAIN. Each TLS attempt's outcome goes to an
 // optional TLSReporter (RFC 8460).

@@ -69,6 +69,10 @@ const (
 	stsTesting                      // opportunistic, but failures of the policy are reported
 	stsEnforce                      // STARTTLS with a WebPKI certificate for the MX name, else defer
 	daneVerified                    // STARTTLS with a certificate matching the TLSA records, else defer
+	// daneEncrypt: secure TLSA records, none usable (RFC 7672 section
+	// 2.2; Postfix's "encrypt" level): STARTTLS required, certificate
+	// not checked, else defer. Not verified: no REQUIRETLS.
+	daneEncrypt
 )
 
 // domainPolicy is what applies to every MX host of one recipient domain.
@@ -102,14 +106,17 @@ func (hp hostPolicy) policyType() tlsrpt.PolicyType {
 	switch hp.kind {
 	case stsTesting, stsEnforce:
 		return tlsrpt.PolicySTS
-	case daneVerified:
+	case daneVerified, daneEncrypt:
 		return tlsrpt.PolicyTLSA
 	}
 	return tlsrpt.PolicyNoneFound
 }
 
-// strict reports whether hp allows only verified TLS.
-func (hp hostPolicy) strict() bool { return hp.kind == stsEnforce || hp.kind == daneVerified }
+// strict reports whether hp allows only TLS (verified, but for
+// daneEncrypt).
+func (hp hostPolicy) strict() bool {
+	return hp.kind == stsEnforce || hp.kind == daneVerified || hp.kind == daneEncrypt
+}
 
 // domainPolicy looks up the MTA-STS policy of domain and whether its MX
 // answer is secure. Failures to fetch a policy are reported and logged,
@@ -173,6 +180,9 @@ func (c *Client) hostPolicy(ctx context.Context, dp domainPolicy, t target) (hos
 	}
 	if dp.secureMX {
 		hp, ok, err := c.daneHost(ctx, dp, t)
+		if err == nil && ok && hp.kind == daneEncrypt && dp.requireTLS {
+			return hp, requireTLSError("the TLSA records of %s are all unusable and %s has no MTA-STS policy, so TLS to it cannot be verified", t.name, dp.domain)
+		}
 		if err != nil || ok {
 			return hp, err
 		}
@@ -234,15 +244,20 @@ func (c *Client) daneHost(ctx context.Context, dp domainPolicy, t target) (hostP
 		return hostPolicy{}, false, nil
 	}
 	usable := dane.Usable(res.Records)
-	if len(usable) == 0 {
-		if len(res.Records) > 0 {
-			c.log.Info("outbound: TLSA records but none usable; falling back", "host", t.name)
-		}
-		return hostPolicy{}, false, nil
-	}
 	hp := hostPolicy{kind: daneVerified, tlsa: usable}
 	for _, r := range res.Records {
 		hp.strings = append(hp.strings, r.String())
+	}
+	switch {
+	case len(res.Records) == 0:
+		return hostPolicy{}, false, nil
+	case len(usable) == 0 && dp.sts != nil && (dp.sts.Mode == mtasts.ModeEnforce || dp.requireTLS):
+		return hostPolicy{}, false, nil // MTA-STS does better than encryption alone
+	case len(usable) == 0:
+		// Published but unusable (PKIX usages, unknown parameters): the
+		// domain still asked for TLS, so plaintext is out.
+		c.log.Info("outbound: TLSA records but none usable; TLS required, certificate not checked", "host", t.name)
+		hp.kind = daneEncrypt
 	}
 	return hp, true, nil
 }

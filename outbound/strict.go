@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -65,7 +66,10 @@ func (c *Client) dialStrict(ctx context.Context, dp domainPolicy, hp hostPolicy,
 		return nil, envelope.Errorf(451, 4, 7, 5, "TLS with %s does not satisfy %s: %s", label, hp.describe(dp.domain), oneLine(err.Error()))
 	}
 	s.tls = describeTLS(sc, res)
-	s.verified = true
+	s.verified = hp.kind != daneEncrypt
+	if !s.verified {
+		s.tls = strings.TrimSuffix(s.tls, " verified") + " unverified: no usable TLSA record"
+	}
 	c.reportSession(dp, hp, t, ip, conn, tlsrpt.Success, "")
 	c.log.Debug("outbound: connected", "host", label, "tls", s.tls, "policy", hp.name())
 	return s, nil
@@ -80,9 +84,11 @@ func (c *Client) strictTLS(name string, hp hostPolicy, res *tlsResult) *tls.Conf
 		MinVersion:         tls.VersionTLS12,
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			var err error
-			if hp.kind == daneVerified {
+			switch hp.kind {
+			case daneVerified:
 				err = dane.Verify(hp.tlsa, name, cs.PeerCertificates, time.Now())
-			} else {
+			case daneEncrypt: // encryption only
+			default:
 				err = verifyPeer(cs, name, c.opts.RootCAs)
 			}
 			res.set(err)
@@ -116,6 +122,8 @@ func (hp hostPolicy) name() string {
 		return "mta-sts enforce"
 	case daneVerified:
 		return "dane"
+	case daneEncrypt:
+		return "dane (no usable TLSA record: encryption only)"
 	}
 	return "opportunistic"
 }
@@ -125,6 +133,8 @@ func (hp hostPolicy) describe(domain string) string {
 	switch hp.kind {
 	case daneVerified:
 		return "the DANE TLSA records of this MX host"
+	case daneEncrypt:
+		return "the DANE TLSA records of this MX host (unusable, but they demand TLS)"
 	case stsEnforce, stsTesting:
 		return "the MTA-STS policy of " + domain
 	}

@@ -436,6 +436,44 @@ func TestTLSRequiredNo(t *testing.T) {
 	})
 }
 
+// TestDANEUnusableTLSAStillRequiresTLS: secure TLSA records that are all
+// unusable (here PKIX-EE, usage 1) still say the host does TLS: without
+// STARTTLS the host is deferred, never used in plaintext; with it any
+// certificate will do (RFC 7672 section 2.2, Postfix's "encrypt"), but
+// that is not verified TLS for REQUIRETLS.
+func TestDANEUnusableTLSAStillRequiresTLS(t *testing.T) {
+	setup := func(t *testing.T, o sinkOpts) (*tlsEnv, *sink) {
+		te := newTLSEnv(t)
+		s := newSink(t, o)
+		te.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
+		sum := sha256.Sum256([]byte("some key"))
+		te.ds.TLSA("_25._tcp.mx1.remote.test", 1, 1, 1, hex.EncodeToString(sum[:]))
+		te.ds.A("mx1.remote.test", "192.0.2.1")
+		te.ds.MX("remote.test", 10, "mx1.remote.test")
+		te.secure("remote.test", "mx1.remote.test", "_25._tcp.mx1.remote.test")
+		return te, s
+	}
+	t.Run("no STARTTLS", func(t *testing.T) {
+		te, s := setup(t, sinkOpts{})
+		wantEnhanced(t, sendOne(t, te.client(nil), false), true, [3]int{4, 7, 4})
+		if len(s.messages()) != 0 {
+			t.Fatal("delivered in plaintext to a host with TLSA records")
+		}
+		te.reports.want(t, tlsrpt.PolicyTLSA, tlsrpt.StartTLSNotSupported)
+	})
+	t.Run("any certificate", func(t *testing.T) {
+		cert, _ := testutil.Certificate(t, "other.name.test")
+		te, s := setup(t, sinkOpts{tls: &tls.Config{Certificates: []tls.Certificate{cert}}, requireTLS: true})
+		if err := sendOne(t, te.client(nil), false); err != nil || len(s.messages()) != 1 || !s.messages()[0].tls {
+			t.Fatalf("err %v, %d messages; want delivered over TLS", err, len(s.messages()))
+		}
+		wantEnhanced(t, sendOne(t, te.client(nil), true), false, [3]int{5, 7, 30})
+		if len(s.messages()) != 1 {
+			t.Fatal("a REQUIRETLS message went out over unverified TLS")
+		}
+	})
+}
+
 // TestDANEWinsOverSTS: the MTA-STS policy names another MX host, but the
 // host's TLSA records vouch for it: DANE applies (RFC 8461 section 2).
 func TestDANEWinsOverSTS(t *testing.T) {
