@@ -55,7 +55,9 @@ func (q *Queue) newReport(it *item, job *noticeJob, dsnID string, now time.Time)
 		lifetime: q.opts.Lifetime, waited: now.Sub(it.st.Created), envID: it.st.DSNEnvID,
 	}
 	path := filepath.Join(q.dir, it.st.ID+msgExt)
-	if rep.failures() && it.st.Ret == envelope.RetFull && it.st.Size <= maxReturnFull {
+	// A REQUIRETLS message's bounce returns its headers only, whatever
+	// RET says (RFC 8689 section 5): the bounce may travel less safely.
+	if rep.failures() && it.st.Ret == envelope.RetFull && !it.st.RequireTLS && it.st.Size <= maxReturnFull {
 		full, err := os.ReadFile(path)
 		switch {
 		case err == nil:

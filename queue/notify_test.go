@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -107,22 +108,29 @@ func TestNotifyNeverNoBounce(t *testing.T) {
 }
 
 // RET=HDRS returns the headers only; RET=FULL the whole message (within
-// maxReturnFull); without RET, the headers.
+// maxReturnFull); without RET, the headers. A REQUIRETLS message's bounce
+// returns the headers whatever RET says and asks for REQUIRETLS itself
+// (RFC 8689 section 5).
 func TestBounceRet(t *testing.T) {
 	for _, tc := range []struct {
-		ret  string
-		full bool
-	}{{envelope.RetHdrs, false}, {envelope.RetFull, true}, {"", false}} {
-		t.Run("RET="+tc.ret, func(t *testing.T) {
+		ret        string
+		requireTLS bool
+		full       bool
+	}{{envelope.RetHdrs, false, false}, {envelope.RetFull, false, true}, {"", false, false}, {envelope.RetFull, true, false}} {
+		t.Run(fmt.Sprintf("RET=%s,REQUIRETLS=%v", tc.ret, tc.requireTLS), func(t *testing.T) {
 			d := newDeliverer(func(string, int) error { return &envelope.Error{Code: 554, Enhanced: [3]int{5, 0, 0}, Message: "no"} })
 			h := newHarness(t, d, nil)
 			h.run()
-			h.enqueueParams(envelope.Params{Ret: tc.ret}, []string{"bob@remote.test"}, nil)
+			h.enqueueParams(envelope.Params{Ret: tc.ret, RequireTLS: tc.requireTLS}, []string{"bob@remote.test"}, nil)
 			waitFor(t, "the bounce", func() bool { return len(h.b.got()) == 1 })
-			p := parseDSN(t, h.b.got()[0].body)
+			got := h.b.got()[0]
+			p := parseDSN(t, got.body)
 			hasBody := strings.Contains(p.orig, "The body, which must not come back")
 			if p.full != tc.full || hasBody != tc.full || !strings.Contains(p.orig, "Subject: hello") {
 				t.Errorf("full %v, body returned %v, want %v:\n%s", p.full, hasBody, tc.full, p.orig)
+			}
+			if got.env.Params.RequireTLS != tc.requireTLS {
+				t.Errorf("the bounce's REQUIRETLS is %v, want %v", got.env.Params.RequireTLS, tc.requireTLS)
 			}
 		})
 	}

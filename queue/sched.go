@@ -493,7 +493,8 @@ func (q *Queue) sendNotice(ctx context.Context, it *item, job *noticeJob) (dsnID
 	if err := writeReport(&buf, rep); err != nil {
 		return dsnID, fmt.Errorf("building the DSN: %w", err)
 	}
-	env := &envelope.Envelope{ID: dsnID, From: "", To: []string{it.st.From}, Protocol: "LOCAL", Received: now}
+	env := &envelope.Envelope{ID: dsnID, From: "", To: []string{it.st.From}, Protocol: "LOCAL", Received: now,
+		Params: envelope.Params{RequireTLS: it.st.RequireTLS}} // RFC 8689 section 5: the notice asks for TLS too
 	errs := q.bouncer.Deliver(ctx, env, &buf)
 	if len(errs) != 1 {
 		return dsnID, fmt.Errorf("internal error: bouncer gave %d results for 1 recipient", len(errs))
