@@ -223,6 +223,13 @@ func TestReportAfterTheDay(t *testing.T) {
 	if got := a.header.Get("TLS-Report-Submitter"); got != "mail.example.org" {
 		t.Errorf("TLS-Report-Submitter %q", got)
 	}
+	// RFC 8460 §5.3's Subject form.
+	if got, want := a.header.Get("Subject"), "Report Domain: a.test Submitter: mail.example.org Report-ID: <"+a.report.ReportID+">"; got != want {
+		t.Errorf("Subject %q, want %q", got, want)
+	}
+	if ct, params, _ := a.header.ContentType(); ct != "multipart/report" || params["report-type"] != "tlsrpt" {
+		t.Errorf("Content-Type %q %v", ct, params)
+	}
 	start := time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)
 	if want := "mail.example.org!a.test!1773100800!1773187199!20260310.json.gz"; a.filename != want || start.Unix() != 1773100800 {
 		t.Errorf("filename %q, want %q", a.filename, want)
