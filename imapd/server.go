@@ -91,6 +91,7 @@ type Server struct {
 	closed   bool
 	busy     busyCount   // sessions inside a command that changes mail
 	train    *trainQueue // nil without a Trainer
+	trim     *memTrim    // memtrim.go
 }
 
 // New returns a server; it listens only when Serve or ServeTLS is called.
@@ -123,6 +124,7 @@ func New(opts Options) *Server {
 	s.cache = newFieldCache(max(opts.HeaderCacheBytes, 0))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.train = newTrainQueue(s.ctx, opts.Trainer, opts.TrainQueue, s.log)
+	s.trim = newMemTrim(s.ctx, nil)
 	s.boxes = newRegistry(s)
 	caps := imap.CapSet{}
 	for _, c := range []imap.Cap{

@@ -103,6 +103,7 @@ func (s *session) Login(username, password string) error {
 	mu.SetQuota(u.Quota)
 	s.user, s.mail = u, mu
 	s.srv.authenticated(s.conn) // shed last when the server is full
+	s.srv.trim.loggedIn()
 	s.srv.log.Info("imap login", "user", u.Address, "remote", s.ip)
 	return nil
 }

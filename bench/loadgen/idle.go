@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -96,6 +97,7 @@ func cmdIdle(args []string) error {
 	settle := fs.Duration("settle", 3*time.Second, "wait before measuring")
 	logins := fs.Int("logins", 4, "logins in progress at once")
 	late := fs.Duration("late", 0, "also print (not record) the memory this much later, connections still open")
+	useTLS := fs.Bool("tls", false, "connect with implicit TLS (IMAPS; the certificate is not checked)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -110,7 +112,7 @@ func cmdIdle(args []string) error {
 		return err
 	}
 	start := time.Now()
-	clients, err := openIdle(*addr, *conns, *logins, *users, *domain, *pass)
+	clients, err := openIdle(*addr, *conns, *logins, *users, *domain, *pass, *useTLS)
 	defer func() {
 		for _, c := range clients {
 			if c != nil {
@@ -139,6 +141,9 @@ func cmdIdle(args []string) error {
 	}
 	n := float64(*conns)
 	what := fmt.Sprintf("IMAP %d idle connections (IDLE)", *conns)
+	if *useTLS {
+		what = fmt.Sprintf("IMAP %d idle connections (IDLE, TLS)", *conns)
+	}
 	if err := rec.record("mem.idle.rss", what+": RSS per connection", "KiB", lower,
 		float64(after.rss-before.rss)/n); err != nil {
 		return err
@@ -152,7 +157,7 @@ func cmdIdle(args []string) error {
 
 // openIdle opens the connections, logging in k at a time; it stops at the
 // first failure.
-func openIdle(addr string, n, k, users int, domain, pass string) ([]*imapclient.Client, error) {
+func openIdle(addr string, n, k, users int, domain, pass string, useTLS bool) ([]*imapclient.Client, error) {
 	clients := make([]*imapclient.Client, n)
 	var next atomic.Int64
 	var failed atomic.Bool
@@ -168,7 +173,7 @@ func openIdle(addr string, n, k, users int, domain, pass string) ([]*imapclient.
 				if i >= n {
 					return
 				}
-				c, err := idleOne(addr, fmt.Sprintf("u%02d@%s", i%users+1, domain), pass)
+				c, err := idleOne(addr, fmt.Sprintf("u%02d@%s", i%users+1, domain), pass, useTLS)
 				clients[i] = c
 				if err != nil {
 					mu.Lock()
@@ -185,8 +190,14 @@ func openIdle(addr string, n, k, users int, domain, pass string) ([]*imapclient.
 	return clients, firstErr
 }
 
-func idleOne(addr, user, pass string) (*imapclient.Client, error) {
-	c, err := imapclient.DialInsecure(addr, nil)
+func idleOne(addr, user, pass string, useTLS bool) (*imapclient.Client, error) {
+	dial := imapclient.DialInsecure
+	if useTLS {
+		dial = func(addr string, o *imapclient.Options) (*imapclient.Client, error) {
+			return imapclient.DialTLS(addr, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+		}
+	}
+	c, err := dial(addr, nil)
 	if err != nil {
 		return nil, err
 	}

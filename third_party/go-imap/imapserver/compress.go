@@ -72,8 +72,8 @@ func (c *Conn) handleCompress(tag string, dec *imapwire.Decoder) error {
 	// already belongs to it.
 	dc.inflate = flate.NewReader(c.br)
 	c.deflate = dc
-	c.br = bufio.NewReader(dc)
-	c.bw = bufio.NewWriter(dc)
+	c.br = bufio.NewReaderSize(dc, connBufSize)
+	c.bw = bufio.NewWriterSize(dc, connBufSize)
 	return nil
 }
 

@@ -51,8 +51,8 @@ type Conn struct {
 
 func newConn(c net.Conn, server *Server) *Conn {
 	rw := server.options.wrapReadWriter(c)
-	br := bufio.NewReader(rw)
-	bw := bufio.NewWriter(rw)
+	br := bufio.NewReaderSize(rw, connBufSize)
+	bw := bufio.NewWriterSize(rw, connBufSize)
 	return &Conn{
 		conn:    c,
 		server:  server,
