@@ -1,7 +1,10 @@
 package tlsrpt
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
+	"os"
 	"testing"
 )
 
@@ -37,6 +40,44 @@ func BenchmarkFlush(b *testing.B) {
 		}
 		if err := rec.Flush(); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSendDay is a forced report run over a day of 100,000 sessions
+// with 2,000 policy domains (a newsletter's), one in ten taking reports:
+// reading the day and building each domain's report.
+func BenchmarkSendDay(b *testing.B) {
+	const sessions, domains = 100000, 2000
+	dir := b.TempDir()
+	dns := &fakeDNS{txt: map[string][]string{}, fail: map[string]bool{}}
+	for d := 0; d < domains; d += 10 {
+		dns.txt[fmt.Sprintf("_smtp._tls.d%d.test", d)] = []string{"v=TLSRPTv1; rua=mailto:rua@d.test"}
+	}
+	log := slog.New(slog.DiscardHandler)
+	for b.Loop() {
+		b.StopTimer()
+		os.RemoveAll(dir)
+		rec, err := NewRecorder(Options{Dir: dir, Logger: log})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range sessions {
+			rec.Record(Result{PolicyDomain: fmt.Sprintf("d%d.test", i%domains), PolicyType: PolicyNoneFound,
+				MXHost: fmt.Sprintf("mx.d%d.test", i%domains), SendingIP: "192.0.2.1", ReceivingIP: "198.51.100.1"})
+		}
+		if err := rec.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		mail := &fakeMailer{}
+		rep, err := NewReporter(ReporterOptions{Dir: dir, Hostname: "mail.example.org", From: "postmaster@example.org",
+			Resolver: dns, Mailer: mail, Logger: log})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if n, err := rep.Send(context.Background(), true); err != nil || n != domains/10 {
+			b.Fatalf("Send = %d, %v", n, err)
 		}
 	}
 }

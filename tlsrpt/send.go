@@ -156,12 +156,20 @@ func (r *Reporter) sendDay(ctx context.Context, day string, isToday bool, now ti
 		return 0, fmt.Errorf("tlsrpt: read %s: %w", day, err)
 	}
 	done := r.doneDomains(day)
+	// Grouped once: scanning every result for every domain would cost
+	// domains × sessions on a newsletter's day.
+	byDomain := map[string][]stored{}
 	var domains []string
 	for _, s := range results {
-		if !done[s.PolicyDomain] && !slices.Contains(domains, s.PolicyDomain) {
+		if done[s.PolicyDomain] {
+			continue
+		}
+		if _, ok := byDomain[s.PolicyDomain]; !ok {
 			domains = append(domains, s.PolicyDomain)
 		}
+		byDomain[s.PolicyDomain] = append(byDomain[s.PolicyDomain], s)
 	}
+	results = nil
 	slices.Sort(domains)
 	sent := 0
 	var firstErr error
@@ -169,7 +177,7 @@ func (r *Reporter) sendDay(ctx context.Context, day string, isToday bool, now ti
 		if ctx.Err() != nil {
 			return sent, ctx.Err()
 		}
-		ok, err := r.sendDomain(ctx, dom, start, results)
+		ok, err := r.sendDomain(ctx, dom, start, byDomain[dom])
 		if err != nil {
 			r.log.Warn("tlsrpt: report not sent; tried again later", "domain", dom, "day", day, "err", err)
 			firstErr = cmpOr(firstErr, err)
