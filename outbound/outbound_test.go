@@ -553,6 +553,8 @@ func TestHostErrorMapping(t *testing.T) {
 		{&smtp.SMTPError{Code: 550, Message: "no enhanced code"}, 550, [3]int{5, 0, 0}},
 		{&smtp.SMTPError{Code: 451, EnhancedCode: smtp.NoEnhancedCode, Message: "x"}, 451, [3]int{4, 0, 0}},
 		{&smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "inconsistent"}, 450, [3]int{4, 0, 0}},
+		{&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1000, 1}, Message: "subject over 3 digits"}, 550, [3]int{5, 0, 0}},
+		{&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 99999999999}, Message: "detail over 3 digits"}, 550, [3]int{5, 0, 0}},
 		{&smtp.SMTPError{Code: 250, Message: "odd"}, 451, [3]int{4, 5, 0}},
 	} {
 		err := hostError("mx[192.0.2.1]", "RCPT TO", tc.in)

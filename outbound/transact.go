@@ -191,8 +191,10 @@ func hostError(label, phase string, err error) error {
 		return envelope.Errorf(451, 4, 5, 0, "%s gave an unexpected reply to %s: %d %s", label, phase, se.Code, text)
 	}
 	enh := [3]int(se.EnhancedCode)
-	if enh[0] != se.Code/100 || enh[1] < 0 || enh[2] < 0 {
-		enh = [3]int{se.Code / 100, 0, 0} // absent or inconsistent: RFC 3463 generic code
+	if enh[0] != se.Code/100 || enh[1] < 0 || enh[2] < 0 || enh[1] > 999 || enh[2] > 999 {
+		// Absent, inconsistent or out of RFC 3463's 1-3 digits: the
+		// generic code.
+		enh = [3]int{se.Code / 100, 0, 0}
 	}
 	host, _, _ := strings.Cut(label, "[") // "mx1.example.test[192.0.2.1]"
 	return &envelope.Error{Code: se.Code, Enhanced: enh, Remote: host,
