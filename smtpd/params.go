@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"strings"
+	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 
@@ -65,7 +66,7 @@ func rcptParams(opts *smtp.RcptOptions) (envelope.RcptParams, *smtp.SMTPError) {
 		p.Notify = n
 	}
 	if a := opts.OriginalRecipient; a != "" {
-		if len(a) > maxORcptLen || hasControl(a) || strings.Contains(a, " ") {
+		if len(a) > maxORcptLen || hasControl(a) || strings.Contains(a, " ") || !utf8.ValidString(a) {
 			return p, errBadORcpt
 		}
 		p.ORcptType, p.ORcpt = "rfc822", a

@@ -74,6 +74,8 @@ func TestDSNParamsRefused(t *testing.T) {
 	r.cmd(501, "RCPT TO:<bob@example.test> NOTIFY=NEVER,SUCCESS")
 	r.cmd(501, "RCPT TO:<bob@example.test> ORCPT=rfc822;a+0Db@example.org")
 	r.cmd(501, "RCPT TO:<bob@example.test> ORCPT=x400;whatever")
+	r.cmd(501, "RCPT TO:<bob@example.test> ORCPT=utf-8;b\xffob@example.org") // not UTF-8
+	r.cmd(250, "RCPT TO:<bob@example.test> ORCPT=utf-8;b\u00f6b@example.org")
 }
 
 // REQUIRETLS (RFC 8689) is advertised and taken only on a TLS session.
