@@ -49,16 +49,41 @@ func (s *session) quit() {
 // refused (go on in plaintext), a reply to the greeting or EHLO (a host
 // failure), or a broken connection. It also caps the deadlines go-smtp sets,
 // because NewClientStartTLS talks before we can set Client.CommandTimeout.
+//
+// It also bounds what the server may send between two of our writes
+// (maxUnprompted): go-smtp limits the length of a reply line but not the
+// number of lines, so a hostile MX host could otherwise feed one endless
+// multi-line reply into memory until the command timeout.
 type watchConn struct {
 	net.Conn
 	mu           sync.Mutex
 	cap          time.Duration
 	sentStartTLS bool
 	ioErr        error
+	unprompted   int64 // bytes read since our last write
 }
 
+// maxUnprompted bounds the bytes read between two writes: a reply (RFC
+// 5321 lines are at most 512 octets; an EHLO reply is a few dozen lines),
+// or the server's side of a TLS handshake with its certificate chain.
+const maxUnprompted = 1 << 20
+
+// errReplyTooLong is the failure of a connection whose server sends more
+// than maxUnprompted without waiting for us.
+var errReplyTooLong = errors.New("outbound: the server sent over 1 MiB without waiting for a command")
+
 func (w *watchConn) Read(p []byte) (int, error) {
+	w.mu.Lock()
+	over := w.unprompted > maxUnprompted
+	w.mu.Unlock()
+	if over {
+		w.noteErr(errReplyTooLong)
+		return 0, errReplyTooLong
+	}
 	n, err := w.Conn.Read(p)
+	w.mu.Lock()
+	w.unprompted += int64(n)
+	w.mu.Unlock()
 	if err != nil {
 		w.noteErr(err)
 	}
@@ -66,11 +91,12 @@ func (w *watchConn) Read(p []byte) (int, error) {
 }
 
 func (w *watchConn) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.unprompted = 0
 	if bytes.HasPrefix(p, []byte("STARTTLS")) {
-		w.mu.Lock()
 		w.sentStartTLS = true
-		w.mu.Unlock()
 	}
+	w.mu.Unlock()
 	n, err := w.Conn.Write(p)
 	if err != nil {
 		w.noteErr(err)
