@@ -41,3 +41,24 @@ func TestParseNotify(t *testing.T) {
 		t.Errorf("unmarshal: %v %v", back.N, err)
 	}
 }
+
+// FuzzParseNotify: any NOTIFY value from the network parses without panic,
+// and what parses prints back (String, the state-file form) to itself.
+func FuzzParseNotify(f *testing.F) {
+	for _, s := range []string{"NEVER", "success,Failure,DELAY", "SUCCESS,SUCCESS", "NEVER,SUCCESS", ",", "FAILURE,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseNotify(s)
+		if err != nil {
+			return
+		}
+		if n&NotifyNever != 0 && n != NotifyNever {
+			t.Fatalf("%q: NEVER with others: %v", s, n)
+		}
+		back, err := ParseNotify(n.String())
+		if err != nil || back != n {
+			t.Fatalf("%q -> %v -> %q -> %v, %v", s, n, n.String(), back, err)
+		}
+	})
+}
