@@ -60,6 +60,16 @@ type Client struct {
 	// none remembers, for Recheck, when a domain was found without a
 	// record, so that mail to it does not cost a TXT query per message.
 	none map[string]time.Time
+	// fetching holds the policy fetches under way, so that the parallel
+	// deliveries of a newsletter to one domain share one.
+	fetching map[string]*fetchCall
+}
+
+// fetchCall is one policy fetch that several Lookups wait for.
+type fetchCall struct {
+	done   chan struct{}
+	policy *Policy
+	err    error
 }
 
 type entry struct {
@@ -111,7 +121,7 @@ func New(opts Options) *Client {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	c := &Client{opts: opts, cache: map[string]*entry{}, none: map[string]time.Time{}}
+	c := &Client{opts: opts, cache: map[string]*entry{}, none: map[string]time.Time{}, fetching: map[string]*fetchCall{}}
 	c.http = c.newHTTPClient()
 	return c
 }
@@ -150,11 +160,8 @@ func (c *Client) Lookup(ctx context.Context, domain string) (*Policy, error) {
 		c.touch(domain, now)
 		return e.policy, nil
 	}
-	fctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
-	p, err := c.fetch(fctx, domain)
-	cancel()
+	p, err := c.fetchShared(ctx, domain, id, now)
 	if err != nil {
-		c.opts.Logger.Info("mta-sts: cannot fetch policy", "domain", domain, "err", err)
 		if e != nil {
 			// The cached policy applies until it expires; the next
 			// try is after Recheck.
@@ -163,9 +170,45 @@ func (c *Client) Lookup(ctx context.Context, domain string) (*Policy, error) {
 		}
 		return nil, err
 	}
-	p.ID = id
-	c.store(domain, p, now)
 	return p, nil
+}
+
+// fetchShared fetches and stores the policy of domain under id, or waits
+// for the fetch already under way. The fetch runs on its own, bounded by
+// Timeout: a caller whose ctx ends stops waiting without failing the
+// others that share it.
+func (c *Client) fetchShared(ctx context.Context, domain, id string, now time.Time) (*Policy, error) {
+	c.mu.Lock()
+	call, ok := c.fetching[domain]
+	if !ok {
+		call = &fetchCall{done: make(chan struct{})}
+		c.fetching[domain] = call
+		go c.runFetch(context.WithoutCancel(ctx), call, domain, id, now)
+	}
+	c.mu.Unlock()
+	select {
+	case <-call.done:
+		return call.policy, call.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *Client) runFetch(ctx context.Context, call *fetchCall, domain, id string, now time.Time) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	p, err := c.fetch(ctx, domain)
+	cancel()
+	if err != nil {
+		c.opts.Logger.Info("mta-sts: cannot fetch policy", "domain", domain, "err", err)
+	} else {
+		p.ID = id
+		c.store(domain, p, now)
+	}
+	c.mu.Lock()
+	delete(c.fetching, domain)
+	c.mu.Unlock()
+	call.policy, call.err = p, err
+	close(call.done)
 }
 
 func (c *Client) knownNone(domain string, now time.Time) bool {

@@ -145,6 +145,46 @@ func TestUnchangedIDRefreshes(t *testing.T) {
 	}
 }
 
+// TestParallelLookupsShareOneFetch: the parallel deliveries of a
+// newsletter to one domain fetch its policy once, and a caller that gives
+// up (its context ends) does not fail the fetch for the others.
+func TestParallelLookupsShareOneFetch(t *testing.T) {
+	w := newWorld(t)
+	release := make(chan struct{})
+	w.reply = func(http.ResponseWriter) bool { <-release; return false }
+	c := w.client("")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	results := make([]*Policy, 10)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lctx := context.Background()
+			if i == 0 {
+				lctx = ctx
+			}
+			results[i], _ = c.Lookup(lctx, "remote.test")
+		}()
+	}
+	// Hold the first fetch until the others had time to start theirs.
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) && w.fetches() < 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	close(release)
+	wg.Wait()
+	if n := w.fetches(); n != 1 {
+		t.Errorf("%d policy fetches for 10 parallel lookups, want 1", n)
+	}
+	for i, p := range results[1:] {
+		if p == nil || p.Mode != ModeEnforce {
+			t.Errorf("lookup %d: %+v", i+1, p)
+		}
+	}
+}
+
 func TestCachedPolicySurvivesRestart(t *testing.T) {
 	w := newWorld(t)
 	dir := t.TempDir()
