@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,6 +24,8 @@ import (
 //
 //	live-KiB/conn  heap in use + goroutine stacks after a collection (steady; what the guard checks)
 //	RSS-KiB/conn   the child's VmRSS after a collection and return of free memory to the OS
+//	stack-KiB/conn goroutine stacks
+//	objects-KiB/conn heap objects (the rest of live is the heap's spans' free slots)
 //	goroutines/conn
 //
 // It fails when live-KiB/conn is over idleMemLimit. Run it with
@@ -35,6 +38,10 @@ const (
 	idleMemConns = 500
 	idleMemLimit = 32.0 // KiB per idle connection
 	idleMemChild = "POSTIE_IMAPD_IDLEMEM_CHILD"
+	// idleMemProfile names a file: the child profiles every allocation and writes its heap profile
+	// there (and its goroutines to FILE.goroutines) at each sample, the last one with the
+	// connections open: `go tool pprof -sample_index=inuse_space -top imapd.test FILE`.
+	idleMemProfile = "POSTIE_IMAPD_IDLEMEM_PROFILE"
 )
 
 func BenchmarkIdleConnMemory(b *testing.B) {
@@ -44,25 +51,28 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 			name = "tls"
 		}
 		b.Run(name, func(b *testing.B) {
-			var live, rss, gor float64
+			var m idleMemSample
 			for b.Loop() {
-				live, rss, gor = measureIdleMem(b, useTLS)
+				m = measureIdleMem(b, useTLS)
 			}
-			b.ReportMetric(live, "live-KiB/conn")
-			b.ReportMetric(rss, "RSS-KiB/conn")
-			b.ReportMetric(gor, "goroutines/conn")
-			if live > idleMemLimit {
-				b.Errorf("an idle connection holds %.1f KiB (heap and stacks), over %.0f KiB", live, idleMemLimit)
+			b.ReportMetric(m.live, "live-KiB/conn")
+			b.ReportMetric(m.rss, "RSS-KiB/conn")
+			b.ReportMetric(m.stacks, "stack-KiB/conn")
+			b.ReportMetric(m.heapAlloc, "objects-KiB/conn")
+			b.ReportMetric(m.goroutines, "goroutines/conn")
+			if m.live > idleMemLimit {
+				b.Errorf("an idle connection holds %.1f KiB (heap and stacks), over %.0f KiB", m.live, idleMemLimit)
 			}
 		})
 	}
 }
 
-// idleMemSample is what the child reports: heap in use + stacks, RSS (KiB), goroutines.
-type idleMemSample struct{ live, rss, goroutines float64 }
+// idleMemSample is what the child reports: heap in use + stacks, RSS, goroutines, stacks, heap
+// objects (KiB).
+type idleMemSample struct{ live, rss, goroutines, stacks, heapAlloc float64 }
 
 // measureIdleMem starts a child server, samples it, opens the connections, samples it again.
-func measureIdleMem(b *testing.B, useTLS bool) (live, rss, goroutines float64) {
+func measureIdleMem(b *testing.B, useTLS bool) (perConn idleMemSample) {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleMemChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), idleMemChild+"=1")
@@ -103,7 +113,7 @@ func measureIdleMem(b *testing.B, useTLS bool) (live, rss, goroutines float64) {
 			b.Fatalf("child server: %v", err)
 		}
 		var s idleMemSample
-		if _, err := fmt.Sscan(line, &s.live, &s.rss, &s.goroutines); err != nil {
+		if _, err := fmt.Sscan(line, &s.live, &s.rss, &s.goroutines, &s.stacks, &s.heapAlloc); err != nil {
 			b.Fatalf("child server said %q: %v", line, err)
 		}
 		return s
@@ -135,7 +145,11 @@ func measureIdleMem(b *testing.B, useTLS bool) (live, rss, goroutines float64) {
 	time.Sleep(200 * time.Millisecond) // the last IDLE's goroutines are parked
 	after := sample()
 	n := float64(idleMemConns)
-	return (after.live - before.live) / n, (after.rss - before.rss) / n, (after.goroutines - before.goroutines) / n
+	return idleMemSample{
+		live: (after.live - before.live) / n, rss: (after.rss - before.rss) / n,
+		goroutines: (after.goroutines - before.goroutines) / n, stacks: (after.stacks - before.stacks) / n,
+		heapAlloc: (after.heapAlloc - before.heapAlloc) / n,
+	}
 }
 
 // dialIdle opens a connection, logs in, selects INBOX and enters IDLE.
@@ -195,6 +209,10 @@ func TestIdleMemChild(t *testing.T) {
 	if os.Getenv(idleMemChild) == "" {
 		t.Skip("BenchmarkIdleConnMemory's child server")
 	}
+	profile := os.Getenv(idleMemProfile)
+	if profile != "" {
+		runtime.MemProfileRate = 1
+	}
 	ts := newTestServer(t, func(o *Options) { o.MaxConnections, o.MaxConnectionsPerIP = 0, 0 })
 	fmt.Printf("%s %s\n", ts.addr, ts.tlsAddr)
 	in := bufio.NewScanner(os.Stdin)
@@ -203,7 +221,30 @@ func TestIdleMemChild(t *testing.T) {
 		debug.FreeOSMemory()
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
-		fmt.Printf("%.1f %d %d\n", float64(m.HeapInuse+m.StackInuse)/1024, vmRSS(), runtime.NumGoroutine())
+		fmt.Printf("%.1f %d %d %.1f %.1f\n", float64(m.HeapInuse+m.StackInuse)/1024, vmRSS(), runtime.NumGoroutine(),
+			float64(m.StackInuse)/1024, float64(m.HeapAlloc)/1024)
+		if profile != "" {
+			writeProfiles(t, profile)
+		}
+	}
+}
+
+// writeProfiles writes the heap profile to path and the goroutines (with stacks) to path.goroutines.
+func writeProfiles(t *testing.T, path string) {
+	for name, file := range map[string]string{"heap": path, "goroutine": path + ".goroutines"} {
+		f, err := os.Create(file)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		debug := 0
+		if name == "goroutine" {
+			debug = 1
+		}
+		if err := pprof.Lookup(name).WriteTo(f, debug); err != nil {
+			t.Error(err)
+		}
+		f.Close()
 	}
 }
 
