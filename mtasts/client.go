@@ -47,8 +47,12 @@ type Options struct {
 	Logger  *slog.Logger     // nil: slog.Default()
 }
 
-// maxNoneMemo bounds the domains remembered as having no policy.
-const maxNoneMemo = 10000
+// maxNoneMemo bounds the domains remembered as having no policy, and
+// maxCached those whose cache entry is held in memory.
+const (
+	maxNoneMemo = 10000
+	maxCached   = 50000
+)
 
 // Client finds the MTA-STS policies of recipient domains. It is safe for
 // concurrent use.
@@ -62,7 +66,8 @@ type Client struct {
 	none map[string]time.Time
 	// fetching holds the policy fetches under way, so that the parallel
 	// deliveries of a newsletter to one domain share one.
-	fetching map[string]*fetchCall
+	fetching  map[string]*fetchCall
+	maxCached int // maxCached; tests lower it
 }
 
 // fetchCall is one policy fetch that several Lookups wait for.
@@ -121,7 +126,7 @@ func New(opts Options) *Client {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	c := &Client{opts: opts, cache: map[string]*entry{}, none: map[string]time.Time{}, fetching: map[string]*fetchCall{}}
+	c := &Client{opts: opts, cache: map[string]*entry{}, none: map[string]time.Time{}, fetching: map[string]*fetchCall{}, maxCached: maxCached}
 	c.http = c.newHTTPClient()
 	return c
 }
@@ -268,6 +273,7 @@ func (c *Client) cached(domain string, now time.Time) *entry {
 	if !ok {
 		e = c.load(domain)
 		c.mu.Lock()
+		c.makeRoomLocked(now)
 		c.cache[domain] = e // nil too: the disk is read once per domain
 		c.mu.Unlock()
 	}
@@ -275,6 +281,24 @@ func (c *Client) cached(domain string, now time.Time) *entry {
 		return nil
 	}
 	return e
+}
+
+// makeRoomLocked keeps the memory cache within maxCached domains (a
+// newsletter reaches many): when full, it forgets the domains without a
+// policy and the expired policies, then, if still full and the policies
+// are on disk (read again when needed), every entry.
+func (c *Client) makeRoomLocked(now time.Time) {
+	if len(c.cache) < c.maxCached {
+		return
+	}
+	for d, e := range c.cache {
+		if e == nil || !now.Before(e.expires) {
+			delete(c.cache, d)
+		}
+	}
+	if len(c.cache) >= c.maxCached && c.opts.Dir != "" {
+		clear(c.cache) // live policies come back from disk; without a Dir they stay
+	}
 }
 
 func (c *Client) touch(domain string, now time.Time) {
@@ -290,6 +314,7 @@ func (c *Client) touch(domain string, now time.Time) {
 func (c *Client) store(domain string, p *Policy, now time.Time) {
 	e := &entry{policy: p, fetched: now, expires: now.Add(p.MaxAge), checked: now}
 	c.mu.Lock()
+	c.makeRoomLocked(now)
 	c.cache[domain] = e
 	c.mu.Unlock()
 	path := c.path(domain)

@@ -3,6 +3,7 @@ package mtasts
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -182,6 +183,31 @@ func TestParallelLookupsShareOneFetch(t *testing.T) {
 		if p == nil || p.Mode != ModeEnforce {
 			t.Errorf("lookup %d: %+v", i+1, p)
 		}
+	}
+}
+
+// TestMemoryCacheBounded: mail to many domains without a policy does not
+// grow the memory cache past its bound, and a live policy survives the
+// pruning without a new fetch.
+func TestMemoryCacheBounded(t *testing.T) {
+	w := newWorld(t)
+	c := w.client(t.TempDir())
+	c.maxCached = 3
+	if p, _ := c.Lookup(context.Background(), "remote.test"); p == nil {
+		t.Fatal("no policy")
+	}
+	for i := range 10 {
+		c.Lookup(context.Background(), fmt.Sprintf("d%d.test", i))
+	}
+	c.mu.Lock()
+	n := len(c.cache)
+	c.mu.Unlock()
+	if n > 3 {
+		t.Errorf("%d domains in the memory cache, bound 3", n)
+	}
+	w.advance(time.Hour)
+	if p, _ := c.Lookup(context.Background(), "remote.test"); p == nil || w.fetches() != 1 {
+		t.Errorf("after pruning: %+v, %d fetches; want the cached policy", p, w.fetches())
 	}
 }
 
