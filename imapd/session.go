@@ -32,6 +32,9 @@ type session struct {
 	closed bool
 
 	logged atomic.Int64 // lines this connection has logged at warning level and above (logf)
+
+	notifyMu sync.Mutex
+	notify   *notifyState // NOTIFY SET (notify.go); nil: none
 }
 
 // selection is the selected mailbox of a session.
@@ -127,10 +130,7 @@ func (s *session) AppendLimit() uint32 {
 // Poll reports changes to the selected mailbox after every command: the mailbox is re-read (cheaply,
 // at most every 200 ms) so mail that other processes delivered shows up.
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	if s.sel == nil {
-		return nil
-	}
-	return s.poll(s.sel, w, allowExpunge)
+	return s.notifyPoll(w, allowExpunge) // notify.go
 }
 
 func (s *session) poll(sel *selection, w *imapserver.UpdateWriter, allowExpunge bool) error {
@@ -153,6 +153,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	sel := s.sel
 	s.idleMu.Unlock()
 	defer s.idling.Done()
+	defer s.notifyDuringIdle(w)() // notify.go
 	if sel == nil {
 		<-stop
 		return nil

@@ -295,6 +295,8 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 	case "COMPRESS":
 		err = c.handleCompress(tag, dec)
 		sendOK = false
+	case "NOTIFY":
+		err = c.handleNotify(dec)
 	default:
 		if c.state == imap.ConnStateNotAuthenticated {
 			// Don't allow a single unknown command before authentication to
