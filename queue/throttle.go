@@ -97,6 +97,7 @@ type bucket struct {
 
 	rate      int       // current rate per Window; 0: none (only when not slowed and ceiling is 0)
 	slowed    bool      // rate is below what the configuration allows
+	freeAt    int       // without a ceiling: the rate at which the cap is dropped
 	next      time.Time // earliest start of the next attempt (the rate's spacing)
 	holdUntil time.Time
 	attempts  int // in flight, counted by the queue
@@ -419,6 +420,9 @@ func (t *Throttle) slowDownLocked(b *bucket, now time.Time, reply error) {
 		b.ceiling = 0
 	}
 	b.rate = max(base/2, 1)
+	if b.ceiling == 0 {
+		b.freeAt = 2 * base
+	}
 	b.slowed = true
 	b.okRun = 0
 	b.holdUntil = now.Add(t.opts.Hold)
@@ -448,7 +452,7 @@ func (t *Throttle) speedUpLocked(b *bucket, ok int) {
 	if b.ceiling > 0 && b.rate >= b.ceiling {
 		b.rate, b.slowed = b.ceiling, false
 	}
-	if b.ceiling == 0 && b.rate >= 64*step { // far enough: back to no cap
+	if b.ceiling == 0 && b.rate >= b.freeAt { // twice what it was slowed from: back to no cap
 		b.rate, b.slowed = 0, false
 	}
 	t.log.Info("queue: destination speeding up again", "dest", destName(b.key),

@@ -252,3 +252,38 @@ func TestThrottleSharedMX(t *testing.T) {
 		t.Errorf("attempts still counted after the end: %+v", s)
 	}
 }
+
+// TestThrottleUncappedRecovers: a destination without a configured rate
+// that answered "slow down" gets a cap from what it was getting, which
+// grows with successes and is dropped at twice the rate it was slowed
+// from; it must not stay capped (and reported slowed) for ever.
+func TestThrottleUncappedRecovers(t *testing.T) {
+	clk := newClock()
+	thr := NewThrottle(ThrottleOptions{Connections: 10, Now: clk.Now})
+	key, _ := thr.cachedDest("remote.test", clk.Now())
+	attempt := func(err error) {
+		t.Helper()
+		for range 1000 {
+			if ok, _ := thr.tryStart(key, clk.Now()); ok {
+				thr.finish(key, "remote.test", []error{err})
+				return
+			}
+			clk.Advance(time.Second)
+		}
+		t.Fatal("no attempt allowed in 1000 s")
+	}
+	for range 8 {
+		attempt(nil)
+	}
+	attempt(envelope.Errorf(421, 4, 7, 0, "too many connections, slow down"))
+	s := thr.Stats("remote.test")
+	if !s.Slowed || s.Rate != 4 { // half the 9 started in the window, rounded down
+		t.Fatalf("after the 421: %+v", s)
+	}
+	for i := 0; i < 200 && thr.Stats("remote.test").Slowed; i++ {
+		attempt(nil)
+	}
+	if s := thr.Stats("remote.test"); s.Slowed || s.Rate != 0 {
+		t.Errorf("after 200 successes: %+v, want no cap again", s)
+	}
+}
