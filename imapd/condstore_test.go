@@ -359,3 +359,26 @@ func TestCondStoreNoModSeqGoingBack(t *testing.T) {
 		t.Errorf("MODSEQ of message 1 went %v (FETCH answered %d): %q", seen, fresh[1], got)
 	}
 }
+
+// TestMissingUIDs is the answer when the expunges since a client's modseq are no longer remembered:
+// every UID of its known set below UIDNEXT that no message has.
+func TestMissingUIDs(t *testing.T) {
+	var msgs []maildir.Message
+	for _, uid := range []uint32{2, 5, 6, 9, 12} {
+		msgs = append(msgs, maildir.Message{UID: uid})
+	}
+	for _, c := range []struct {
+		set  imap.UIDSet
+		want string
+	}{
+		{imap.UIDSet{{Start: 1, Stop: 10}}, "1,3:4,7:8,10"},
+		{imap.UIDSet{{Start: 5, Stop: 6}}, ""},
+		{imap.UIDSet{{Start: 3, Stop: 20}}, "3:4,7:8,10:11"}, // up to UIDNEXT-1 (12 exists)
+		{imap.UIDSet{{Start: 12, Stop: 12}, {Start: 1, Stop: 1}}, "1"},
+	} {
+		got := missingUIDs(c.set, msgs, 13)
+		if got.String() != c.want && !(c.want == "" && len(got) == 0) {
+			t.Errorf("missingUIDs(%v) = %v, want %s", c.set, got, c.want)
+		}
+	}
+}
