@@ -135,7 +135,7 @@ func New(opts Options) *Client {
 // nil when it has none. A policy of mode none is returned as such. err
 // reports a failure to refresh or fetch the policy (an *Error, for TLS
 // reporting) and may come with the still valid cached policy, which then
-// applies.
+// applies; or a failed TXT lookup (a DNS error), with no policy.
 func (c *Client) Lookup(ctx context.Context, domain string) (*Policy, error) {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
 	now := c.opts.Now()
@@ -152,12 +152,18 @@ func (c *Client) Lookup(ctx context.Context, domain string) (*Policy, error) {
 	}
 	if err != nil || id == "" {
 		// No usable record: a cached policy still applies until it
-		// expires; without one there is no policy.
+		// expires; without one there is no policy. A failed DNS lookup
+		// is said, though: whether there is a policy is then unknown
+		// (a REQUIRETLS message waits rather than bounces).
 		if err != nil {
 			c.opts.Logger.Debug("mta-sts: no usable record", "domain", domain, "err", err)
 		}
-		if e != nil {
+		var de *net.DNSError
+		switch {
+		case e != nil:
 			return e.policy, nil
+		case errors.As(err, &de):
+			return nil, fmt.Errorf("mta-sts: TXT lookup of _mta-sts.%s: %w", domain, err)
 		}
 		return nil, nil
 	}

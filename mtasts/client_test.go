@@ -211,6 +211,29 @@ func TestMemoryCacheBounded(t *testing.T) {
 	}
 }
 
+// TestTXTLookupFailure: a failed _mta-sts lookup (SERVFAIL) without a
+// cached policy is no policy, but said as an error, not as a definite
+// absence; with a cached policy, that policy applies.
+func TestTXTLookupFailure(t *testing.T) {
+	w := newWorld(t)
+	w.dns.ServFail("_mta-sts.remote.test")
+	c := w.client("")
+	p, err := c.Lookup(context.Background(), "remote.test")
+	var se *Error
+	if p != nil || err == nil || errors.As(err, &se) {
+		t.Errorf("SERVFAIL: %+v, %v; want no policy and a DNS error", p, err)
+	}
+	w.dns.Rcode("_mta-sts.remote.test", 0)
+	if p, err := c.Lookup(context.Background(), "remote.test"); p == nil || err != nil {
+		t.Fatalf("Lookup: %+v %v", p, err)
+	}
+	w.dns.ServFail("_mta-sts.remote.test")
+	w.advance(time.Hour)
+	if p, err := c.Lookup(context.Background(), "remote.test"); p == nil || err != nil {
+		t.Errorf("SERVFAIL with a cached policy: %+v, %v; want the policy", p, err)
+	}
+}
+
 func TestCachedPolicySurvivesRestart(t *testing.T) {
 	w := newWorld(t)
 	dir := t.TempDir()

@@ -525,6 +525,16 @@ func TestRequireTLS(t *testing.T) {
 		wantEnhanced(t, sendOne(t, te.client(nil), true), true, [3]int{4, 7, 30})
 		te.reports.want(t, tlsrpt.PolicySTS, tlsrpt.STSPolicyFetchError)
 	})
+	t.Run("policy record cannot be looked up", func(t *testing.T) {
+		te := newTLSEnv(t)
+		s := newSink(t, sinkOpts{})
+		te.mx("remote.test", 10, "mx1.remote.test", "192.0.2.1", s.addr)
+		te.ds.ServFail("_mta-sts.remote.test") // a DNS failure is no proof of no policy
+		wantEnhanced(t, sendOne(t, te.client(nil), true), true, [3]int{4, 7, 30})
+		if len(s.messages()) != 0 {
+			t.Fatal("a REQUIRETLS message went out without verified TLS")
+		}
+	})
 	t.Run("testing policy counts as enforce", func(t *testing.T) {
 		te := newTLSEnv(t)
 		s := newSink(t, sinkOpts{})
