@@ -66,8 +66,18 @@ type Client struct {
 	none map[string]time.Time
 	// fetching holds the policy fetches under way, so that the parallel
 	// deliveries of a newsletter to one domain share one.
+	// failed remembers, for Recheck, a fetch that failed for a domain
+	// without a cached policy: a policy host that is down or drops
+	// connections would otherwise cost every message a fetch and its
+	// timeout.
+	failed    map[string]failure
 	fetching  map[string]*fetchCall
 	maxCached int // maxCached; tests lower it
+}
+
+type failure struct {
+	at  time.Time
+	err error
 }
 
 // fetchCall is one policy fetch that several Lookups wait for.
@@ -126,7 +136,7 @@ func New(opts Options) *Client {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	c := &Client{opts: opts, cache: map[string]*entry{}, none: map[string]time.Time{}, fetching: map[string]*fetchCall{}, maxCached: maxCached}
+	c := &Client{opts: opts, cache: map[string]*entry{}, none: map[string]time.Time{}, fetching: map[string]*fetchCall{}, failed: map[string]failure{}, maxCached: maxCached}
 	c.http = c.newHTTPClient()
 	return c
 }
@@ -145,6 +155,11 @@ func (c *Client) Lookup(ctx context.Context, domain string) (*Policy, error) {
 	}
 	if e == nil && c.knownNone(domain, now) {
 		return nil, nil
+	}
+	if e == nil {
+		if err := c.recentFailure(domain, now); err != nil {
+			return nil, err
+		}
 	}
 	id, err := c.lookupID(ctx, domain)
 	if err == nil && id == "" && e == nil {
@@ -173,6 +188,10 @@ func (c *Client) Lookup(ctx context.Context, domain string) (*Policy, error) {
 	}
 	p, err := c.fetchShared(ctx, domain, id, now)
 	if err != nil {
+		var fe *Error
+		if e == nil && errors.As(err, &fe) {
+			c.noteFailure(domain, now, err)
+		}
 		if e != nil {
 			// The cached policy applies until it expires; the next
 			// try is after Recheck.
@@ -220,6 +239,26 @@ func (c *Client) runFetch(ctx context.Context, call *fetchCall, domain, id strin
 	c.mu.Unlock()
 	call.policy, call.err = p, err
 	close(call.done)
+}
+
+// recentFailure is the error of a fetch for domain that failed within
+// Recheck, or nil.
+func (c *Client) recentFailure(domain string, now time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f, ok := c.failed[domain]; ok && now.Sub(f.at) < c.opts.Recheck {
+		return f.err
+	}
+	return nil
+}
+
+func (c *Client) noteFailure(domain string, now time.Time, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.failed) >= maxNoneMemo {
+		clear(c.failed)
+	}
+	c.failed[domain] = failure{at: now, err: err}
 }
 
 func (c *Client) knownNone(domain string, now time.Time) bool {
@@ -322,6 +361,7 @@ func (c *Client) store(domain string, p *Policy, now time.Time) {
 	c.mu.Lock()
 	c.makeRoomLocked(now)
 	c.cache[domain] = e
+	delete(c.failed, domain)
 	c.mu.Unlock()
 	path := c.path(domain)
 	if path == "" {

@@ -234,6 +234,32 @@ func TestTXTLookupFailure(t *testing.T) {
 	}
 }
 
+// TestFailedFetchRemembered: a policy host that fails is asked again only
+// after Recheck, not for every message; meanwhile each Lookup says the
+// fetch failed (for TLS reports, and so that REQUIRETLS mail waits).
+func TestFailedFetchRemembered(t *testing.T) {
+	w := newWorld(t)
+	w.reply = func(rw http.ResponseWriter) bool { http.Error(rw, "down", http.StatusServiceUnavailable); return true }
+	c := w.client("")
+	var se *Error
+	for i := range 3 {
+		if p, err := c.Lookup(context.Background(), "remote.test"); p != nil || !errors.As(err, &se) {
+			t.Fatalf("lookup %d: %+v %v; want the fetch error", i, p, err)
+		}
+		w.advance(time.Minute)
+	}
+	if n := w.fetches(); n != 1 {
+		t.Errorf("%d fetches within Recheck, want 1", n)
+	}
+	w.mu.Lock()
+	w.reply = nil
+	w.mu.Unlock()
+	w.advance(5 * time.Minute)
+	if p, err := c.Lookup(context.Background(), "remote.test"); p == nil || err != nil || w.fetches() != 2 {
+		t.Errorf("after Recheck: %+v %v, %d fetches", p, err, w.fetches())
+	}
+}
+
 func TestCachedPolicySurvivesRestart(t *testing.T) {
 	w := newWorld(t)
 	dir := t.TempDir()
