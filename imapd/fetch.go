@@ -145,6 +145,7 @@ type prepared struct {
 	binaries []literal
 	binOK    []bool
 	sizes    []uint32
+	preview  *string // PREVIEW (preview.go)
 }
 
 func (f *fetcher) one(m *message) error {
@@ -177,6 +178,9 @@ func (f *fetcher) prepare(m *message) (*prepared, error) {
 			return nil, err
 		}
 		p.bs = mimeparse.BodyStructure(root)
+	}
+	if err := f.preparePreview(m, p); err != nil {
+		return nil, err
 	}
 	for _, sec := range o.BodySection {
 		l, err := f.bodyLiteral(m, sec)
@@ -367,6 +371,9 @@ func (f *fetcher) write(m *message, p *prepared) (err error) {
 	}
 	if p.bs != nil {
 		rw.WriteBodyStructure(p.bs)
+	}
+	if o.Preview {
+		rw.WritePreview(p.preview)
 	}
 	for i, sec := range o.BodySection {
 		l := p.sections[i]

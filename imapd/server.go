@@ -135,7 +135,7 @@ func New(opts Options) *Server {
 		imap.CapCondStore, imap.CapQResync, // condstore.go
 		imap.CapID, imap.CapQuota, "QUOTA=RES-STORAGE", // id.go, quota.go
 		imapserver.CapCompressDeflate, imap.CapMultiAppend, imap.CapCatenate, // compress: the engine; appendtx.go
-		imap.CapNotify, // notify.go
+		imap.CapNotify, imap.CapPreview, // notify.go, preview.go
 	} {
 		caps[c] = struct{}{}
 	}

@@ -19,6 +19,7 @@ type FetchOptions struct {
 	BinarySection     []*FetchItemBinarySection     // requires IMAP4rev2 or BINARY
 	BinarySectionSize []*FetchItemBinarySectionSize // requires IMAP4rev2 or BINARY
 	ModSeq            bool                          // requires CONDSTORE
+	Preview           bool                          // PREVIEW (RFC 8970); requires PREVIEW
 
 	ChangedSince uint64 // requires CONDSTORE
 	// Vanished asks UID FETCH for VANISHED (EARLIER) of the set's expunged

@@ -15,9 +15,9 @@ import (
 // advertised after login when Options.Caps has it.
 const CapCompressDeflate imap.Cap = "COMPRESS=DEFLATE"
 
-// moreCaps are the capabilities after login of compress.go, multiappend.go, catenate.go and
-// notify.go, advertised when Options.Caps has them.
-var moreCaps = []imap.Cap{CapCompressDeflate, imap.CapMultiAppend, imap.CapCatenate, imap.CapNotify}
+// moreCaps are the capabilities after login of compress.go, multiappend.go, catenate.go,
+// notify.go and preview.go, advertised when Options.Caps has them.
+var moreCaps = []imap.Cap{CapCompressDeflate, imap.CapMultiAppend, imap.CapCatenate, imap.CapNotify, imap.CapPreview}
 
 // Memory. Go's flate.Writer cannot be given a smaller window or hash table: one costs about
 // 1.2 MB at BestSpeed (0.8 MB at the other levels) whatever it compresses. So a compressing

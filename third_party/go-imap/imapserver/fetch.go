@@ -119,6 +119,8 @@ func handleFetchAtt(dec *imapwire.Decoder, attName string, options *imap.FetchOp
 		options.UID = true
 	case "MODSEQ":
 		options.ModSeq = true
+	case "PREVIEW":
+		return readPreviewModifiers(dec, options) // preview.go
 	case "RFC822": // equivalent to BODY[]
 		bs := &imap.FetchItemBodySection{}
 		writerOptions.obsolete[bs] = attName
