@@ -28,7 +28,7 @@ import (
 //	objects-KiB/conn heap objects (the rest of live is the heap's spans' free slots)
 //	goroutines/conn
 //
-// It fails when live-KiB/conn is over idleMemLimit. Run it with
+// It fails when live-KiB/conn is over idleMemLimit or an idle connection has more than one goroutine. Run it with
 //
 //	go test ./imapd -run XXX -bench IdleConnMemory -benchtime 1x
 //
@@ -60,6 +60,9 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 			b.ReportMetric(m.stacks, "stack-KiB/conn")
 			b.ReportMetric(m.heapAlloc, "objects-KiB/conn")
 			b.ReportMetric(m.goroutines, "goroutines/conn")
+			if m.goroutines > 1.01 { // IDLE without a goroutine of its own (idlestart.go)
+				b.Errorf("an idle connection runs %.2f goroutines, want 1", m.goroutines)
+			}
 			if m.live > idleMemLimit {
 				b.Errorf("an idle connection holds %.1f KiB (heap and stacks), over %.0f KiB", m.live, idleMemLimit)
 			}

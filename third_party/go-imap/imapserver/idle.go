@@ -21,6 +21,9 @@ func (c *Conn) handleIdle(dec *imapwire.Decoder) error {
 	if err := c.writeContReq("idling"); err != nil {
 		return err
 	}
+	if s, ok := c.session.(SessionIdleStarter); ok { // idlestart.go
+		return c.idleStarted(s)
+	}
 
 	stop := make(chan struct{})
 	done := make(chan error, 1)

@@ -141,6 +141,7 @@ type SessionTracker struct {
 	mutex   sync.Mutex
 	queue   []trackerUpdate
 	updates chan<- struct{}
+	notify  func()                            // IdleFunc's (idlestart.go); nil: none
 	known   uint32                            // messages the client has been told of (tracker_coalesce.go)
 	modSeq  func(uid imap.UID) (uint64, bool) // SetModSeqLookup (condstore.go)
 	hooks   sessionHooks                      // SetFlagsHook, SetAfterPoll (tracker_coalesce.go)
@@ -159,7 +160,12 @@ func (t *SessionTracker) queueUpdate(update *trackerUpdate) {
 	t.mutex.Lock()
 	t.queue = append(t.queue, *update)
 	updates = t.updates
+	notify := t.notify
 	t.mutex.Unlock()
+
+	if notify != nil {
+		notify()
+	}
 
 	if updates != nil {
 		select {
@@ -240,7 +246,7 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 func (t *SessionTracker) Idle(w *UpdateWriter, stop <-chan struct{}) error {
 	updates := make(chan struct{}, 64)
 	t.mutex.Lock()
-	ok := t.updates == nil
+	ok := t.updates == nil && t.notify == nil
 	if ok {
 		t.updates = updates
 	}
