@@ -82,8 +82,11 @@ func TestEndlessReplyBounded(t *testing.T) {
 			if d := time.Since(start); d > 10*time.Second {
 				t.Errorf("took %v: the reply was read until the timeout", d)
 			}
-			if n := sent.Load(); n > 8<<20 {
-				t.Errorf("the client took %d bytes of one reply", n)
+			// What the server wrote includes what sat in the socket
+			// buffers when the client gave up (several MB on loopback);
+			// without the bound it is hundreds of MB.
+			if n := sent.Load(); n > 64<<20 {
+				t.Errorf("the server wrote %d bytes of one reply before the client gave up", n)
 			}
 		})
 	}
