@@ -294,6 +294,11 @@ func (r *Reporter) writeMessage(w io.Writer, rep *Report, to []string, name stri
 	})
 	h.Set("MIME-Version", "1.0")
 	h.Set("Auto-Submitted", "auto-generated")
+	// RFC 8460 §3: reports go out despite TLS failures, since they may be
+	// what tells the domain of them; RFC 8689 §5's field says so to our
+	// own outbound delivery, which then leaves the domain's MTA-STS and
+	// DANE policy aside for this message.
+	h.Set("TLS-Required", "No")
 	h.Set("TLS-Report-Submitter", r.opts.Hostname)
 	h.Set("TLS-Report-Domain", domain)
 	h.SetMessageID(newID() + "@" + r.opts.Hostname)

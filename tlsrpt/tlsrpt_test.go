@@ -223,6 +223,9 @@ func TestReportAfterTheDay(t *testing.T) {
 	if got := a.header.Get("TLS-Report-Submitter"); got != "mail.example.org" {
 		t.Errorf("TLS-Report-Submitter %q", got)
 	}
+	if got := a.header.Get("TLS-Required"); got != "No" {
+		t.Errorf("TLS-Required %q, want No: a report must go out despite TLS failures (RFC 8460 §3)", got)
+	}
 	// RFC 8460 §5.3's Subject form.
 	if got, want := a.header.Get("Subject"), "Report Domain: a.test Submitter: mail.example.org Report-ID: <"+a.report.ReportID+">"; got != want {
 		t.Errorf("Subject %q, want %q", got, want)
