@@ -87,7 +87,7 @@ func checkOne(ctx context.Context, r Resolver, o Options, rec Record) Result {
 	case rec.Type == "TXT":
 		var match func(string) bool
 		match, res.Want = txtMatcher(o, rec)
-		found, ok, err = checkTXT(ctx, r, rec.Name, match)
+		found, ok, err = checkTXT(ctx, r, rec.Name, match, txtKind(rec.Value))
 	default:
 		err = fmt.Errorf("cannot check type %s", rec.Type)
 	}
@@ -242,7 +242,12 @@ func checkAlias(ctx context.Context, r Resolver, rec Record) (string, bool, erro
 	return found, ok, nil
 }
 
-func checkTXT(ctx context.Context, r Resolver, name string, match func(string) bool) (string, bool, error) {
+// checkTXT wants one of name's TXT records to match. When kind is set
+// (see txtKind), more than one record of that kind is wrong whatever they
+// say: receivers then ignore them all (SPF permerror, RFC 7208 section
+// 4.5; DMARC, RFC 7489 section 6.6.3; MTA-STS, RFC 8461 section 3.1;
+// TLS-RPT, RFC 8460 section 3).
+func checkTXT(ctx context.Context, r Resolver, name string, match func(string) bool, kind string) (string, bool, error) {
 	txts, err := r.LookupTXT(ctx, name)
 	if err == nil && len(txts) == 0 {
 		err = errNone
@@ -250,12 +255,43 @@ func checkTXT(ctx context.Context, r Resolver, name string, match func(string) b
 	if err != nil {
 		return "", false, err
 	}
+	if kind != "" {
+		var same []string
+		for _, t := range txts {
+			if txtKind(t) == kind {
+				same = append(same, t)
+			}
+		}
+		if len(same) > 1 {
+			return fmt.Sprintf("%d %s records, and receivers ignore them all when there is more than one: %s",
+				len(same), kind, strings.Join(same, " | ")), false, nil
+		}
+	}
 	for _, t := range txts {
 		if match(t) {
 			return t, true, nil
 		}
 	}
 	return strings.Join(txts, " | "), false, nil
+}
+
+// txtKind names the kind of a TXT record that must be alone of its kind
+// at its name: "v=spf1", "v=DMARC1", "v=STSv1" or "v=TLSRPTv1" (the
+// version tag, which must come first); "" for any other text.
+func txtKind(t string) string {
+	if f := strings.Fields(t); len(f) > 0 && strings.EqualFold(f[0], "v=spf1") {
+		return "v=spf1"
+	}
+	first, _, _ := strings.Cut(t, ";")
+	k, v, ok := strings.Cut(first, "=")
+	if !ok || strings.TrimSpace(k) != "v" {
+		return ""
+	}
+	switch v = strings.TrimSpace(v); v {
+	case "DMARC1", "STSv1", "TLSRPTv1":
+		return "v=" + v
+	}
+	return ""
 }
 
 // txtMatcher returns how to recognise a right value of the TXT record rec,
@@ -272,12 +308,12 @@ func txtMatcher(o Options, rec Record) (func(string) bool, string) {
 		}
 		return func(t string) bool { return tagValue(t, "p") == rec.dkimKey }, v
 	case strings.HasPrefix(v, "v=DMARC1"):
-		return func(t string) bool { return tagValue(t, "v") == "DMARC1" }, v + " (v=DMARC1 at least)"
+		return func(t string) bool { return txtKind(t) == "v=DMARC1" }, v + " (v=DMARC1 first, at least)"
 	case strings.HasPrefix(v, "v=STSv1"):
 		id := tagValue(v, "id")
-		return func(t string) bool { return tagValue(t, "v") == "STSv1" && tagValue(t, "id") == id }, v
+		return func(t string) bool { return txtKind(t) == "v=STSv1" && tagValue(t, "id") == id }, v
 	case strings.HasPrefix(v, "v=TLSRPTv1"):
-		return func(t string) bool { return tagValue(t, "v") == "TLSRPTv1" && tagValue(t, "rua") != "" },
+		return func(t string) bool { return txtKind(t) == "v=TLSRPTv1" && tagValue(t, "rua") != "" },
 			v + " (v=TLSRPTv1 with an rua)"
 	}
 	return func(t string) bool { return t == v }, v

@@ -184,3 +184,41 @@ func TestCheckSemantics(t *testing.T) {
 		t.Errorf("PTR naming another host: ok=%v err=%v found=%q", ok, err, st)
 	}
 }
+
+// TestCheckDuplicateRecords: two SPF, DMARC, MTA-STS or TLS-RPT records
+// at one name make receivers ignore both, so each is WRONG even when one
+// of them is right; a version tag that is not first is no record at all.
+func TestCheckDuplicateRecords(t *testing.T) {
+	o := testOptions(t)
+	s := dnstest.New(t)
+	id := DefaultSTSPolicy.ID(o.Hostname)
+	s.TXT("example.test", "v=spf1 mx -all", "V=SPF1 ip4:192.0.2.1 -all", "google-site-verification=x")
+	s.TXT("_dmarc.example.test", "v=DMARC1; p=none", "v=DMARC1; p=reject")
+	s.TXT("_mta-sts.example.test", "v=STSv1; id="+id, "v=STSv1; id=other")
+	s.TXT("_smtp._tls.example.test", "rua=mailto:a@example.test; v=TLSRPTv1")
+	got := map[string]Result{}
+	for _, r := range Check(context.Background(), s.Resolver(), o) {
+		got[r.Type+" "+r.Name] = r
+	}
+	for name, kind := range map[string]string{
+		"TXT example.test": "2 v=spf1 records", "TXT _dmarc.example.test": "2 v=DMARC1 records",
+		"TXT _mta-sts.example.test": "2 v=STSv1 records", "TXT _smtp._tls.example.test": "",
+	} {
+		r := got[name]
+		if r.Status != Wrong || !strings.Contains(r.Found, kind) {
+			t.Errorf("%s: %s, found %q; want WRONG naming %q", name, r.Status, r.Found, kind)
+		}
+	}
+
+	// One of each, beside unrelated TXT records, is right.
+	s2 := dnstest.New(t)
+	s2.TXT("example.test", "v=spf1 mx -all", "google-site-verification=x")
+	s2.TXT("_dmarc.example.test", "v=DMARC1; p=none")
+	s2.TXT("_mta-sts.example.test", "v=STSv1; id="+id)
+	s2.TXT("_smtp._tls.example.test", "v=TLSRPTv1; rua=mailto:a@example.test")
+	for _, r := range Check(context.Background(), s2.Resolver(), o) {
+		if r.Type == "TXT" && !strings.Contains(r.Name, "_domainkey") && r.Status != OK {
+			t.Errorf("%s: %s, found %q", r.Name, r.Status, r.Found)
+		}
+	}
+}
