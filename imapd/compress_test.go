@@ -13,13 +13,13 @@ import (
 
 // deflateClient speaks IMAP over COMPRESS=DEFLATE (RFC 4978) on a connection already logged in.
 type deflateClient struct {
-	t  *testing.T
+	t  testing.TB
 	c  net.Conn
 	w  *flate.Writer
 	br *bufio.Reader
 }
 
-func startDeflate(t *testing.T, c net.Conn, pre *bufio.Reader) *deflateClient {
+func startDeflate(t testing.TB, c net.Conn, pre *bufio.Reader) *deflateClient {
 	t.Helper()
 	w, err := flate.NewWriter(c, flate.DefaultCompression)
 	if err != nil {
