@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"testing"
+	"time"
 )
 
 // BenchmarkRecord is the cost on the delivery path: one Result queued.
@@ -78,6 +80,51 @@ func BenchmarkSendDay(b *testing.B) {
 		b.StartTimer()
 		if n, err := rep.Send(context.Background(), true); err != nil || n != domains/10 {
 			b.Fatalf("Send = %d, %v", n, err)
+		}
+	}
+}
+
+// BenchmarkDayFile records a day of 100,000 sessions to 2,000 MTA-STS
+// domains, flushed every 100 sessions (a second's worth at volume), and
+// reports the size of the day's file (file-bytes) and the cost of a report
+// run over it.
+func BenchmarkDayFile(b *testing.B) {
+	const sessions, domains = 100000, 2000
+	log := slog.New(slog.DiscardHandler)
+	for b.Loop() {
+		b.StopTimer()
+		dir := b.TempDir()
+		rec, err := NewRecorder(Options{Dir: dir, Logger: log, Now: func() time.Time { return day1 }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range sessions {
+			d := fmt.Sprintf("d%d.test", i%domains)
+			res := Result{PolicyDomain: d, PolicyType: PolicySTS, MXHost: "mx1." + d, SendingIP: "192.0.2.1", ReceivingIP: "198.51.100.1",
+				PolicyStrings: []string{"version: STSv1", "mode: enforce", "mx: mx1." + d, "mx: *.backup." + d, "max_age: 604800"}}
+			if i%50 == 0 {
+				res.Type, res.Detail = CertificateExpired, "x509: certificate has expired or is not yet valid"
+			}
+			rec.Record(res)
+			if i%100 == 99 {
+				if err := rec.Flush(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		fi, err := os.Stat(filepath.Join(dir, day1.Format(dayFormat)+recordExt))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(fi.Size()), "file-bytes")
+		rep, err := NewReporter(ReporterOptions{Dir: dir, Hostname: "mail.example.org", From: "postmaster@example.org",
+			Resolver: &fakeDNS{txt: map[string][]string{}}, Mailer: &fakeMailer{}, Logger: log})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if _, err := rep.Send(context.Background(), true); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -1,9 +1,6 @@
 package tlsrpt
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,8 +15,9 @@ import (
 )
 
 // The recorder's directory holds one file per UTC day, "YYYY-MM-DD.jsonl":
-// one JSON Result per line, appended (and fsynced) in batches. A line cut
-// short by a crash is skipped when the day is read. Once a day's reports
+// one JSON PolicyReport per line (a Flush's counts for one policy, see
+// daylog.go), appended (and fsynced) at each Flush and compacted when it
+// has doubled. A line cut short by a crash is skipped when the day is read. Once a day's reports
 // are sent, "YYYY-MM-DD.done" lists the policy domains done; when every
 // domain is, both files go.
 const (
@@ -33,6 +31,8 @@ const (
 	maxPending = 100000
 	// maxLine bounds one stored Result, against a pathological policy.
 	maxLine = 64 << 10
+	// minCompact is the size below which a day's file is not compacted.
+	minCompact = 256 << 10
 )
 
 // Options configure a Recorder.
@@ -56,6 +56,9 @@ type Recorder struct {
 	dropped int
 
 	flushMu sync.Mutex // one Flush at a time, so that a day's lines keep their order
+	// compacted is a day file's size after its last compaction (under
+	// flushMu); it grows to twice that before the next.
+	compacted map[string]int64
 }
 
 // stored is a Result as kept on disk, with its time.
@@ -116,27 +119,22 @@ func (r *Recorder) Flush() error {
 	if len(batch) == 0 {
 		return nil
 	}
-	byDay := map[string]*bytes.Buffer{}
+	byDay := map[string]*dayAgg{}
 	var days []string
 	for _, s := range batch {
-		line, err := json.Marshal(s)
-		if err != nil || len(line) > maxLine {
-			continue // plain data: cannot fail; an oversized one is not kept
-		}
 		day := s.At.Format(dayFormat)
-		b := byDay[day]
-		if b == nil {
-			b = &bytes.Buffer{}
-			byDay[day] = b
+		a := byDay[day]
+		if a == nil {
+			a = newDayAgg()
+			byDay[day] = a
 			days = append(days, day)
 		}
-		b.Write(line)
-		b.WriteByte('\n')
+		a.addResult(s.Result)
 	}
 	var failed []stored
 	var firstErr error
 	for _, day := range days {
-		if err := r.appendDay(day, byDay[day].Bytes()); err != nil {
+		if err := r.appendDay(day, byDay[day].lines()); err != nil {
 			firstErr = cmpOr(firstErr, err)
 			for _, s := range batch {
 				if s.At.Format(dayFormat) == day {
@@ -179,10 +177,33 @@ func (r *Recorder) appendDay(day string, data []byte) error {
 	case fi.Size() > 0 && !endsWithNewline(path, fi.Size()):
 		data = append([]byte{'\n'}, data...)
 	}
-	if _, err := r.opts.FS.Append(path, data); err != nil {
+	size, err := r.opts.FS.Append(path, data)
+	if err != nil {
 		return fmt.Errorf("tlsrpt: append to %s: %w", path, err)
 	}
+	if size > max(minCompact, 2*r.compacted[day]) {
+		r.compact(day, path)
+	}
 	return nil
+}
+
+// compact rewrites a day's file with one line per policy. The counts are
+// durable before (appended); a failure leaves the file as it was.
+func (r *Recorder) compact(day, path string) {
+	reports, err := readDay(r.opts.Dir, day)
+	if err == nil {
+		agg := newDayAgg()
+		for _, pr := range reports {
+			agg.addReport(pr)
+		}
+		data := agg.lines()
+		if err = r.opts.FS.WriteFile(path, data, 0o600); err == nil {
+			// Only the days being written are remembered.
+			r.compacted = map[string]int64{day: int64(len(data))}
+			return
+		}
+	}
+	r.log.Warn("tlsrpt: compacting a day's results; tried again later", "day", day, "err", err)
 }
 
 func endsWithNewline(path string, size int64) bool {
@@ -196,27 +217,4 @@ func endsWithNewline(path string, size int64) bool {
 		return true
 	}
 	return b[0] == '\n'
-}
-
-// readDay returns the Results stored for a day, skipping lines that do
-// not parse (a torn tail).
-func readDay(dir, day string) ([]stored, error) {
-	f, err := os.Open(filepath.Join(dir, day+recordExt))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []stored
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), maxLine+1024)
-	for sc.Scan() {
-		var s stored
-		if json.Unmarshal(sc.Bytes(), &s) == nil && s.PolicyDomain != "" {
-			out = append(out, s)
-		}
-	}
-	if err := sc.Err(); err != nil && !errors.Is(err, bufio.ErrTooLong) {
-		return out, err
-	}
-	return out, nil
 }

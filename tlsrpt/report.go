@@ -62,65 +62,14 @@ type FailureDetail struct {
 // delivery code (an error message).
 const maxDetail = 200
 
-// aggregate builds the report for one policy domain from that domain's
-// Results of one day (start: the day's midnight UTC).
-func aggregate(domain string, day time.Time, results []stored, org, contact, reportID string) *Report {
-	rep := &Report{
+// aggregate builds the report for one policy domain and one day (start:
+// the day's midnight UTC) from the sums stored for its policies.
+func aggregate(day time.Time, policies []PolicyReport, org, contact, reportID string) *Report {
+	return &Report{
 		OrganizationName: org, ContactInfo: contact, ReportID: reportID,
 		DateRange: DateRange{Start: day, End: day.Add(24*time.Hour - time.Second)},
+		Policies:  policies,
 	}
-	type fkey struct {
-		typ                 ResultType
-		sip, mx, rip, extra string
-	}
-	type pol struct {
-		rep     PolicyReport
-		details map[fkey]int
-	}
-	var pols []*pol
-	byKey := map[string]*pol{}
-	for _, s := range results {
-		if s.PolicyDomain != domain {
-			continue
-		}
-		k := policyKey(s.Result)
-		p := byKey[k]
-		if p == nil {
-			p = &pol{rep: PolicyReport{Policy: describePolicy(s.Result)}, details: map[fkey]int{}}
-			byKey[k] = p
-			pols = append(pols, p)
-		}
-		if s.Type == Success {
-			p.rep.Summary.Successful++
-			continue
-		}
-		p.rep.Summary.Failed++
-		fk := fkey{s.Type, s.SendingIP, s.MXHost, s.ReceivingIP, clip(s.Detail, maxDetail)}
-		i, ok := p.details[fk]
-		if !ok {
-			i = len(p.rep.FailureDetails)
-			p.details[fk] = i
-			p.rep.FailureDetails = append(p.rep.FailureDetails, FailureDetail{
-				ResultType: fk.typ, SendingMTAIP: fk.sip, ReceivingMXHostname: fk.mx,
-				ReceivingIP: fk.rip, FailureReasonCode: fk.extra,
-			})
-		}
-		p.rep.FailureDetails[i].FailedSessionCount++
-	}
-	for _, p := range pols {
-		rep.Policies = append(rep.Policies, p.rep)
-	}
-	return rep
-}
-
-// policyKey tells policies apart: their type and text, and for DANE and
-// no policy (which are per MX host) the host.
-func policyKey(r Result) string {
-	k := string(r.PolicyType) + "\x00" + strings.Join(r.PolicyStrings, "\x01")
-	if r.PolicyType != PolicySTS {
-		k += "\x00" + strings.ToLower(r.MXHost)
-	}
-	return k
 }
 
 // describePolicy is a Result's "policy": for MTA-STS the mx patterns come

@@ -158,16 +158,17 @@ func (r *Reporter) sendDay(ctx context.Context, day string, isToday bool, now ti
 	done := r.doneDomains(day)
 	// Grouped once: scanning every result for every domain would cost
 	// domains × sessions on a newsletter's day.
-	byDomain := map[string][]stored{}
+	byDomain := map[string][]PolicyReport{}
 	var domains []string
-	for _, s := range results {
-		if done[s.PolicyDomain] {
+	for _, pr := range results {
+		dom := pr.Policy.Domain
+		if done[dom] {
 			continue
 		}
-		if _, ok := byDomain[s.PolicyDomain]; !ok {
-			domains = append(domains, s.PolicyDomain)
+		if _, ok := byDomain[dom]; !ok {
+			domains = append(domains, dom)
 		}
-		byDomain[s.PolicyDomain] = append(byDomain[s.PolicyDomain], s)
+		byDomain[dom] = append(byDomain[dom], pr)
 	}
 	results = nil
 	slices.Sort(domains)
@@ -204,7 +205,7 @@ func (r *Reporter) sendDay(ctx context.Context, day string, isToday bool, now ti
 // sendDomain looks up where domain wants its report and sends it there.
 // ok is false when the domain takes no reports; err is a failure worth
 // trying again (DNS trouble, mail not taken).
-func (r *Reporter) sendDomain(ctx context.Context, domain string, day time.Time, results []stored) (ok bool, err error) {
+func (r *Reporter) sendDomain(ctx context.Context, domain string, day time.Time, policies []PolicyReport) (ok bool, err error) {
 	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	txts, err := r.opts.Resolver.LookupTXT(lctx, "_smtp._tls."+domain)
 	cancel()
@@ -220,7 +221,7 @@ func (r *Reporter) sendDomain(ctx context.Context, domain string, day time.Time,
 		return false, nil
 	}
 	id := fmt.Sprintf("%s.%s@%s", day.Format("20060102"), domain, r.opts.Hostname)
-	rep := aggregate(domain, day, results, r.opts.OrganizationName, r.opts.From, id)
+	rep := aggregate(day, policies, r.opts.OrganizationName, r.opts.From, id)
 	gz, err := rep.gzipJSON()
 	if err != nil {
 		return false, err

@@ -311,8 +311,8 @@ func TestRecorderFlushFault(t *testing.T) {
 			}
 			// A failed fsync may leave the lines written: then they are
 			// there twice at most, never missing.
-			if len(got) < len(results()) || len(got) > 2*len(results()) {
-				t.Errorf("%d results stored, want %d", len(got), len(results()))
+			if n := sessions(got); n < len(results()) || n > 2*len(results()) {
+				t.Errorf("%d results stored, want %d", n, len(results()))
 			}
 		})
 	}
@@ -328,8 +328,60 @@ func TestRecorderTornLine(t *testing.T) {
 	}
 	f.record(t)
 	got, err := readDay(f.dir, day1.Format(dayFormat))
-	if err != nil || len(got) != len(results()) {
-		t.Fatalf("read %d results (%v), want %d", len(got), err, len(results()))
+	if err != nil || sessions(got) != len(results()) {
+		t.Fatalf("read %d results (%v), want %d", sessions(got), err, len(results()))
+	}
+}
+
+// sessions is the number of sessions the stored sums count.
+func sessions(prs []PolicyReport) int {
+	n := 0
+	for _, pr := range prs {
+		n += int(pr.Summary.Successful + pr.Summary.Failed)
+	}
+	return n
+}
+
+// The day's file holds sums, not sessions: many flushes of the same few
+// policies keep it within twice its compacted size, and a compaction that
+// fails leaves every count in place.
+func TestRecorderCompacts(t *testing.T) {
+	f := newFixture(t)
+	path := filepath.Join(f.dir, day1.Format(dayFormat)+recordExt)
+	const flushes = 3000
+	for i := range flushes {
+		if i == flushes/2 {
+			f.inj.Arm(safeio.OpRename, ".jsonl") // compactions fail for a while
+		}
+		if i == flushes/2+200 {
+			f.inj.Disarm()
+		}
+		for _, r := range results() {
+			f.rec.Record(r)
+		}
+		if err := f.rec.Flush(); err != nil {
+			t.Fatalf("flush %d: %v", i, err)
+		}
+	}
+	got, err := readDay(f.dir, day1.Format(dayFormat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := sessions(got); n != flushes*len(results()) {
+		t.Errorf("%d sessions counted, want %d", n, flushes*len(results()))
+	}
+	if len(got) != 3 {
+		t.Errorf("%d policies, want 3: %+v", len(got), got)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() > 2*minCompact {
+		t.Errorf("day file is %d bytes after %d flushes; want at most %d", fi.Size(), flushes, 2*minCompact)
+	}
+	if f.inj.Hits() == 0 {
+		t.Error("no compaction was tried while the renames failed")
 	}
 }
 
