@@ -364,6 +364,10 @@ func TestUnknownAndMethods(t *testing.T) {
 		{"GET", "/autodiscover/autodiscover.xml/extra", 404},
 		{"POST", "/.well-known/mta-sts.txt", 405},
 		{"DELETE", "/mail/config-v1.1.xml", 405},
+		{"OPTIONS", "/autodiscover/autodiscover.xml", 405},
+		{"HEAD", "/autodiscover/autodiscover.xml", 200},
+		{"HEAD", "/mail/config-v1.1.xml", 200},
+		{"HEAD", "/nothing", 404},
 		{"GET", "/../../etc/passwd", 404},
 		{"GET", "/autodiscover/autodİscover.json/v1.0/a@example.test", 404}, // folding changes the length
 	} {
