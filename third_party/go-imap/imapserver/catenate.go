@@ -61,7 +61,9 @@ func (c *Conn) appendCatenate(dec *imapwire.Decoder, tx AppendTx, options *imap.
 		}
 	}()
 	limit := c.appendLimit()
+	parts := 0
 	err = dec.ExpectList(func() error {
+		parts++
 		var kind string
 		if !dec.ExpectAtom(&kind) || !dec.ExpectSP() {
 			return dec.Err()
@@ -97,6 +99,9 @@ func (c *Conn) appendCatenate(dec *imapwire.Decoder, tx AppendTx, options *imap.
 	})
 	if err != nil {
 		return err
+	}
+	if parts == 0 {
+		return newClientBugError("CATENATE needs at least one part")
 	}
 	err = w.Close()
 	w = nil
@@ -173,6 +178,7 @@ func ParseCatenateURL(raw string) (*CatenateURL, error) {
 // FETCH's parser.
 func parseURLSection(s string, sec *imap.FetchItemBodySection) error {
 	dec := imapwire.NewDecoder(bufio.NewReader(strings.NewReader(s+"]")), imapwire.ConnSideServer)
+	dec.CheckBufferedLiteralFunc = func(int64, bool) error { return newClientBugError("no literal in a URL") }
 	if err := readSection(dec, sec); err != nil {
 		return err
 	}

@@ -17,7 +17,9 @@ func readPreviewModifiers(dec *imapwire.Decoder, options *imap.FetchOptions) err
 	if !dec.SPBefore('(') {
 		return nil
 	}
+	mods := 0
 	_, err := dec.List(func() error {
+		mods++
 		var mod string
 		if !dec.ExpectAtom(&mod) {
 			return dec.Err()
@@ -27,6 +29,9 @@ func readPreviewModifiers(dec *imapwire.Decoder, options *imap.FetchOptions) err
 		}
 		return nil
 	})
+	if err == nil && mods == 0 {
+		err = newClientBugError("Empty PREVIEW modifier list")
+	}
 	return err
 }
 
