@@ -389,3 +389,35 @@ func TestACMEChallenge(t *testing.T) {
 		t.Errorf("with a handler: %d %q", code, body)
 	}
 }
+
+// TestAutoconfigByHost: without ?emailaddress= the domain is the one the
+// Host name is under (autoconfig.<domain>, or the domain itself for the
+// .well-known form), else the first.
+func TestAutoconfigByHost(t *testing.T) {
+	ts := testServer(t, nil)
+	for host, want := range map[string]string{
+		"autoconfig.other.test":        "other.test",
+		"Other.TEST.:8080":             "other.test",
+		"autoconfig.example.test":      "example.test",
+		"mail.example.test":            "example.test",
+		"autoconfig.elsewhere.test":    "example.test",
+		"127.0.0.1:80":                 "example.test",
+		"a.b.autoconfig.other.test:80": "other.test",
+	} {
+		req, err := http.NewRequest("GET", ts.URL+"/.well-known/autoconfig/mail/config-v1.1.xml", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got ClientConfig
+		err = xml.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if err != nil || got.Provider.ID != want {
+			t.Errorf("Host %q: provider %q (%v), want %q", host, got.Provider.ID, err, want)
+		}
+	}
+}
