@@ -222,3 +222,40 @@ func TestCheckDuplicateRecords(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckEveryRecordWrong: each record of Want present with a wrong
+// value is WRONG, saying what it found and what it wants.
+func TestCheckEveryRecordWrong(t *testing.T) {
+	o := testOptions(t)
+	s := dnstest.New(t)
+	s.A("mx.example.test", "198.51.100.9")
+	s.PTR("192.0.2.1", "other.test")
+	s.MX("example.test", 10, "mx.elsewhere.test")
+	s.TXT("example.test", "v=spf1 a:mx.elsewhere.test -all")
+	s.TXT("postie._domainkey.example.test", "v=DKIM1; k=rsa; p=AAAAnotthekey")
+	s.TXT("_dmarc.example.test", "v=spf1 -all")
+	s.TXT("_mta-sts.example.test", "v=STSv1; id=old")
+	s.TXT("_smtp._tls.example.test", "v=TLSRPTv1;")
+	for _, n := range []string{"_submissions", "_submission", "_imaps", "_autodiscover"} {
+		s.SRV(n+"._tcp.example.test", 0, 1, 2525, "mx.example.test")
+	}
+	for _, n := range []string{"_imap", "_pop3s", "_pop3"} {
+		s.SRV(n+"._tcp.example.test", 0, 1, 110, "mx.example.test")
+	}
+	s.A("elsewhere.test", "198.51.100.1")
+	for _, n := range []string{"mta-sts", "autoconfig", "autodiscover"} {
+		s.CNAME(n+".example.test", "elsewhere.test")
+	}
+	res := Check(context.Background(), s.Resolver(), o)
+	if len(res) != len(Want(o)) {
+		t.Fatalf("%d results for %d records", len(res), len(Want(o)))
+	}
+	for _, r := range res {
+		if r.Status != Wrong || r.Found == "" || r.Want == "" {
+			t.Errorf("%s %s: %s, found %q, want %q; want WRONG saying both", r.Type, r.Name, r.Status, r.Found, r.Want)
+		}
+	}
+	if AllRequiredOK(res) {
+		t.Error("AllRequiredOK on a zone with every record wrong")
+	}
+}
