@@ -34,31 +34,36 @@ var sortThreadCaps = []imap.Cap{
 type returnExt struct {
 	update  bool // RETURN (UPDATE): CONTEXT=SEARCH (searchupdate.go)
 	partial bool
-	lo, hi  int32 // 1-based positions; negative counts from the end (RFC 9394)
+	lo, hi  int64 // 1-based positions; negative counts from the end (RFC 9394)
 }
 
-// parsePartialRange parses "n:m" where both are non-zero and of the same sign; the range is
-// normalised so that lo <= hi in magnitude order of the positions it names.
-func parsePartialRange(s string) (lo, hi int32, ok bool) {
+// parsePartialRange parses "n:m" where both are nz-numbers (up to 4294967295), or both their
+// negatives (RFC 9394); the range is normalised so that lo <= hi in magnitude order of the
+// positions it names.
+func parsePartialRange(s string) (lo, hi int64, ok bool) {
 	a, b, found := strings.Cut(s, ":")
 	if !found {
 		return 0, 0, false
 	}
-	x, err1 := strconv.ParseInt(a, 10, 32)
-	y, err2 := strconv.ParseInt(b, 10, 32)
-	if err1 != nil || err2 != nil || x == 0 || y == 0 || (x < 0) != (y < 0) {
+	neg := strings.HasPrefix(a, "-")
+	if neg != strings.HasPrefix(b, "-") {
 		return 0, 0, false
 	}
-	if x < 0 { // -1 is the last: -1:-3 and -3:-1 both name the last three
-		x, y = -x, -y
+	if neg {
+		a, b = a[1:], b[1:]
 	}
-	if x > y {
+	x, err1 := strconv.ParseUint(a, 10, 32)
+	y, err2 := strconv.ParseUint(b, 10, 32)
+	if err1 != nil || err2 != nil || x == 0 || y == 0 || a[0] == '+' || b[0] == '+' {
+		return 0, 0, false
+	}
+	if x > y { // -1:-3 and -3:-1 both name the last three
 		x, y = y, x
 	}
-	if r, _ := strconv.ParseInt(a, 10, 32); r < 0 {
-		return -int32(x), -int32(y), true
+	if neg {
+		return -int64(x), -int64(y), true
 	}
-	return int32(x), int32(y), true
+	return int64(x), int64(y), true
 }
 
 // partialSlice returns the part of nums that the range names (in nums's order).
@@ -66,9 +71,9 @@ func (r *returnExt) partialSlice(nums []uint32) []uint32 {
 	n := int64(len(nums))
 	var from, to int64 // 0-based, [from, to)
 	if r.lo > 0 {
-		from, to = int64(r.lo)-1, int64(r.hi)
+		from, to = r.lo-1, r.hi
 	} else {
-		from, to = n+int64(r.hi), n+int64(r.lo)+1
+		from, to = n+r.hi, n+r.lo+1
 	}
 	if from < 0 {
 		from = 0
