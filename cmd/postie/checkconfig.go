@@ -39,6 +39,7 @@ func checkLoaded(cfg *config.Config) *checkFindings {
 	}
 	checkCertificate(f, cfg)
 	checkACME(f, cfg)
+	checkMetricsExposure(f, cfg)
 	if p := cfg.Outbound.SmarthostPasswordFile; p != "" {
 		if _, err := os.ReadFile(p); err != nil {
 			f.errorf("outbound.smarthost_password_file: %v", err)
