@@ -173,6 +173,7 @@ func (s *Server) AutodiscoverFor(addr string) AutodiscoverResponse {
 type autodiscoverRequest struct {
 	XMLName xml.Name `xml:"Autodiscover"`
 	Email   string   `xml:"Request>EMailAddress"`
+	Schema  string   `xml:"Request>AcceptableResponseSchema"`
 }
 
 func (s *Server) autodiscover(w http.ResponseWriter, r *http.Request) {
@@ -187,6 +188,15 @@ func (s *Server) autodiscover(w http.ResponseWriter, r *http.Request) {
 				status = http.StatusRequestEntityTooLarge
 			}
 			http.Error(w, "bad autodiscover request", status)
+			return
+		}
+		// Only the outlook schema is served: an ActiveSync client (iOS and
+		// Android "Exchange" accounts ask for the mobilesync schema) gets
+		// a status that makes it try elsewhere or ask the user, not a
+		// document it would misread.
+		if req.Schema != "" && strings.TrimSpace(req.Schema) != NSOutlook {
+			s.log.Debug("http: autodiscover schema not served", "remote", r.RemoteAddr, "schema", req.Schema)
+			http.Error(w, "only the outlook response schema (2006a) is served", http.StatusNotFound)
 			return
 		}
 		addr = req.Email

@@ -8,7 +8,8 @@
 //     GET /mail/config-v1.1.xml, with or without ?emailaddress=;
 //   - Outlook autodiscover: POST (or GET) /autodiscover/autodiscover.xml
 //     (any case of the path) answering the POX request with the "outlook"
-//     response schema (2006a), and the JSON form
+//     response schema (2006a; a request for another schema, such as
+//     ActiveSync's mobilesync, is 404), and the JSON form
 //     GET /autodiscover/autodiscover.json?Email=...&Protocol=AutodiscoverV1
 //     and /autodiscover/autodiscover.json/v1.0/{address};
 //   - an Apple configuration profile, GET /apple/mobileconfig?email=ADDRESS

@@ -174,6 +174,7 @@ func TestAutodiscoverBadRequests(t *testing.T) {
 		{"POST", strings.Replace(poxRequest, "User.Name@Example.test", "someone@elsewhere.test", 1), 404},
 		{"POST", "<Autodiscover>" + strings.Repeat("<x>", 30000) + strings.Repeat("</x>", 30000), 413},
 		{"PUT", poxRequest, 405},
+		{"POST", strings.Replace(poxRequest, "outlook/responseschema/2006a", "mobilesync/responseschema/2006", 1), 404},
 	} {
 		code, _, body := do(t, c.method, ts.URL+"/autodiscover/autodiscover.xml", c.body)
 		if code != c.want {
