@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -142,5 +143,26 @@ func TestCatenate(t *testing.T) {
 	// CATENATE with MULTIAPPEND, and an ordinary literal after it.
 	if l := r.answer("d APPEND Drafts CATENATE (URL \""+url+"\") (\\Answered) {4+}\r\nnew\n\r\n", "d"); !strings.HasPrefix(l, "d OK [APPENDUID "+validity+" 6:7]") {
 		t.Errorf("CATENATE then a literal: %q", l)
+	}
+}
+
+// Messages over stageInMemory are staged in a file of the account's tmp/, removed afterwards.
+func TestMultiAppendStagedInFiles(t *testing.T) {
+	ts := newTestServer(t)
+	r := ts.raw(true)
+	big := "Subject: big\r\n\r\n" + strings.Repeat("0123456789abcdef\r\n", stageInMemory/18+100)
+	l := r.answer("B APPEND INBOX {"+itoa(len(big))+"+}\r\n"+big+" {"+itoa(len(big))+"+}\r\n"+big+"\r\n", "B")
+	if !strings.HasPrefix(l, "B OK [APPENDUID ") {
+		t.Fatalf("MULTIAPPEND of big messages: %q", l)
+	}
+	c := ts.dial(nil)
+	mustSelect(t, c, "INBOX", true)
+	msgs := fetchAll(t, c, imap.SeqSetNum(1, 2), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+	if len(msgs) != 2 || string(msgs[0].BodySection[0].Bytes) != big || string(msgs[1].BodySection[0].Bytes) != big {
+		t.Errorf("big messages differ (%d)", len(msgs))
+	}
+	left, _ := filepath.Glob(filepath.Join(ts.user().Dir(), "tmp", "append-*"))
+	if len(left) != 0 {
+		t.Errorf("staging files left: %v", left)
 	}
 }
