@@ -28,8 +28,9 @@ import (
 //   - a cap on concurrent connections, counted by the outbound client
 //     through Connect (idle connections kept for reuse count too), and on
 //     concurrent attempts, counted by the queue;
-//   - back-off: a reply that says "slow down" (421, or a 4.7.x "too many",
-//     "rate limit", "try again later"...) halves its rate and holds new
+//   - back-off: a reply that says "slow down" (421, Gmail's 4.7.28,
+//     Microsoft's 4.7.5xx-6xx, Yahoo's [TSnn], a 4.7.x speaking of rate or
+//     limits: isRateLimited) halves its rate and holds new
 //     attempts for Hold; then each run of successes adds a tenth of the
 //     configured rate back (additive increase, multiplicative decrease).
 //     Every change is logged once.
@@ -505,17 +506,27 @@ func (t *Throttle) Stats(domain string) DestStats {
 	return DestStats{Rate: b.rate, Slowed: b.slowed, Attempts: b.attempts, Open: b.open}
 }
 
-// rateLimitTexts are what receivers say when they want fewer messages or
-// connections from us.
-var rateLimitTexts = []string{
-	"too many", "rate limit", "rate-limit", "ratelimit", "rate limited", "try again later", "try later",
-	"too fast", "throttl", "slow down", "exceeded", "unusual rate", "temporarily deferred", "[tss04]", "[ts04]",
-	"too much mail", "sending rate",
+// rateWords, in a 4.7.x reply, say that the refusal is about our rate
+// or volume, not about this message or recipient.
+var rateWords = []string{
+	"rate", "too many", "limit", "throttl", "too fast", "slow down", "exceeded", "volume",
 }
 
 // isRateLimited reports whether err is a remote reply asking us to slow
-// down: any 421 (the receiver closes the connection on us), or a 4xx
-// whose text says so. Greylisting ("try again later" too) is not.
+// down, rather than one about a message or recipient (greylisting, a
+// "try again later" of a filter, a recipient receiving too fast, too many
+// recipients in one transaction), which must not slow the destination:
+//
+//   - any 421: the receiver closes the connection on us;
+//   - Gmail's 4.7.28 ("unusual rate of unsolicited mail") and any 4xx
+//     saying "unusual rate";
+//   - Microsoft's 4.7.500 to 4.7.699 (451 4.7.500 "Server busy", 451
+//     4.7.650/4.7.651 "rate limited due to IP reputation"): its
+//     throttling range;
+//   - Yahoo's and AOL's [TSnn]/[TSSnn] deferrals;
+//   - another 4.7.x whose text speaks of rate, limits or too many.
+//
+// Greylisting ("greylist" or "graylist" in the text) never is.
 func isRateLimited(err error) bool {
 	var ee *envelope.Error
 	if !errors.As(err, &ee) || ee.Code < 400 || ee.Code >= 500 {
@@ -525,16 +536,40 @@ func isRateLimited(err error) bool {
 	if strings.Contains(text, "greylist") || strings.Contains(text, "graylist") {
 		return false
 	}
-	if ee.Code == 421 {
+	policy := ee.Enhanced[0] == 4 && ee.Enhanced[1] == 7
+	switch {
+	case ee.Code == 421, strings.Contains(text, "unusual rate"), yahooDeferral(text):
+		return true
+	case !policy:
+		return false
+	case ee.Enhanced[2] == 28, ee.Enhanced[2] >= 500 && ee.Enhanced[2] < 700:
 		return true
 	}
-	for _, s := range rateLimitTexts {
-		if strings.Contains(text, s) {
+	for _, w := range rateWords {
+		if strings.Contains(text, w) {
 			return true
 		}
 	}
 	return false
 }
+
+// yahooDeferral reports whether text holds one of Yahoo's deferral tags:
+// "[TS01]", "[TS02]", "[TSS04]"... (https://senders.yahooinc.com/smtp-error-codes).
+func yahooDeferral(text string) bool {
+	for rest := text; ; {
+		i := strings.Index(rest, "[ts")
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+3:]
+		tag := strings.TrimPrefix(rest, "s")
+		if len(tag) >= 3 && isDigit(tag[0]) && isDigit(tag[1]) && tag[2] == ']' {
+			return true
+		}
+	}
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // destName is a destination key for people: the rule or the host.
 func destName(key string) string {

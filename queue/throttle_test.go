@@ -92,19 +92,50 @@ func TestThrottleConnectCap(t *testing.T) {
 	}
 }
 
+// TestIsRateLimited: replies of the big receivers (as published by them
+// or quoted in bug reports and postmaster forums), and which slow the
+// destination down.
 func TestIsRateLimited(t *testing.T) {
+	said := func(code, c, s, d int, text string) error {
+		return envelope.Errorf(code, c, s, d, "mx said: %s (in reply to RCPT TO command)", text)
+	}
 	for _, c := range []struct {
 		err  error
 		want bool
 	}{
-		{envelope.Errorf(421, 4, 7, 0, "mx said: Too many connections, slow down"), true},
-		{envelope.Errorf(421, 4, 3, 0, "mx said: service shutting down"), true},
-		{envelope.Errorf(450, 4, 7, 1, "mx said: rate limit exceeded"), true},
-		{envelope.Errorf(451, 4, 7, 1, "mx said: Please try again later"), true},
-		{envelope.Errorf(421, 4, 7, 0, "[TSS04] Messages from 192.0.2.1 temporarily deferred"), true},
-		{envelope.Errorf(450, 4, 7, 1, "mx said: greylisted, try again later"), false},
-		{envelope.Errorf(452, 4, 2, 2, "mx said: mailbox full"), false},
+		// Gmail.
+		{said(421, 4, 7, 28, "[192.0.2.1] Our system has detected an unusual rate of 421-4.7.28 unsolicited mail originating from your IP address. To protect our 421-4.7.28 users from spam, mail sent from your IP address has been temporarily 421-4.7.28 rate limited. - gsmtp"), true},
+		{said(421, 4, 7, 0, "Our system has detected that this message is 421-4.7.0 suspicious due to the very low reputation of the sending IP address. 421-4.7.0 To protect our users from spam, mail sent from your IP address has 421-4.7.0 been temporarily rate limited."), true},
+		{said(450, 4, 2, 1, "The user you are trying to contact is receiving mail at a rate that prevents additional messages from being delivered. Please resend your message at a later time. - gsmtp"), false}, // one recipient
+		{said(452, 4, 2, 2, "The recipient's inbox is out of storage space. Please direct the recipient to https://support.google.com/mail/?p=OverQuotaTemp - gsmtp"), false},
+		// Microsoft.
+		{said(451, 4, 7, 500, "Server busy. Please try again later from [192.0.2.1]. (S77719) [BN8NAM11FT054.eop-nam11.prod.protection.outlook.com]"), true},
+		{said(451, 4, 7, 650, "The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation. For e-mail delivery information, see https://postmaster.live.com (S775)"), true},
+		{said(451, 4, 7, 651, "The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation. For e-mail delivery information, see https://postmaster.live.com (S3114)"), true},
+		// Yahoo and AOL.
+		{said(421, 4, 7, 0, "[TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes"), true},
+		{said(451, 4, 7, 0, "[TS01] Messages from 192.0.2.1 temporarily deferred due to user complaints - 4.16.55.1"), true},
+		{said(450, 4, 0, 0, "[TSS05] Messages from 192.0.2.1 temporarily deferred"), true},
+		// Others that ask for less.
+		{said(421, 4, 7, 0, "Too many connections, slow down"), true},
+		{said(421, 4, 3, 0, "service shutting down"), true}, // the connection is closed on us
+		{said(450, 4, 7, 1, "rate limit exceeded"), true},
+		{said(451, 4, 7, 1, "Too many messages from your IP, try again later"), true},
+		// Greylisting and filters: "try again later" about this message.
+		{said(451, 4, 7, 1, "Try again later"), false}, // rspamd's greylisting
+		{said(450, 4, 2, 0, "<bob@remote.test>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/remote.test.html"), false},
+		{said(451, 4, 7, 1, "Greylisting in action, please come back in 00:05:00"), false},
+		{said(451, 4, 7, 1, "Greylisted, try again after some time."), false},
+		{said(450, 4, 7, 1, "greylisted, try again later"), false},
+		{said(451, 0, 0, 0, "Internal resource temporarily unavailable - https://community.mimecast.com/docs/DOC-1369#451"), false},
+		{said(451, 4, 7, 1, "<bob@remote.test>: Recipient address rejected: Intentional policy rejection, please try again later"), false},
+		{said(450, 4, 2, 1, "Please try again later. (#id-5.9.4)"), false},
+		{said(451, 4, 3, 0, "Temporary local problem - please try later"), false},
+		{said(452, 4, 5, 3, "Too many recipients"), false}, // this transaction, not our rate
+		{said(452, 4, 2, 2, "mailbox full"), false},
+		{said(451, 4, 3, 0, "Mail server temporarily rejected message."), false},
 		{envelope.Errorf(550, 5, 7, 1, "mx said: too many bad recipients"), false},
+		{said(554, 5, 7, 0, "[TS03] All messages from 192.0.2.1 will be permanently deferred"), false},
 		{errors.New("connection refused"), false},
 	} {
 		if got := isRateLimited(c.err); got != c.want {
