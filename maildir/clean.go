@@ -1,7 +1,6 @@
 package maildir
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -73,7 +72,7 @@ func (u *User) cleanTmp(dir string) {
 		if !u.s.tmpAbandoned(e.Name(), info.ModTime(), now) {
 			continue
 		}
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := u.s.fs.Remove(p); err != nil {
 			u.log().Warn("maildir: clean tmp", "path", p, "err", err)
 		}
 	}
@@ -89,7 +88,7 @@ func (u *User) cleanScratch(path string, mtime, now time.Time) {
 		return // held (or gone): its owner is at work
 	}
 	defer lock.Close()
-	if err := os.RemoveAll(path); err != nil {
+	if err := u.s.fs.RemoveAll(path); err != nil {
 		u.log().Warn("maildir: clean tmp", "path", path, "err", err)
 	}
 }

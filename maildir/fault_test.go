@@ -387,9 +387,80 @@ func TestFaultCopyMove(t *testing.T) {
 	}}.run)
 }
 
+// answered matches the names in alice's cur/ with the \Answered flag.
+func answered(p string) bool {
+	_, info, ok := strings.Cut(p, ":2,")
+	return strings.Contains(p, "alice/cur/") && ok && strings.Contains(info, "R")
+}
+
+// TestFaultTakeBack: a take-back goes through the store's FS too, and when
+// it fails the caller hears of it (the error says so) and the process
+// shows what the files say, as a fresh process would.
+func TestFaultTakeBack(t *testing.T) {
+	t.Run("flags", func(t *testing.T) {
+		u, root, f := faultyUser(t)
+		var undone []string
+		inner := u.s.fs.Fault
+		u.s.fs.Trace = func(op safeio.Op, p string) {
+			if op == safeio.OpRename && strings.Contains(p, "alice/cur/") && !answered(p) {
+				undone = append(undone, p)
+			}
+		}
+		// The second rename fails, then so does the take-back of the first.
+		f.arm(safeio.OpRename, contains("alice/cur/"), 1)
+		_, err := mailbox(t, u, "INBOX").SetFlags([]uint32{1, 2, 3}, FlagsAdd, FlagAnswered, nil)
+		hits := f.count()
+		f.disarm()
+		u.s.fs.Fault = inner
+		if hits != 2 || !errors.Is(err, safeio.ErrInjected) || !strings.Contains(err.Error(), "taking back the flags of UID 1") {
+			t.Fatalf("SetFlags with its take-back failing (%d faults): %v", hits, err)
+		}
+		if len(undone) != 0 {
+			t.Errorf("take-backs done: %v", undone)
+		}
+		if live, fresh := liveState(t, u), liveState(t, reopen(t, root)); live != fresh || !strings.Contains(live, `INBOX: 1[\Answered]`) {
+			t.Errorf("this process shows\n%s\na fresh one\n%s", live, fresh)
+		}
+		// Without the fault the take-back is made, and traced.
+		f.arm(safeio.OpRename, contains("alice/cur/"), 1)
+		f.mu.Lock()
+		f.match = func(p string) bool { return answered(p) }
+		f.mu.Unlock()
+		if _, err := mailbox(t, u, "INBOX").SetFlags([]uint32{2, 3}, FlagsAdd, FlagAnswered, nil); !errors.Is(err, safeio.ErrInjected) {
+			t.Fatalf("SetFlags: %v", err)
+		}
+		f.disarm()
+		if len(undone) != 1 {
+			t.Errorf("take-backs traced: %v", undone)
+		}
+	})
+	t.Run("folder", func(t *testing.T) {
+		u, root, f := faultyUser(t)
+		// The root's fsync fails, then so does moving the new folder away.
+		f.arm(safeio.OpSyncDir, suffix("alice"), 1)
+		inner := u.s.fs.Fault
+		u.s.fs.Fault = func(op safeio.Op, p string) error {
+			if op == safeio.OpRename && strings.Contains(p, "postie-deleted") {
+				return safeio.ErrInjected
+			}
+			return inner(op, p)
+		}
+		err := u.CreateMailbox("Projects", "")
+		u.s.fs.Fault = inner
+		f.disarm()
+		if !errors.Is(err, safeio.ErrInjected) || !strings.Contains(err.Error(), "taking back folder Projects") {
+			t.Fatalf("CreateMailbox with its take-back failing: %v", err)
+		}
+		if live, fresh := liveState(t, u), liveState(t, reopen(t, root)); live != fresh {
+			t.Errorf("this process shows\n%s\na fresh one\n%s", live, fresh)
+		}
+	})
+}
+
 func TestFaultFlags(t *testing.T) {
 	t.Run("rename", faultCase{
-		steps: []step{{safeio.OpRename, "in cur/", contains("alice/cur/"), 0}, {safeio.OpRename, "second", contains("alice/cur/"), 1}},
+		// The renames to the new names (with R), not the take-backs.
+		steps: []step{{safeio.OpRename, "in cur/", answered, 0}, {safeio.OpRename, "second", answered, 1}},
 		op: func(t *testing.T, u *User) error {
 			_, err := mailbox(t, u, "INBOX").SetFlags([]uint32{1, 2, 3}, FlagsAdd, FlagAnswered, nil)
 			return err

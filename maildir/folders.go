@@ -248,7 +248,7 @@ func (u *User) CreateMailbox(name, specialUse string) error {
 		old := maps.Clone(rec)
 		rec[canon] = use
 		if err := u.writeSpecialUse(rec); err != nil {
-			u.takeBackFolders(made)
+			err = errors.Join(err, u.takeBackFolders(made))
 			werr := u.s.fs.Remove(filepath.Join(u.dir, specialUseFile))
 			if len(old) > 0 {
 				werr = u.writeSpecialUse(old)
@@ -309,16 +309,14 @@ func (u *User) createFoldersLocked(names []string) (made []string, err error) {
 		switch {
 		case errors.Is(err, ErrMailboxExists):
 		case err != nil:
-			u.takeBackFolders(made)
-			return nil, fmt.Errorf("maildir: create %s: %w", name, err)
+			return nil, fmt.Errorf("maildir: create %s: %w", name, errors.Join(err, u.takeBackFolders(made)))
 		default:
 			made = append(made, name)
 		}
 	}
 	if len(made) > 0 {
 		if err := u.s.fs.SyncDir(u.dir); err != nil {
-			u.takeBackFolders(made)
-			return nil, fmt.Errorf("maildir: create %s: %w", names[0], err)
+			return nil, fmt.Errorf("maildir: create %s: %w", names[0], errors.Join(err, u.takeBackFolders(made)))
 		}
 	}
 	return made, nil
@@ -335,7 +333,7 @@ func (u *User) makeFolder(name string, uidValidity uint32) error {
 	}
 	lock, err := safeio.LockDir(scratch, false)
 	if err != nil {
-		os.Remove(scratch)
+		u.s.fs.Remove(scratch)
 		return err
 	}
 	defer lock.Close() // after the rename, or the RemoveAll
@@ -358,24 +356,30 @@ func (u *User) makeFolder(name string, uidValidity uint32) error {
 		}
 	}
 	if err != nil {
-		os.RemoveAll(scratch)
+		if rerr := u.s.fs.RemoveAll(scratch); rerr != nil {
+			u.log().Warn("maildir: take back a new folder", "path", scratch, "err", rerr)
+		}
 	}
 	return err
 }
 
 // takeBackFolders removes folders just made whose creation failed later
-// (they are renamed into tmp/ first, so they vanish at once).
-func (u *User) takeBackFolders(names []string) {
+// (they are renamed into tmp/ first, so they vanish at once). It returns
+// the failures of the renames, which leave a folder in place.
+func (u *User) takeBackFolders(names []string) error {
+	var errs []error
 	for _, n := range slices.Backward(names) {
 		trash := filepath.Join(u.dir, "tmp", scratchDeleted+strconv.FormatUint(rand.Uint64(), 36))
-		if err := os.Rename(u.folderPath(n), trash); err != nil {
+		if err := u.s.fs.Rename(u.folderPath(n), trash); err != nil {
 			u.log().Error("maildir: take back a new folder", "mailbox", n, "err", err)
+			errs = append(errs, fmt.Errorf("taking back folder %s: %w", n, err))
 			continue
 		}
-		if err := os.RemoveAll(trash); err != nil {
+		if err := u.s.fs.RemoveAll(trash); err != nil {
 			u.log().Warn("maildir: take back a new folder", "path", trash, "err", err)
 		}
 	}
+	return errors.Join(errs...)
 }
 
 // DeleteMailbox deletes a folder and its messages. INBOX cannot be deleted
@@ -432,8 +436,9 @@ func (u *User) DeleteMailbox(name string) error {
 	if err == nil {
 		if err = u.s.fs.SyncDir(u.dir); err != nil { // not durable: take it back
 			_ = u.quotaTx(func() (int64, int64, error) {
-				if rerr := os.Rename(trash, dir); rerr != nil {
+				if rerr := u.s.fs.Rename(trash, dir); rerr != nil {
 					u.log().Error("maildir: take back a deletion", "mailbox", canon, "err", rerr)
+					err = errors.Join(err, fmt.Errorf("taking back the deletion: %w", rerr))
 					return 0, 0, nil
 				}
 				return bytes, count, nil
@@ -452,7 +457,7 @@ func (u *User) DeleteMailbox(name string) error {
 		}
 		return fmt.Errorf("maildir: delete %s: %w", canon, err)
 	}
-	if err := os.RemoveAll(trash); err != nil {
+	if err := u.s.fs.RemoveAll(trash); err != nil {
 		u.log().Warn("maildir: delete", "path", trash, "err", err)
 	}
 	rec := u.readSpecialUse()

@@ -187,7 +187,7 @@ func (m *Mailbox) setFlags(uids []uint32, op FlagOp, flags Flags, since uint64, 
 			err = m.stampLocked(idx)
 		}
 		if err != nil {
-			m.undoFlagsLocked(curPath, done)
+			err = errors.Join(err, m.undoFlagsLocked(curPath, done))
 			return out, modified, fmt.Errorf("maildir: set flags in %s: %w", m.name, err)
 		}
 		for _, d := range done {
@@ -250,11 +250,15 @@ func (m *Mailbox) renameFlagsLocked(mv *dirMover, uids []uint32, op FlagOp, flag
 	return done, missing, nil
 }
 
-// undoFlagsLocked takes back renames of renameFlagsLocked.
-func (m *Mailbox) undoFlagsLocked(curPath string, done []flagRename) {
+// undoFlagsLocked takes back renames of renameFlagsLocked. It returns the
+// failures, after which the files keep their new flags (the next Refresh
+// learns them).
+func (m *Mailbox) undoFlagsLocked(curPath string, done []flagRename) error {
+	var errs []error
 	for _, d := range slices.Backward(done) {
-		if err := os.Rename(filepath.Join(curPath, d.to), filepath.Join(curPath, d.from)); err != nil {
-			m.u.log().Warn("maildir: flags take-back", "mailbox", m.name, "err", err)
+		if err := m.u.s.fs.Rename(filepath.Join(curPath, d.to), filepath.Join(curPath, d.from)); err != nil {
+			m.u.log().Error("maildir: flags take-back", "mailbox", m.name, "err", err)
+			errs = append(errs, fmt.Errorf("taking back the flags of UID %d: %w", m.msgs[d.i].UID, err))
 			m.cur.valid = false // the next Refresh learns what the file says
 			continue
 		}
@@ -264,6 +268,7 @@ func (m *Mailbox) undoFlagsLocked(curPath string, done []flagRename) {
 	if len(done) > 0 {
 		m.cur.valid = false
 	}
+	return errors.Join(errs...)
 }
 
 // Expunge removes the messages with the given UIDs and returns the UIDs

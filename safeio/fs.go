@@ -208,6 +208,16 @@ func (fs *FS) Remove(path string) error {
 	return err
 }
 
+// RemoveAll removes path and what it holds, ignoring a missing one; like
+// Remove it is a take-back, traced (OpRemove) but never faulted.
+func (fs *FS) RemoveAll(path string) error {
+	if err := os.RemoveAll(path); err != nil {
+		return err
+	}
+	fs.trace(OpRemove, path)
+	return nil
+}
+
 // SyncDir fsyncs a directory, so that the names created, renamed or removed
 // in it are on stable storage.
 func (fs *FS) SyncDir(dir string) error {
