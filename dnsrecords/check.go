@@ -44,9 +44,18 @@ type Result struct {
 // address found is checked.
 func Check(ctx context.Context, r Resolver, o Options) []Result {
 	var out []Result
+	// Without known addresses, SPF's ip4:/ip6: mechanisms are held
+	// against the host's addresses as DNS gives them.
+	var hostIPs []netip.Addr
+	if len(o.IPs) == 0 {
+		hostIPs, _ = lookupIPs(ctx, r, o.Hostname)
+	}
 	for _, rec := range Want(o) {
 		if rec.Domain == "" && len(o.IPs) == 0 {
 			continue
+		}
+		if rec.Type == "TXT" && strings.HasPrefix(rec.Value, "v=spf1") && len(rec.ips) == 0 {
+			rec.ips = hostIPs
 		}
 		out = append(out, checkOne(ctx, r, o, rec))
 	}
@@ -333,7 +342,7 @@ func spfCovers(t, host string, ips []netip.Addr) bool {
 	for _, term := range terms[1 : len(terms)-1] {
 		term = strings.TrimPrefix(term, "+")
 		switch {
-		case term == "mx", term == "a:"+host:
+		case term == "mx", term == "a:"+strings.ToLower(strings.TrimSuffix(host, ".")):
 			return true
 		case strings.HasPrefix(term, "ip4:"), strings.HasPrefix(term, "ip6:"):
 			if coversIP(term[4:], ips) {

@@ -259,3 +259,32 @@ func TestCheckEveryRecordWrong(t *testing.T) {
 		t.Error("AllRequiredOK on a zone with every record wrong")
 	}
 }
+
+// TestCheckSPFWithoutKnownIPs: without -ip, an SPF record naming the
+// host's address (as DNS gives it) by ip4: is right, one naming another
+// address is wrong.
+func TestCheckSPFWithoutKnownIPs(t *testing.T) {
+	o := testOptions(t)
+	o.IPs = nil
+	for spf, want := range map[string]Status{
+		"v=spf1 ip4:192.0.2.7 -all":           OK,
+		"v=spf1 ip4:192.0.2.0/24 ~all":        OK,
+		"v=spf1 a:MX.example.test -all":       OK,
+		"v=spf1 ip4:198.51.100.1 -all":        Wrong,
+		"v=spf1 ip6:2001:db8::/32 -all":       Wrong,
+		"v=spf1 ip4:192.0.2.7 include:x ?all": Wrong,
+	} {
+		s := dnstest.New(t)
+		s.A("mx.example.test", "192.0.2.7")
+		s.TXT("example.test", spf)
+		var got Result
+		for _, r := range Check(context.Background(), s.Resolver(), o) {
+			if r.Type == "TXT" && r.Name == "example.test" {
+				got = r
+			}
+		}
+		if got.Status != want {
+			t.Errorf("%q: %s (want %q), want %s", spf, got.Status, got.Want, want)
+		}
+	}
+}
