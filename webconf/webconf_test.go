@@ -422,3 +422,15 @@ func TestAutoconfigByHost(t *testing.T) {
 		}
 	}
 }
+
+// TestServerLimits: the server reached from the Internet has every
+// timeout and a header limit (a slow or idle client cannot hold a
+// connection for ever).
+func TestServerLimits(t *testing.T) {
+	h := New(Options{Host: "mail.example.test", Domains: []string{"example.test"}}).http
+	if h.ReadHeaderTimeout <= 0 || h.ReadTimeout <= 0 || h.WriteTimeout <= 0 || h.IdleTimeout <= 0 ||
+		h.MaxHeaderBytes <= 0 || h.MaxHeaderBytes > 64<<10 {
+		t.Errorf("ReadHeaderTimeout %v ReadTimeout %v WriteTimeout %v IdleTimeout %v MaxHeaderBytes %d",
+			h.ReadHeaderTimeout, h.ReadTimeout, h.WriteTimeout, h.IdleTimeout, h.MaxHeaderBytes)
+	}
+}
