@@ -47,17 +47,20 @@ type Conn struct {
 	state   imap.ConnState
 	session Session
 	deflate *deflateConn // COMPRESS=DEFLATE is on (compress.go)
+	gather  *respGather  // under bw (connbuf.go)
 }
 
 func newConn(c net.Conn, server *Server) *Conn {
 	rw := server.options.wrapReadWriter(c)
 	br := bufio.NewReaderSize(rw, connBufSize)
-	bw := bufio.NewWriterSize(rw, connBufSize)
+	gather := newRespGather(rw, server.respBufs)
+	bw := bufio.NewWriterSize(gather, connBufSize)
 	return &Conn{
 		conn:    c,
 		server:  server,
 		br:      br,
 		bw:      bw,
+		gather:  gather,
 		enabled: make(imap.CapSet),
 	}
 }
@@ -520,6 +523,7 @@ func newResponseEncoder(conn *Conn) *responseEncoder {
 	wireEnc.QuotedUTF8 = quotedUTF8
 
 	conn.encMutex.Lock() // released by responseEncoder.end
+	conn.gather.begin()
 	conn.setWriteTimeout(respWriteTimeout)
 	return &responseEncoder{
 		Encoder: wireEnc,
@@ -532,6 +536,7 @@ func (enc *responseEncoder) end() {
 		panic("imapserver: responseEncoder.end called twice")
 	}
 	enc.Encoder = nil
+	enc.conn.gather.end() // an error comes back at the next write
 	enc.conn.setWriteTimeout(0)
 	enc.conn.encMutex.Unlock()
 }

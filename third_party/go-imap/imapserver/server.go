@@ -85,6 +85,8 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*Conn]struct{}
 	closed    bool
+
+	respBufs *sync.Pool // respGather's buffers (connbuf.go)
 }
 
 // New creates a new server.
@@ -96,6 +98,7 @@ func New(options *Options) *Server {
 		options:   *options,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*Conn]struct{}),
+		respBufs:  newRespGatherPool(),
 	}
 }
 

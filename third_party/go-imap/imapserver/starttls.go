@@ -68,7 +68,10 @@ func (c *Conn) handleStartTLS(tag string, dec *imapwire.Decoder) error {
 
 	rw := c.server.options.wrapReadWriter(tlsConn)
 	c.br.Reset(rw)
-	c.bw.Reset(rw)
+	if err := c.gather.switchTo(rw); err != nil { // the OK goes out in cleartext first (connbuf.go)
+		return err
+	}
+	c.bw.Reset(c.gather)
 
 	return nil
 }
