@@ -158,8 +158,9 @@ if ! (cd "$REPO" && go build -o "$PO/postie" ./cmd/postie) >"$TMP/postie-build.l
   head -5 "$TMP/postie-build.log" >&2
 fi
 
-mapfile -t P < <("$LG" ports -n 6)
+mapfile -t P < <("$LG" ports -n 8)
 PF_SMTP=${P[0]} DV_IMAP=${P[1]} DV_POP3=${P[2]} PO_SMTP=${P[3]} PO_IMAP=${P[4]} PO_POP3=${P[5]}
+DV_IMAPS=${P[6]} PO_IMAPS=${P[7]} # implicit TLS, for the idle memory over TLS
 
 wait_port() { # port what: wait up to 20 s for a listener
   local i
@@ -267,6 +268,9 @@ start_postfix() {
 
 configure_dovecot() {
   local hash
+  # A self-signed certificate for IMAPS (the idle memory over TLS); Postie makes its own.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$DV/key.pem" -out "$DV/cert.pem" >/dev/null 2>&1 || die "openssl could not make a certificate"
   hash=$("$LG" pwhash -password "$PASS")
   : >"$DV/passwd"
   for u in "${USER_LIST[@]}"; do
@@ -279,7 +283,9 @@ instance_name = postie-bench
 log_path = $DV/dovecot.log
 protocols = imap pop3
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <$DV/cert.pem
+ssl_key = <$DV/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = dovecot
@@ -301,7 +307,8 @@ service imap-login {
     port = $DV_IMAP
   }
   inet_listener imaps {
-    port = 0
+    address = 127.0.0.1
+    port = $DV_IMAPS
   }
 }
 service pop3-login {
@@ -359,7 +366,7 @@ tls_listen = []
 
 [imap]
 listen = ["127.0.0.1:$PO_IMAP"]
-tls_listen = []
+tls_listen = ["127.0.0.1:$PO_IMAPS"]
 max_connections = 5000
 max_connections_per_ip = 5000
 
@@ -448,17 +455,28 @@ for ((r = 1; r <= REPS; r++)); do
   pop3_load postie "$PO_POP3"
 done
 
-log "memory: $IDLE_N idle IMAP connections"
-ref_run lg idle -server ref -out "$RESULTS" -addr "127.0.0.1:$DV_IMAP" -conns "$IDLE_N" -users "$USERS" \
-  -pass "$PASS" -children-of "$DOVECOT_PID" -comm imap -late "${BENCH_IDLE_LATE:-0}"
-if ((HAVE_POSTIE)); then
-  # A fresh process, so "before" is Postie at rest, not the heap the earlier
-  # loads left behind.
-  stop_postie
-  start_postie || postie_failed
-  postie_run lg idle -server postie -out "$RESULTS" -addr "127.0.0.1:$PO_IMAP" -conns "$IDLE_N" -users "$USERS" \
-    -pass "$PASS" -pid "$POSTIE_PID" -late "${BENCH_IDLE_LATE:-0}"
-fi
+# idle_mem PLAIN_OR_TLS: the idle memory of both servers, over plaintext or
+# implicit TLS. Over TLS Dovecot's imap-login processes hold the TLS sessions
+# (one process a connection by default) and proxy to imap: both are counted.
+idle_mem() {
+  local tls=() dv_addr=$DV_IMAP po_addr=$PO_IMAP comm=imap
+  if [[ $1 == tls ]]; then
+    tls=(-tls) dv_addr=$DV_IMAPS po_addr=$PO_IMAPS comm=imap,imap-login
+  fi
+  log "memory: $IDLE_N idle IMAP connections ($1)"
+  ref_run lg idle -server ref -out "$RESULTS" -addr "127.0.0.1:$dv_addr" -conns "$IDLE_N" -users "$USERS" \
+    -pass "$PASS" -children-of "$DOVECOT_PID" -comm "$comm" -late "${BENCH_IDLE_LATE:-0}" "${tls[@]}"
+  if ((HAVE_POSTIE)); then
+    # A fresh process, so "before" is Postie at rest, not the heap the earlier
+    # loads left behind.
+    stop_postie
+    start_postie || postie_failed
+    postie_run lg idle -server postie -out "$RESULTS" -addr "127.0.0.1:$po_addr" -conns "$IDLE_N" -users "$USERS" \
+      -pass "$PASS" -pid "$POSTIE_PID" -late "${BENCH_IDLE_LATE:-0}" "${tls[@]}"
+  fi
+}
+idle_mem plain
+idle_mem tls
 
 # --- 9. The table ----------------------------------------------------------------
 

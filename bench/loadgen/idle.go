@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,8 +47,10 @@ func kibField(text, key string) int64 {
 }
 
 // children sums the memory of the children of parent whose command name is
-// comm (Dovecot's imap processes are children of its master).
-func children(parent int, comm string) (memUse, error) {
+// one of comms, comma-separated (Dovecot's imap and imap-login processes are
+// children of its master).
+func children(parent int, comms string) (memUse, error) {
+	names := strings.Split(comms, ",")
 	var sum memUse
 	stats, err := filepath.Glob("/proc/[0-9]*/stat")
 	if err != nil {
@@ -65,7 +68,7 @@ func children(parent int, comm string) (memUse, error) {
 			continue
 		}
 		f := strings.Fields(s[close+1:])
-		if s[open+1:close] != comm || len(f) < 2 || f[1] != strconv.Itoa(parent) {
+		if !slices.Contains(names, s[open+1:close]) || len(f) < 2 || f[1] != strconv.Itoa(parent) {
 			continue
 		}
 		pid, _ := strconv.Atoi(strings.TrimSpace(s[:open]))
@@ -93,7 +96,7 @@ func cmdIdle(args []string) error {
 	pass := fs.String("pass", "", "password of every user")
 	pid := fs.Int("pid", 0, "measure this process (Postie)")
 	parent := fs.Int("children-of", 0, "measure the children of this process named -comm (Dovecot's master)")
-	comm := fs.String("comm", "imap", "command name of the children")
+	comm := fs.String("comm", "imap", "command names of the children, comma-separated")
 	settle := fs.Duration("settle", 3*time.Second, "wait before measuring")
 	logins := fs.Int("logins", 4, "logins in progress at once")
 	late := fs.Duration("late", 0, "also print (not record) the memory this much later, connections still open")
@@ -140,19 +143,19 @@ func cmdIdle(args []string) error {
 		}
 	}
 	n := float64(*conns)
-	what := fmt.Sprintf("IMAP %d idle connections (IDLE)", *conns)
+	what, id := fmt.Sprintf("IMAP %d idle connections (IDLE)", *conns), "mem.idle"
 	if *useTLS {
-		what = fmt.Sprintf("IMAP %d idle connections (IDLE, TLS)", *conns)
+		what, id = fmt.Sprintf("IMAP %d idle connections (IDLE, TLS)", *conns), "mem.idle.tls"
 	}
-	if err := rec.record("mem.idle.rss", what+": RSS per connection", "KiB", lower,
+	if err := rec.record(id+".rss", what+": RSS per connection", "KiB", lower,
 		float64(after.rss-before.rss)/n); err != nil {
 		return err
 	}
-	if err := rec.record("mem.idle.pss", what+": PSS per connection", "KiB", lower,
+	if err := rec.record(id+".pss", what+": PSS per connection", "KiB", lower,
 		float64(after.pss-before.pss)/n); err != nil {
 		return err
 	}
-	return rec.record("mem.idle.total", what+": total RSS", "MiB", lower, float64(after.rss)/1024)
+	return rec.record(id+".total", what+": total RSS", "MiB", lower, float64(after.rss)/1024)
 }
 
 // openIdle opens the connections, logging in k at a time; it stops at the
