@@ -53,7 +53,7 @@ type Options struct {
 	// Trainer learns from messages users move into and out of Junk or mark $Junk/$NotJunk
 	// (train.go); nil: no training.
 	Trainer Trainer
-	// TrainQueue bounds the training jobs (up to 64 messages each) waiting for the Trainer; when it
+	// TrainQueue bounds the training jobs (one per command that trains) waiting for the Trainer; when it
 	// is full, training is dropped. 0: 1024.
 	TrainQueue int
 	// Version is the server's version, sent in ID (RFC 2971); "": "dev".

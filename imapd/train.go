@@ -5,9 +5,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -32,10 +35,14 @@ type Trainer interface {
 //     and old Thunderbirds set it) trains spam, $NotJunk (also NotJunk, NonJunk) trains ham, when
 //     the message did not have that keyword yet. A request naming both kinds says nothing.
 //
-// Training runs on one goroutine per server behind a bounded queue: a command only queues what it
-// did (the folders' roles are read, and the messages, on the worker), and when the queue is full the
-// training is dropped (one log line per run of drops). The messages are read from their files in
-// the folder they reached; one moved again before its turn is skipped (the later move trains it).
+// Whether a COPY, MOVE or APPEND trains is decided when the command has succeeded, from the
+// folders' roles (maildir.Roles), which are kept per user and read again only when the user's
+// folder directory has changed (trainRoles). A command that trains queues one job holding its
+// messages as UID ranges, at most maxTrainMessages of them; training runs on one goroutine per
+// server behind a bounded queue, which reads the messages trainBatch at a time. When the queue is
+// full the training is dropped (one log line per run of drops). The messages are read from their
+// files in the folder they reached; one moved again before its turn is skipped (the later move
+// trains it).
 
 var (
 	spamKeywords = []string{"$Junk", "Junk"}
@@ -49,21 +56,40 @@ const (
 )
 
 const (
-	defaultTrainQueue = 1024 // jobs
-	trainBatch        = 64   // messages per job (and files open at once)
+	defaultTrainQueue = 1024  // jobs (commands)
+	trainBatch        = 64    // messages per Train call (and files open at once)
+	maxTrainMessages  = 10000 // messages one command trains; the rest are not trained
+	maxRolesCached    = 4096  // users whose folder roles are kept
 )
 
-// trainJob is one Train call to make: messages of one folder, by UID.
+// trainJob is what one command teaches: messages of one folder, as UID ranges, spam or ham.
 type trainJob struct {
-	user string // the login address, for the log
-	mail *maildir.User
-	mbox *maildir.Mailbox
-	uids []uint32
-	spam bool
-	// by, when set, decides from the user's folders whether (ok) the messages train, and how
-	// (spam). It runs on the worker: reading the folder list costs a directory read, which the
-	// command does not wait for.
-	by func(maildir.Roles) (spam, ok bool)
+	user   string // the login address, for the log
+	mail   *maildir.User
+	mbox   *maildir.Mailbox
+	ranges []uidRange
+	spam   bool
+}
+
+// uidRange is the UIDs lo to hi, both included.
+type uidRange struct{ lo, hi uint32 }
+
+// toRanges packs uids (in any order) into ranges, keeping at most maxTrainMessages of them; cut
+// says whether some were left out.
+func toRanges(uids []uint32) (ranges []uidRange, cut bool) {
+	if len(uids) > maxTrainMessages {
+		uids, cut = uids[:maxTrainMessages], true
+	}
+	sorted := slices.Clone(uids)
+	slices.Sort(sorted)
+	for _, uid := range slices.Compact(sorted) {
+		if n := len(ranges); n > 0 && ranges[n-1].hi+1 == uid {
+			ranges[n-1].hi = uid
+			continue
+		}
+		ranges = append(ranges, uidRange{uid, uid})
+	}
+	return ranges, cut
 }
 
 // trainQueue runs the training of one server.
@@ -72,11 +98,29 @@ type trainQueue struct {
 	log  *slog.Logger
 	jobs chan trainJob
 	done chan struct{}
+	// readRoles is maildir.User.Roles; tests count the calls.
+	readRoles func(*maildir.User) (maildir.Roles, error)
 
 	mu       sync.Mutex
 	dropping bool // the last job offered was dropped
-	dropped  int  // jobs dropped in the current run of drops
+	roles    map[string]cachedRoles
 }
+
+// cachedRoles are a user's folder roles as read when the user's directory had the stamp dir.
+type cachedRoles struct {
+	roles maildir.Roles
+	dir   dirStamp
+}
+
+// dirStamp identifies a state of a directory: creating, deleting or renaming a folder, or
+// rewriting the special-use file, changes its mtime. An mtime younger than rolesSlack when read
+// is not trusted (another change may follow within the same clock tick).
+type dirStamp struct {
+	mtime time.Time
+	ino   uint64
+}
+
+const rolesSlack = 2 * time.Second
 
 // newTrainQueue starts the worker, which stops when ctx ends; nil when there is no Trainer.
 func newTrainQueue(ctx context.Context, t Trainer, size int, log *slog.Logger) *trainQueue {
@@ -86,7 +130,8 @@ func newTrainQueue(ctx context.Context, t Trainer, size int, log *slog.Logger) *
 	if size <= 0 {
 		size = defaultTrainQueue
 	}
-	q := &trainQueue{t: t, log: log, jobs: make(chan trainJob, size), done: make(chan struct{})}
+	q := &trainQueue{t: t, log: log, jobs: make(chan trainJob, size), done: make(chan struct{}),
+		readRoles: (*maildir.User).Roles, roles: make(map[string]cachedRoles)}
 	go q.run(ctx)
 	return q
 }
@@ -114,51 +159,105 @@ func (q *trainQueue) wait(ctx context.Context) {
 	}
 }
 
-// add queues j, split into jobs of trainBatch messages, without ever blocking.
+// add queues j without ever blocking; a full queue drops it.
 func (q *trainQueue) add(j trainJob) {
-	if q == nil {
+	if q == nil || len(j.ranges) == 0 {
 		return
 	}
-	uids := j.uids
-	for batch := range slices.Chunk(uids, trainBatch) {
-		j.uids = slices.Clone(batch)
-		select {
-		case q.jobs <- j:
-			q.mu.Lock()
-			q.dropping = false
-			q.mu.Unlock()
-		default:
-			q.mu.Lock()
-			first := !q.dropping
-			if first {
-				q.dropped = 0
-			}
-			q.dropping = true
-			q.dropped++
-			q.mu.Unlock()
-			if first {
-				q.log.Warn("imap: training queue full; training dropped until it drains",
-					"user", j.user, "mailbox", j.mbox.Name(), "queue", cap(q.jobs))
-			}
+	select {
+	case q.jobs <- j:
+		q.mu.Lock()
+		q.dropping = false
+		q.mu.Unlock()
+	default:
+		q.mu.Lock()
+		first := !q.dropping
+		q.dropping = true
+		q.mu.Unlock()
+		if first {
+			q.log.Warn("imap: training queue full; training dropped until it drains",
+				"user", j.user, "mailbox", j.mbox.Name(), "queue", cap(q.jobs))
 		}
 	}
 }
 
-// train makes one Train call with the messages of j still in their folder.
-func (q *trainQueue) train(ctx context.Context, j trainJob) {
-	if j.by != nil {
-		k, err := j.mail.Roles()
-		if err != nil {
-			q.log.Warn("imap: training: list folders", "user", j.user, "err", err)
-			return
+// queue queues the training of uids in mbox for the session's user.
+func (s *session) queueTraining(mbox *maildir.Mailbox, uids []uint32, spam bool) {
+	ranges, cut := toRanges(uids)
+	if cut {
+		s.srv.log.Warn("imap: training only the first messages of a large command",
+			"user", s.user.Address, "mailbox", mbox.Name(), "count", len(uids), "trained", maxTrainMessages)
+	}
+	s.srv.train.add(trainJob{user: s.user.Address, mail: s.mail, mbox: mbox, ranges: ranges, spam: spam})
+}
+
+// userRoles returns the roles of mail's folders, read again only when its directory changed.
+func (q *trainQueue) userRoles(mail *maildir.User) (maildir.Roles, error) {
+	st, err := stampDir(mail.Dir())
+	if err != nil {
+		return maildir.Roles{}, err
+	}
+	q.mu.Lock()
+	c, ok := q.roles[mail.Dir()]
+	q.mu.Unlock()
+	if ok && c.dir == st {
+		return c.roles, nil
+	}
+	roles, err := q.readRoles(mail)
+	if err != nil {
+		return maildir.Roles{}, err
+	}
+	if time.Since(st.mtime) >= rolesSlack {
+		q.mu.Lock()
+		if len(q.roles) >= maxRolesCached {
+			clear(q.roles)
 		}
-		var ok bool
-		if j.spam, ok = j.by(k); !ok {
-			return
+		q.roles[mail.Dir()] = cachedRoles{roles: roles, dir: st}
+		q.mu.Unlock()
+	}
+	return roles, nil
+}
+
+func stampDir(dir string) (dirStamp, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return dirStamp{}, err
+	}
+	st := dirStamp{mtime: fi.ModTime()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ino = uint64(sys.Ino)
+	}
+	return st, nil
+}
+
+// train makes the Train calls of j, trainBatch messages at a time, with the messages still in
+// their folder.
+func (q *trainQueue) train(ctx context.Context, j trainJob) {
+	batch := make([]uint32, 0, trainBatch)
+	for _, r := range j.ranges {
+		for uid := r.lo; ; uid++ {
+			batch = append(batch, uid)
+			if len(batch) == trainBatch {
+				q.trainBatch(ctx, j, batch)
+				batch = batch[:0]
+			}
+			if uid == r.hi {
+				break
+			}
 		}
 	}
-	msgs := make([]*io.SectionReader, 0, len(j.uids))
-	for _, uid := range j.uids {
+	if len(batch) > 0 {
+		q.trainBatch(ctx, j, batch)
+	}
+}
+
+// trainBatch makes one Train call.
+func (q *trainQueue) trainBatch(ctx context.Context, j trainJob, uids []uint32) {
+	if ctx.Err() != nil {
+		return
+	}
+	msgs := make([]*io.SectionReader, 0, len(uids))
+	for _, uid := range uids {
 		f, err := j.mbox.OpenMessage(uid)
 		if err != nil {
 			continue // moved on or expunged since: its later fate trains it, if anything
@@ -178,24 +277,34 @@ func (q *trainQueue) train(ctx context.Context, j trainJob) {
 	}
 }
 
+// roles returns the session user's folder roles; ok is false (and the failure logged) when they
+// cannot be read.
+func (s *session) roles() (maildir.Roles, bool) {
+	k, err := s.srv.train.userRoles(s.mail)
+	if err != nil {
+		s.srv.log.Warn("imap: training: list folders", "user", s.user.Address, "err", err)
+		return maildir.Roles{}, false
+	}
+	return k, true
+}
+
 // trainTransfer queues what a COPY or MOVE from src into dst teaches; dstUIDs are the messages in
 // dst.
 func (s *session) trainTransfer(src, dst *maildir.Mailbox, dstUIDs []uint32) {
 	if s.srv.train == nil || len(dstUIDs) == 0 {
 		return
 	}
-	srcName, dstName := src.Name(), dst.Name()
-	s.srv.train.add(trainJob{user: s.user.Address, mail: s.mail, mbox: dst, uids: dstUIDs,
-		by: func(k maildir.Roles) (spam, ok bool) {
-			from, to := k.Has(srcName, junkUse), k.Has(dstName, junkUse)
-			switch {
-			case to && !from:
-				return true, true
-			case from && !to && !k.Has(dstName, trashUse):
-				return false, true
-			}
-			return false, false
-		}})
+	k, ok := s.roles()
+	if !ok {
+		return
+	}
+	from, to := k.Has(src.Name(), junkUse), k.Has(dst.Name(), junkUse)
+	switch {
+	case to && !from:
+		s.queueTraining(dst, dstUIDs, true)
+	case from && !to && !k.Has(dst.Name(), trashUse):
+		s.queueTraining(dst, dstUIDs, false)
+	}
 }
 
 // trainAppend queues what an APPEND of uid into dst with flags teaches.
@@ -203,17 +312,15 @@ func (s *session) trainAppend(dst *maildir.Mailbox, uid uint32, flags []string) 
 	if s.srv.train == nil {
 		return
 	}
-	j := trainJob{user: s.user.Address, mail: s.mail, mbox: dst, uids: []uint32{uid}}
 	switch spam, ham := junkKeywords(flags); {
 	case spam && ham:
-		return
 	case spam || ham:
-		j.spam = spam
+		s.queueTraining(dst, []uint32{uid}, spam)
 	default:
-		dstName := dst.Name()
-		j.by = func(k maildir.Roles) (bool, bool) { return true, k.Has(dstName, junkUse) }
+		if k, ok := s.roles(); ok && k.Has(dst.Name(), junkUse) {
+			s.queueTraining(dst, []uint32{uid}, true)
+		}
 	}
-	s.srv.train.add(j)
 }
 
 // junkKeywords reports whether names hold a spam keyword and a ham keyword.
@@ -280,6 +387,6 @@ func (st *storeTraining) queue(s *session, mbox *maildir.Mailbox, changed []mail
 		}
 	}
 	if len(uids) > 0 {
-		s.srv.train.add(trainJob{user: s.user.Address, mail: s.mail, mbox: mbox, uids: uids, spam: st.spam})
+		s.queueTraining(mbox, uids, st.spam)
 	}
 }

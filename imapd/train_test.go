@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -262,4 +263,90 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestTrainingCounts: moves that involve no Junk queue nothing and read the folder roles once (not
+// once per command); a MOVE of many messages into Junk is one job, read trainBatch messages at a
+// time.
+func TestTrainingCounts(t *testing.T) {
+	f := &fakeTrainer{got: make(chan trained, 100), block: make(chan struct{}), started: make(chan struct{}, 1)}
+	ts := newTrainServer(t, f)
+	const n = 150
+	for i := 1; i <= n; i++ {
+		ts.deliver(testMessage(i, fmt.Sprintf("m%03d", i)))
+	}
+	q := ts.srv.train
+	var mu sync.Mutex
+	reads := 0
+	q.readRoles = func(u *maildir.User) (maildir.Roles, error) {
+		mu.Lock()
+		reads++
+		mu.Unlock()
+		return u.Roles()
+	}
+	c := ts.dial(nil)
+	// One training holds the worker, so that what the commands queue stays in the queue.
+	move(t, c, "INBOX", "m001", "Junk")
+	<-f.started
+	// The folder list is as it stays from now on, and not too young to trust.
+	old := time.Now().Add(-time.Minute)
+	if err := os.Chtimes(ts.user().Dir(), old, old); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	reads = 0
+	mu.Unlock()
+	mustSelect(t, c, "INBOX", false)
+	for i := 2; i <= 21; i++ {
+		uid := uidOf(t, c, fmt.Sprintf("m%03d", i))
+		if _, err := c.Copy(uid, "Archive").Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	got := reads
+	mu.Unlock()
+	if got != 1 || len(q.jobs) != 0 {
+		t.Errorf("20 copies INBOX → Archive: roles read %d times, %d jobs queued; want 1 and 0", got, len(q.jobs))
+	}
+	// The other 129 messages into Junk at once: one job.
+	if _, err := c.Move(imap.UIDSet{imap.UIDRange{Start: 22, Stop: n}}, "Junk").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if len(q.jobs) != 1 {
+		t.Fatalf("a MOVE of %d messages queued %d jobs, want 1", n-21, len(q.jobs))
+	}
+	close(f.block)
+	expectTrained(t, f, "spam m001")
+	calls, msgs := 0, 0
+	for msgs < n-21 {
+		select {
+		case tr := <-f.got:
+			calls++
+			msgs += len(tr.subjects)
+			if !tr.spam || len(tr.subjects) > trainBatch {
+				t.Fatalf("trained %v", tr)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d messages trained in %d calls, want %d", msgs, calls, n-21)
+		}
+	}
+	if want := (n - 21 + trainBatch - 1) / trainBatch; calls != want {
+		t.Errorf("%d Train calls, want %d", calls, want)
+	}
+}
+
+func TestToRanges(t *testing.T) {
+	r, cut := toRanges([]uint32{7, 3, 4, 5, 9, 4, 10})
+	if fmt.Sprint(r) != "[{3 5} {7 7} {9 10}]" || cut {
+		t.Errorf("toRanges = %v, %v", r, cut)
+	}
+	big := make([]uint32, maxTrainMessages+5)
+	for i := range big {
+		big[i] = uint32(2*i + 1) // no two adjacent: the worst case
+	}
+	r, cut = toRanges(big)
+	if len(r) != maxTrainMessages || !cut {
+		t.Errorf("toRanges of %d UIDs: %d ranges, cut %v", len(big), len(r), cut)
+	}
 }
