@@ -55,7 +55,7 @@ func TestMultiAppend(t *testing.T) {
 	// All or none: a second message over the limit, a bad flag in the third, a client that gives
 	// up halfway (a bad second literal), or the quota met by the second one.
 	for name, raw := range map[string]string{
-		"too big":  "A5 APPEND Sent {3+}\r\nabc {2000+}\r\n",
+		"too big":  "A5 APPEND Sent {3+}\r\nabc {2000+}\r\n" + strings.Repeat("A6 NOOP\r\n", 222) + "xx\r\n", // LITERAL+: sent, dropped
 		"bad flag": "A5 APPEND Sent {3+}\r\nabc {3+}\r\nabc (\\Bogus) {3+}\r\nabc\r\n",
 		"syntax":   "A5 APPEND Sent {3+}\r\nabc {x}\r\n",
 	} {

@@ -269,3 +269,23 @@ func TestFuzzServerCommandsSeeds(t *testing.T) {
 		}
 	}
 }
+
+// A LITERAL+ literal that APPEND refuses (over APPENDLIMIT) is read and dropped: its bytes are a
+// message, never commands (they ran as commands, one by one, when it was left unread).
+func TestRefusedLiteralPlusNotRun(t *testing.T) {
+	body := strings.Repeat("b NOOP\r\n", (1<<20)/8+100)
+	for _, in := range []string{
+		fmt.Sprintf("a APPEND INBOX {%d+}\r\n%s\r\nc NOOP\r\n", len(body), body),
+		fmt.Sprintf("a APPEND INBOX {5+}\r\nhello {%d+}\r\n%s {3+}\r\nb N\r\nc NOOP\r\n", len(body), body),
+		fmt.Sprintf("a APPEND INBOX CATENATE (TEXT {%d+}\r\n%s)\r\nc NOOP\r\n", len(body), body),
+		fmt.Sprintf("a APPEND INBOX (\\Seen) {%d}\r\nc NOOP\r\n", len(body)), // synchronising: never sent
+	} {
+		out, logged := runFuzzConn([]byte(in))
+		if strings.Contains(out, "b OK") || !strings.Contains(out, "a NO [TOOBIG]") || !strings.HasSuffix(out, "c OK NOOP completed\r\n") {
+			if len(out) > 2000 {
+				out = out[:1000] + " ... " + out[len(out)-1000:]
+			}
+			t.Errorf("%.40q...: %q (log %q)", in, out, logged)
+		}
+	}
+}

@@ -81,6 +81,7 @@ type Decoder struct {
 	side      ConnSide
 	err       error
 	literal   bool
+	openLit   *LiteralReader // the open literal, when literal is set and it is a non-synchronising one
 	crlf      bool
 	listDepth int
 	readBytes int64
@@ -294,6 +295,17 @@ func (dec *Decoder) DiscardUntilByte(untilCh byte) {
 // waiting (a server's; a client's LITERAL+ one). After a client's synchronising literal announcement
 // it stops: the client sends nothing more before it is told to.
 func (dec *Decoder) DiscardLine() {
+	if dec.literal && dec.openLit != nil {
+		// A LITERAL+ literal the command left unread (refused as too big, say) is on its way:
+		// its bytes are the client's data, never commands. The rest of the line follows it.
+		lit := dec.openLit
+		if _, err := io.Copy(io.Discard, lit.r); err != nil {
+			dec.returnErr(err)
+			return
+		}
+		lit.cancel()
+		dec.crlf = false
+	}
 	if dec.crlf || dec.literal {
 		return
 	}
@@ -696,6 +708,9 @@ func (dec *Decoder) LiteralReader() (lit *LiteralReader, nonSync, ok bool) {
 		size: size,
 		r:    io.LimitReader(dec.r, size),
 	}
+	if nonSync {
+		dec.openLit = lit
+	}
 	return lit, nonSync, true
 }
 
@@ -737,5 +752,6 @@ func (lit *LiteralReader) cancel() {
 		return
 	}
 	lit.dec.literal = false
+	lit.dec.openLit = nil
 	lit.dec = nil
 }
