@@ -16,17 +16,19 @@ import (
 //     (its HIGHESTMODSEQ or UIDNEXT moved), the search runs again: REMOVEFROM for messages that
 //     no longer match, ADDTO for new matches, numbered as the client now knows them.
 // While expunges are held back (during FETCH, STORE, SEARCH), messages expunged meanwhile stay in
-// the results until their EXPUNGE goes out. CONTEXT=SORT is not offered: sorted results would need
-// positions kept in sort order.
+// the results until their EXPUNGE goes out. A live SORT (CONTEXT=SORT) keeps its result in sort
+// order and numbers its updates by position there (sortupdate.go).
 
 // updateSearch is one live search.
 type updateSearch struct {
 	tag      string
 	kind     imapserver.NumKind
 	criteria *imap.SearchCriteria
-	uids     []uint32 // the result as the client has it, ascending
-	modseq   uint64   // the mailbox state it was computed at
+	keys     []imap.SortCriterion // a live SORT's keys; nil for a SEARCH
+	uids     []uint32             // the result as the client has it: ascending, or in sort order
+	modseq   uint64               // the mailbox state it was computed at
 	uidNext  uint32
+	stale    bool // the last run left out messages the client did not know yet
 }
 
 var _ imapserver.SessionSearchUpdate = (*session)(nil)
@@ -34,6 +36,9 @@ var _ imapserver.SessionSearchUpdate = (*session)(nil)
 // SearchUpdate keeps the search of command tag live.
 func (s *session) SearchUpdate(tag string, kind imapserver.NumKind, criteria *imap.SearchCriteria, _ imap.NumSet) error {
 	sel := s.sel
+	if err := sel.tagInUse(tag); err != nil {
+		return err
+	}
 	u := &updateSearch{tag: tag, kind: kind, criteria: criteria}
 	u.modseq, u.uidNext = sel.mbox.HighestModSeq(), sel.mbox.UIDNext()
 	uids, err := s.resultUIDs(criteria)
@@ -41,8 +46,17 @@ func (s *session) SearchUpdate(tag string, kind imapserver.NumKind, criteria *im
 		return err
 	}
 	u.uids = uids
-	sel.updates = slices.DeleteFunc(sel.updates, func(o *updateSearch) bool { return o.tag == tag })
 	sel.updates = append(sel.updates, u)
+	return nil
+}
+
+// tagInUse refuses the tag of a live search or sort for another (RFC 5267 §4.3: BAD).
+func (sel *selection) tagInUse(tag string) error {
+	for _, o := range sel.updates {
+		if o.tag == tag {
+			return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Tag reuse: " + tag + " is a live search"}
+		}
+	}
 	return nil
 }
 
@@ -87,6 +101,12 @@ func (s *session) pollUpdates(sel *selection, w *imapserver.UpdateWriter, allowE
 	}
 	if allowExpunge && len(pending) > 0 {
 		for _, u := range sel.updates {
+			if u.keys != nil {
+				if err := removeExpungedSorted(w, u, pending); err != nil {
+					return err
+				}
+				continue
+			}
 			var gone, nums []uint32
 			pos := uint32(0)
 			for i, uid := range u.uids {
@@ -112,10 +132,17 @@ func (s *session) pollUpdates(sel *selection, w *imapserver.UpdateWriter, allowE
 		if u.modseq == modseq && u.uidNext == uidNext {
 			continue
 		}
-		if err := s.rerun(sel, w, u, pending, allowExpunge); err != nil {
+		rerun := s.rerun
+		if u.keys != nil {
+			rerun = s.rerunSorted
+		}
+		if err := rerun(sel, w, u, pending, allowExpunge); err != nil {
 			return err
 		}
 		u.modseq, u.uidNext = modseq, uidNext
+		if u.stale {
+			u.uidNext, u.stale = 0, false // run again at the next poll
+		}
 	}
 	return nil
 }

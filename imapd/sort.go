@@ -235,7 +235,7 @@ var (
 
 // addSortCaps adds the capabilities of sort.go and thread.go.
 func addSortCaps(caps imap.CapSet) {
-	for _, c := range []imap.Cap{imap.CapSort, imap.CapSortDisplay, imap.CapESort, "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "CONTEXT=SEARCH"} {
+	for _, c := range []imap.Cap{imap.CapSort, imap.CapSortDisplay, imap.CapESort, "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "CONTEXT=SEARCH", "CONTEXT=SORT"} {
 		caps[c] = struct{}{}
 	}
 }

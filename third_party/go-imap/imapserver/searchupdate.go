@@ -20,6 +20,16 @@ type SessionSearchUpdate interface {
 	CancelUpdate(tags []string) error
 }
 
+// SessionSortUpdate is a session that supports SORT RETURN (UPDATE) (CONTEXT=SORT, RFC 5267 §4):
+// its updates give each ADDTO the position in the sorted result at which its messages, contiguous
+// there and in sort order, are inserted, after the updates written before it have been applied.
+type SessionSortUpdate interface {
+	SessionSearchUpdate
+
+	// SortUpdate starts keeping the sort of command tag live; result is what Sort returned for it.
+	SortUpdate(tag string, kind NumKind, keys []imap.SortCriterion, criteria *imap.SearchCriteria, result []uint32) error
+}
+
 // WriteSearchUpdate writes "* ESEARCH (TAG tag) [UID] ADDTO|REMOVEFROM (position nums)": nums were
 // added to (or removed from) the result of the live search tag, position is where in the result
 // the first of them is (1-based).
@@ -58,15 +68,21 @@ func (t *SessionTracker) PendingExpunges() (seqNums []uint32, uids []imap.UID) {
 
 func (c *Conn) handleCancelUpdate(dec *imapwire.Decoder) error {
 	var tags []string
+	if !dec.ExpectSP() {
+		return dec.Err()
+	}
 	for {
 		var tag string
-		if !dec.ExpectSP() || !dec.ExpectString(&tag) {
+		if !dec.ExpectString(&tag) {
 			return dec.Err()
 		}
 		tags = append(tags, tag)
-		if dec.CRLF() {
+		if !dec.SP() { // not CRLF first: it takes a space before the line end
 			break
 		}
+	}
+	if !dec.ExpectCRLF() {
+		return dec.Err()
 	}
 	if err := c.checkState(imap.ConnStateSelected); err != nil {
 		return err

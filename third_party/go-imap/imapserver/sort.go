@@ -191,9 +191,6 @@ func (c *Conn) handleSort(tag string, dec *imapwire.Decoder, numKind NumKind) er
 		if err := readSearchReturnOpts(dec, &options, &ext); err != nil {
 			return fmt.Errorf("in sort-return-opts: %w", err)
 		}
-		if ext.update {
-			return newClientBugError("SORT RETURN (UPDATE) is not supported (no CONTEXT=SORT)")
-		}
 		if !dec.ExpectSP() {
 			return dec.Err()
 		}
@@ -226,12 +223,21 @@ func (c *Conn) handleSort(tag string, dec *imapwire.Decoder, numKind NumKind) er
 	if !ok {
 		return newClientBugError("SORT is not supported")
 	}
-	if extended && !options.ReturnMin && !options.ReturnMax && !options.ReturnCount && !ext.partial {
+	updater, _ := c.session.(SessionSortUpdate)
+	if ext.update && updater == nil {
+		return newClientBugError("SORT RETURN (UPDATE) is not supported")
+	}
+	if extended && !options.ReturnMin && !options.ReturnMax && !options.ReturnCount && !ext.partial && !ext.update {
 		options.ReturnAll = true // RETURN () means ALL (RFC 4731 §3.1)
 	}
 	nums, err := session.Sort(numKind, keys, criteria, &options)
 	if err != nil {
 		return err
+	}
+	if ext.update {
+		if err := updater.SortUpdate(tag, numKind, keys, criteria, nums); err != nil {
+			return err
+		}
 	}
 	if extended {
 		return c.writeSortESearch(tag, nums, &options, &ext, numKind)
