@@ -20,8 +20,8 @@ import (
 
 // APPEND through a transaction: MULTIAPPEND (RFC 3502) and CATENATE (RFC 4469).
 //
-// The messages of one APPEND are staged first (in memory up to stageInMemory bytes each, then in a
-// file in the account's tmp/, which maildir's cleaner removes should the process die), and only
+// The messages of one APPEND are staged first (in memory up to stageInMemory bytes for the whole
+// command, however many messages it has, then in a file per message in the account's tmp/, which maildir's cleaner removes should the process die), and only
 // appended to the mailbox once the command has been read whole: a client that stops halfway, a
 // message over the limit, a bad flag or a bad CATENATE URL leave the mailbox untouched. Appending
 // the staged messages can still fail (the quota, a disk error); the ones already appended by
@@ -41,13 +41,24 @@ func (s *session) BeginAppend(mailbox string) (imapserver.AppendTx, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &appendTx{s: s, dst: dst}, nil
+	tx := &appendTx{s: s, dst: dst, room: -1}
+	if s.user.Quota > 0 { // what is staged is bounded by what the quota could take
+		used, _, err := s.mail.Usage()
+		if err != nil {
+			return nil, s.mailError("append: quota usage", err)
+		}
+		tx.room = max(s.user.Quota-used, 0)
+	}
+	return tx, nil
 }
 
 type appendTx struct {
 	s      *session
 	dst    *maildir.Mailbox
 	staged []*stagedMsg
+	memory int64 // bytes staged in memory, at most stageInMemory
+	total  int64 // bytes staged
+	room   int64 // what the quota leaves (-1: no quota)
 }
 
 // stagedMsg is one message read from the client, waiting for Commit.
@@ -77,8 +88,13 @@ func (tx *appendTx) Message(options *imap.AppendOptions) (io.WriteCloser, error)
 }
 
 func (m *stagedMsg) Write(p []byte) (int, error) {
+	tx := m.tx
+	if tx.total += int64(len(p)); tx.room >= 0 && tx.total > tx.room {
+		return 0, tx.s.mailError("append: stage", maildir.ErrQuotaExceeded)
+	}
 	m.size += int64(len(p))
-	if m.file == nil && m.mem.Len()+len(p) <= stageInMemory {
+	if m.file == nil && tx.memory+int64(len(p)) <= stageInMemory {
+		tx.memory += int64(len(p))
 		return m.mem.Write(p)
 	}
 	if m.file == nil {
@@ -90,6 +106,7 @@ func (m *stagedMsg) Write(p []byte) (int, error) {
 		if _, err := f.Write(m.mem.Bytes()); err != nil {
 			return 0, m.tx.s.mailError("append: stage", err)
 		}
+		tx.memory -= int64(m.mem.Len())
 		m.mem = bytes.Buffer{}
 	}
 	n, err := m.file.Write(p)
