@@ -35,13 +35,9 @@ type MultiAppendData struct {
 	UIDs        []imap.UID
 }
 
-// handleAppendExt answers APPEND for sessions that implement SessionAppendTx, and leaves the others
-// to handleAppend.
+// handleAppendExt answers APPEND: every message into a SessionAppendTx's transaction, or the one
+// message of a session without it into Session.Append (plainAppendTx, append.go).
 func (c *Conn) handleAppendExt(tag string, dec *imapwire.Decoder) error {
-	sess, ok := c.session.(SessionAppendTx)
-	if !ok {
-		return c.handleAppend(tag, dec)
-	}
 	var mailbox string
 	if !dec.ExpectSP() || !dec.ExpectMailbox(&mailbox) {
 		return dec.Err()
@@ -49,15 +45,19 @@ func (c *Conn) handleAppendExt(tag string, dec *imapwire.Decoder) error {
 	if err := c.checkState(imap.ConnStateAuthenticated); err != nil {
 		return err
 	}
-	tx, err := sess.BeginAppend(mailbox)
-	if err != nil {
-		return err
+	var tx AppendTx = &plainAppendTx{session: c.session, mailbox: mailbox}
+	sess, isTx := c.session.(SessionAppendTx)
+	if isTx {
+		var err error
+		if tx, err = sess.BeginAppend(mailbox); err != nil {
+			return err
+		}
 	}
 	defer tx.Abort()
 
 	c.setReadTimeout(literalReadTimeout)
 	defer c.setReadTimeout(cmdReadTimeout)
-	multi := c.server.options.caps().Has(imap.CapMultiAppend)
+	multi := isTx && c.server.options.caps().Has(imap.CapMultiAppend)
 	for n := 0; n == 0 || dec.SP(); n++ {
 		if n == 0 && !dec.ExpectSP() {
 			return dec.Err()
@@ -126,7 +126,23 @@ func (c *Conn) appendMessage(dec *imapwire.Decoder, tx AppendTx) error {
 			return newClientBugError("Unknown APPEND data extension")
 		}
 	}
-	w, err := tx.Message(&options)
+	if plain, ok := tx.(*plainAppendTx); ok {
+		err = c.appendPlain(dec, plain, &options)
+	} else {
+		err = c.appendToTx(dec, tx, &options)
+	}
+	if err != nil {
+		return err
+	}
+	if utf8 && !dec.ExpectSpecial(')') {
+		return dec.Err()
+	}
+	return nil
+}
+
+// appendToTx reads the message's literal into tx.
+func (c *Conn) appendToTx(dec *imapwire.Decoder, tx AppendTx, options *imap.AppendOptions) error {
+	w, err := tx.Message(options)
 	if err != nil {
 		return err
 	}
@@ -134,13 +150,7 @@ func (c *Conn) appendMessage(dec *imapwire.Decoder, tx AppendTx) error {
 		w.Close()
 		return err
 	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	if utf8 && !dec.ExpectSpecial(')') {
-		return dec.Err()
-	}
-	return nil
+	return w.Close()
 }
 
 func (c *Conn) appendLimit() int64 {
@@ -153,18 +163,8 @@ func (c *Conn) appendLimit() int64 {
 // appendLiteral reads a literal (of at most limit bytes) into w and returns its size. A refused
 // literal is not asked for (its synchronising "+" is not sent).
 func (c *Conn) appendLiteral(dec *imapwire.Decoder, w io.Writer, limit int64) (int64, error) {
-	lit, nonSync, err := dec.ExpectLiteralReader()
+	lit, err := c.acceptAppendLiteral(dec, limit)
 	if err != nil {
-		return 0, err
-	}
-	if lit.Size() > limit {
-		return 0, &imap.Error{
-			Type: imap.StatusResponseTypeNo,
-			Code: imap.ResponseCodeTooBig,
-			Text: fmt.Sprintf("Messages are limited to %v bytes", c.appendLimit()),
-		}
-	}
-	if err := c.acceptLiteral(lit.Size(), nonSync); err != nil {
 		return 0, err
 	}
 	n, err := io.Copy(w, lit)
@@ -174,6 +174,25 @@ func (c *Conn) appendLiteral(dec *imapwire.Decoder, w io.Writer, limit int64) (i
 		return n, err
 	}
 	return n, nil
+}
+
+// acceptAppendLiteral reads a literal's header and, if it is within limit, asks for the literal.
+func (c *Conn) acceptAppendLiteral(dec *imapwire.Decoder, limit int64) (imap.LiteralReader, error) {
+	lit, nonSync, err := dec.ExpectLiteralReader()
+	if err != nil {
+		return nil, err
+	}
+	if lit.Size() > limit {
+		return nil, &imap.Error{
+			Type: imap.StatusResponseTypeNo,
+			Code: imap.ResponseCodeTooBig,
+			Text: fmt.Sprintf("Messages are limited to %v bytes", c.appendLimit()),
+		}
+	}
+	if err := c.acceptLiteral(lit.Size(), nonSync); err != nil {
+		return nil, err
+	}
+	return lit, nil
 }
 
 func (c *Conn) writeMultiAppendOK(tag string, data *MultiAppendData) error {
