@@ -49,8 +49,14 @@ func TestFolders(t *testing.T) {
 	if err := c.Create("Projects/2026/Q4", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Create("Everything", &imap.CreateOptions{SpecialUse: []imap.MailboxAttr{imap.MailboxAttrAll}}).Wait(); err != nil {
+	if err := c.Create("Old", &imap.CreateOptions{SpecialUse: []imap.MailboxAttr{imap.MailboxAttrArchive}}).Wait(); err != nil {
 		t.Fatalf("CREATE USE: %v", err)
+	}
+	// \All and \Flagged promise virtual mailboxes (RFC 6154 §2), which Postie has not.
+	for _, use := range []imap.MailboxAttr{imap.MailboxAttrAll, imap.MailboxAttrFlagged} {
+		if err := c.Create("Everything", &imap.CreateOptions{SpecialUse: []imap.MailboxAttr{use}}).Wait(); imapCode(err) != "USEATTR" {
+			t.Errorf("CREATE USE (%s): %v, want NO [USEATTR]", use, err)
+		}
 	}
 	if err := c.Create("Ünïcode v1.2/", nil).Wait(); err != nil {
 		t.Fatalf("create unicode name with trailing delimiter: %v", err)
@@ -62,8 +68,11 @@ func TestFolders(t *testing.T) {
 	if d := l["Projects/2026/Q4"]; d == nil || !hasAttr(d, imap.MailboxAttrHasNoChildren) {
 		t.Errorf("Q4: %+v", d)
 	}
-	if d := l["Everything"]; d == nil || !hasAttr(d, imap.MailboxAttrAll) {
-		t.Errorf("Everything: %+v", d)
+	if d := l["Old"]; d == nil || !hasAttr(d, imap.MailboxAttrArchive) {
+		t.Errorf("Old: %+v", d)
+	}
+	if d := l["Everything"]; d != nil {
+		t.Errorf("Everything created: %+v", d)
 	}
 	if l["Ünïcode v1.2"] == nil {
 		t.Errorf("unicode folder missing: %v", l)
@@ -144,7 +153,8 @@ func TestFolders(t *testing.T) {
 		t.Error("INBOX not in LIST %")
 	}
 	l = listNames(t, c, "", "*", &imap.ListOptions{SelectSpecialUse: true, ReturnSpecialUse: true})
-	if len(l) != 6 || l["INBOX"] != nil || l["Everything"] == nil {
+	// Old took \Archive from the default folder of that name
+	if len(l) != 5 || l["INBOX"] != nil || l["Old"] == nil || l["Archive"] != nil {
 		t.Errorf("LIST (SPECIAL-USE): %v", l)
 	}
 

@@ -25,10 +25,22 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 	default:
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "USEATTR", Text: "One special use per mailbox"}
 	}
+	if virtualUse(use) {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "USEATTR", Text: use + " is for a virtual mailbox, which this server does not have"}
+	}
 	if err := s.mail.CreateMailbox(name, use); err != nil {
 		return s.mailError("create", err)
 	}
 	return nil
+}
+
+// virtualUse reports whether a special use (RFC 6154 §2) promises a virtual mailbox: \All
+// presents every message of the account, \Flagged every flagged one. Nothing here fills such a
+// folder (maildir only records the attribute), so a folder created with one would be an empty,
+// ordinary folder that clients take for a view of the whole account (and skip when syncing, or
+// search instead of INBOX): CREATE refuses them with NO [USEATTR], as RFC 6154 §3 says.
+func virtualUse(use string) bool {
+	return strings.EqualFold(use, string(imap.MailboxAttrAll)) || strings.EqualFold(use, string(imap.MailboxAttrFlagged))
 }
 
 func (s *session) Delete(name string) error {
