@@ -29,6 +29,41 @@
 //     thread, fetch of sections from byte offsets in mimeparse), the registry that keeps the
 //     sessions of one mailbox in step, limits, logging, the junk-training hooks.
 //
+// The fork's files of our own (git diff --diff-filter=A de88cf1 -- third_party/go-imap), each an
+// extension's parsing and responses, with the Session interface imapd implements for it:
+//
+//   - imapserver/condstore.go: CONDSTORE and QRESYNC (RFC 7162): CHANGEDSINCE, UNCHANGEDSINCE,
+//     MODSEQ, [MODIFIED], VANISHED, ENABLE QRESYNC, SELECT (QRESYNC ...) (SessionCondStore).
+//   - imapserver/sort.go: SORT and UID SORT (RFC 5256, DISPLAYFROM/DISPLAYTO of RFC 5957), ESORT's
+//     RETURN options and PARTIAL ranges (RFC 5267, RFC 9394) for SORT and SEARCH (SessionSort).
+//   - imapserver/thread.go: THREAD and UID THREAD, ORDEREDSUBJECT and REFERENCES (SessionThread).
+//   - imapserver/searchupdate.go: CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267 §4): RETURN (UPDATE),
+//     ADDTO/REMOVEFROM, CANCELUPDATE (SessionSearchUpdate, SessionSortUpdate).
+//   - imapserver/multiappend.go: the one APPEND parser (flags, date, literal8, UTF8), MULTIAPPEND
+//     (RFC 3502) as one transaction (SessionAppendTx); a session without it goes to
+//     Session.Append through append.go's plainAppendTx.
+//   - imapserver/catenate.go: CATENATE (RFC 4469): TEXT and URL parts, IMAP URLs (SessionCatenate).
+//   - imapserver/id.go: ID (RFC 2971) in any state, with §3.3's limits (SessionID).
+//   - imapserver/quota.go: GETQUOTA, GETQUOTAROOT, SETQUOTA (RFC 9208) (SessionQuota).
+//   - imapserver/compress.go: COMPRESS=DEFLATE (RFC 4978) in the engine, and its memory bound.
+//   - imapserver/notify.go: NOTIFY SET/NONE (RFC 5465), parsed and checked (SessionNotify).
+//   - imapserver/preview.go: FETCH PREVIEW [(LAZY)] (RFC 8970).
+//   - imapserver/connbuf.go: a connection's 1 KiB bufio reader and writer, and the gatherer under the
+//     writer that sends a response in large writes (idle memory, issue 13).
+//   - imapserver/idlestart.go: IDLE without a goroutine parked for it (SessionIdleStarter).
+//   - imapserver/tracker_coalesce.go: one EXISTS per poll, after the expunges; hooks for a
+//     session's own state in updates (\Recent in FLAGS, RECENT after EXISTS).
+//   - imapserver/updatewriter.go: Conn.UpdateWriter, for updates a command must send before its
+//     own responses (FLAGS before the FETCH of a STORE that defines a keyword).
+//   - internal/imapwire/peek.go: Decoder.SPBefore, to tell an optional argument from the next item.
+//   - sortdata.go (package imap): SortKey, SortCriterion and the THREAD result types.
+//   - Tests: commands_fuzz_test.go (client input through the whole server, every extension on),
+//     append_test.go, catenate_test.go, connbuf_test.go, idlestart_test.go, partial_test.go,
+//     tracker_coalesce_test.go, internal/imapwire/decoder_fuzz_test.go.
+//
+// Upstream's files changed in place (conn.go's dispatch, decoder.go, fetch.go, search.go, select.go,
+// store.go, tracker.go, ...) are listed change by change in third_party/go-imap/UPSTREAM.md.
+//
 // Taking an upstream fix: see third_party/README.md (diff the new upstream release against the
 // base, apply it as its own commit, update the base version there and in UPSTREAM.md, and run
 // the fork's tests and TestIMAPTest).
