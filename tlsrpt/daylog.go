@@ -132,6 +132,12 @@ func readDay(dir, day string) ([]PolicyReport, error) {
 		var pr PolicyReport
 		if json.Unmarshal(sc.Bytes(), &pr) == nil && pr.Policy.Domain != "" && pr.Policy.Type != "" {
 			agg.addReport(pr)
+			continue
+		}
+		// A line of the earlier format: one session's Result.
+		var old stored
+		if json.Unmarshal(sc.Bytes(), &old) == nil && old.PolicyDomain != "" {
+			agg.addResult(old.Result)
 		}
 	}
 	if err := sc.Err(); err != nil && !errors.Is(err, bufio.ErrTooLong) {

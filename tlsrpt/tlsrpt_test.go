@@ -333,6 +333,26 @@ func TestRecorderTornLine(t *testing.T) {
 	}
 }
 
+// A day file of the earlier format (one Result per line) still counts.
+func TestReadDayOldFormat(t *testing.T) {
+	f := newFixture(t)
+	var b strings.Builder
+	for _, r := range results() {
+		r.PolicyDomain = strings.ToLower(strings.TrimSuffix(r.PolicyDomain, ".")) // as Record kept it
+		line, _ := json.Marshal(stored{r, day1})
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	if err := os.WriteFile(filepath.Join(f.dir, day1.Format(dayFormat)+recordExt), []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.record(t)
+	got, err := readDay(f.dir, day1.Format(dayFormat))
+	if err != nil || sessions(got) != 2*len(results()) || len(got) != 3 {
+		t.Fatalf("read %d sessions in %d policies (%v), want %d in 3", sessions(got), len(got), err, 2*len(results()))
+	}
+}
+
 // sessions is the number of sessions the stored sums count.
 func sessions(prs []PolicyReport) int {
 	n := 0
