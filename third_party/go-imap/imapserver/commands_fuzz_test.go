@@ -243,6 +243,9 @@ func (*fuzzSession) SetQuota(root string, limits map[imap.QuotaResourceType]int6
 func (*fuzzSession) SearchUpdate(tag string, kind NumKind, criteria *imap.SearchCriteria, result imap.NumSet) error {
 	return nil
 }
+func (*fuzzSession) SortUpdate(tag string, kind NumKind, keys []imap.SortCriterion, criteria *imap.SearchCriteria, result []uint32) error {
+	return nil
+}
 func (*fuzzSession) CancelUpdate(tags []string) error                     { return nil }
 func (*fuzzSession) Notify(w *UpdateWriter, options *NotifyOptions) error { return nil }
 

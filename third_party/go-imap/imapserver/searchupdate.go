@@ -77,7 +77,7 @@ func (c *Conn) handleCancelUpdate(dec *imapwire.Decoder) error {
 			return dec.Err()
 		}
 		tags = append(tags, tag)
-		if !dec.SP() { // not CRLF first: it takes a space before the line end
+		if !dec.SPBefore('"') { // tags are quoted; a space before CRLF is allowed
 			break
 		}
 	}
