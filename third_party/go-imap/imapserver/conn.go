@@ -53,7 +53,8 @@ type Conn struct {
 func newConn(c net.Conn, server *Server) *Conn {
 	rw := server.options.wrapReadWriter(c)
 	br := bufio.NewReaderSize(rw, connBufSize)
-	gather := newRespGather(rw, server.respBufs)
+	_, isTLS := c.(*tls.Conn)
+	gather := newRespGather(rw, isTLS, server.respBufs)
 	bw := bufio.NewWriterSize(gather, connBufSize)
 	return &Conn{
 		conn:    c,

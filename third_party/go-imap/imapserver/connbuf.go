@@ -21,17 +21,22 @@ const respGatherSize = 16 << 10
 // pieces of up to respGatherSize, the rest when the response ends; outside a response it writes
 // through (COMPRESS's flushes when the connection turns to reading). An idle connection holds no
 // buffer. Its own lock: COMPRESS writes to it under the deflate layer's lock, not encMutex.
+//
+// It gathers only over TLS: a plaintext connection's writes cost no record each, and gathering
+// them here too made FETCH over plaintext slower (20 sessions: about 620 MB/s instead of 920, for
+// Postie whose net.Conn gathers writes itself).
 type respGather struct {
 	mu     sync.Mutex
 	w      io.Writer
+	tls    bool       // gather at all
 	pool   *sync.Pool // of *[]byte with capacity respGatherSize
 	buf    *[]byte    // nil when empty
 	active bool
 	err    error
 }
 
-func newRespGather(w io.Writer, pool *sync.Pool) *respGather {
-	return &respGather{w: w, pool: pool}
+func newRespGather(w io.Writer, isTLS bool, pool *sync.Pool) *respGather {
+	return &respGather{w: w, tls: isTLS, pool: pool}
 }
 
 func (g *respGather) Write(p []byte) (int, error) {
@@ -40,7 +45,7 @@ func (g *respGather) Write(p []byte) (int, error) {
 	if g.err != nil {
 		return 0, g.err
 	}
-	if !g.active || (g.buf == nil && len(p) >= respGatherSize) {
+	if !g.tls || !g.active || (g.buf == nil && len(p) >= respGatherSize) {
 		if err := g.flushLocked(); err != nil {
 			return 0, err
 		}
@@ -101,12 +106,13 @@ func (g *respGather) end() error {
 	return g.flushLocked()
 }
 
-// switchTo sends what is gathered to the old writer and writes to w from now on (STARTTLS).
+// switchTo sends what is gathered to the old writer and writes to w, a TLS connection, from now on
+// (STARTTLS).
 func (g *respGather) switchTo(w io.Writer) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	err := g.flushLocked()
-	g.w = w
+	g.w, g.tls = w, true
 	return err
 }
 

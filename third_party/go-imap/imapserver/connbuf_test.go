@@ -23,7 +23,7 @@ func (w *countWriter) Write(p []byte) (int, error) {
 // switchTo sends what is gathered to the old writer.
 func TestRespGather(t *testing.T) {
 	under := &countWriter{}
-	g := newRespGather(under, newRespGatherPool())
+	g := newRespGather(under, true, newRespGatherPool())
 	bw := bufio.NewWriterSize(g, connBufSize)
 	line := "* 1 FETCH (FLAGS (\\Seen))\r\n" // 27 bytes
 	g.begin()
@@ -65,4 +65,20 @@ func TestRespGather(t *testing.T) {
 	if !strings.HasSuffix(under.String(), "a OK Begin TLS negotiation now\r\n") || next.Len() != 0 {
 		t.Errorf("switchTo: old writer ends %q, new one got %q", under.String()[under.Len()-32:], next.String())
 	}
+}
+
+// Over plaintext nothing is gathered: the writes go through as bufio makes them.
+func TestRespGatherPlain(t *testing.T) {
+	under := &countWriter{}
+	g := newRespGather(under, false, newRespGatherPool())
+	bw := bufio.NewWriterSize(g, connBufSize)
+	g.begin()
+	for i := 0; i < 10; i++ {
+		bw.WriteString("* 1 FETCH (FLAGS ())\r\n")
+		bw.Flush()
+	}
+	if len(under.writes) != 10 {
+		t.Errorf("%d writes over plaintext, want 10", len(under.writes))
+	}
+	g.end()
 }
