@@ -146,9 +146,8 @@ func (u *User) quotaTx(fn func() (bytes, count int64, err error)) error {
 // stands; maildirsize is a cache of what is on disk).
 func (u *User) appendUsage(bytes, count int64) (recompute bool) {
 	path := u.maildirsizePath()
-	if _, err := os.Lstat(path); err != nil {
-		return false
-	}
+	// Append never creates the file: without one (not computed yet, or
+	// dropped to be recomputed) it reports ErrNotExist, below.
 	line := strconv.AppendInt(nil, bytes, 10)
 	line = append(line, ' ')
 	line = strconv.AppendInt(line, count, 10)
