@@ -70,9 +70,10 @@ type Conn struct {
 	userWrite      time.Time
 	busy           bool // in a transaction: Shutdown lets it finish
 	draining       bool
-	stop           error  // sticky: every later Read returns it
-	cause          string // what the deadline of the Read under way stands for
-	removed        bool   // guarded by t.mu: no longer counted
+	stop           error     // sticky: every later Read returns it
+	cause          string    // what the deadline of the Read under way stands for
+	readDL         time.Time // the deadline of the Read under way
+	removed        bool      // guarded by t.mu: no longer counted
 }
 
 // ID is the connection's number, unique within its Tracker, for logs.
@@ -179,7 +180,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	dl, why := c.readDeadlineLocked(time.Now())
 	c.Conn.SetReadDeadline(dl)
-	c.cause = why
+	c.cause, c.readDL = why, dl
 	c.reading.Store(true)
 	c.mu.Unlock()
 
@@ -237,8 +238,10 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 	defer c.mu.Unlock()
 	c.userRead = t
 	if c.reading.Load() {
-		// A Read under way keeps the deadline it was given unless this one is earlier.
-		if dl, _ := c.readDeadlineLocked(time.Now()); !dl.IsZero() {
+		// A Read under way keeps the deadline it was given unless this one is earlier
+		// (recomputing from now would push the idle and command deadlines back).
+		if dl, why := c.readDeadlineLocked(time.Now()); !dl.IsZero() && dl.Before(c.readDL) {
+			c.cause, c.readDL = why, dl
 			return c.Conn.SetReadDeadline(dl)
 		}
 	}

@@ -573,3 +573,53 @@ func TestWaitForHandlers(t *testing.T) {
 		t.Errorf("Serve returned %v", err)
 	}
 }
+
+// TestSetReadDeadlineDuringReadNeverLengthens: an engine that sets its own (later) read
+// deadline again and again while a Read waits must not push the idle deadline back.
+func TestSetReadDeadlineDuringReadNeverLengthens(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	tr := NewTracker(Options{IdleTimeout: 300 * time.Millisecond})
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tr.Admit(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		done <- err
+	}()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if !isTimeout(err) {
+				t.Fatalf("Read: %v, want the idle timeout", err)
+			}
+			if took := time.Since(start); took > 2*time.Second {
+				t.Fatalf("idle deadline of 300 ms held for %v", took)
+			}
+			return
+		case <-tick.C:
+			if time.Since(start) > 5*time.Second {
+				t.Fatal("the idle deadline was pushed back for 5 s by SetReadDeadline")
+			}
+			c.SetReadDeadline(time.Now().Add(time.Hour))
+		}
+	}
+}
