@@ -33,11 +33,19 @@ type updateSearch struct {
 
 var _ imapserver.SessionSearchUpdate = (*session)(nil)
 
+// maxLiveUpdates bounds the live searches and sorts of one selection: each
+// keeps its result and runs again after every change to the mailbox. One
+// more gets its answer and NOUPDATE (RFC 5267 section 4.2).
+const maxLiveUpdates = 16
+
 // SearchUpdate keeps the search of command tag live.
 func (s *session) SearchUpdate(tag string, kind imapserver.NumKind, criteria *imap.SearchCriteria, _ imap.NumSet) error {
 	sel := s.sel
 	if err := sel.tagInUse(tag); err != nil {
 		return err
+	}
+	if len(sel.updates) >= maxLiveUpdates {
+		return imapserver.ErrNoUpdate
 	}
 	u := &updateSearch{tag: tag, kind: kind, criteria: criteria}
 	u.modseq, u.uidNext = sel.mbox.HighestModSeq(), sel.mbox.UIDNext()

@@ -65,3 +65,39 @@ func TestSearchContextUpdate(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveSearchesBounded: past maxLiveUpdates live searches and sorts, one
+// more gets its result and "* NO [NOUPDATE tag]" and completes OK (RFC 5267
+// section 4.2); it is not kept live, and a CANCELUPDATE frees a place.
+func TestLiveSearchesBounded(t *testing.T) {
+	ts := newTestServer(t)
+	ts.deliver(testMessage(1, "m1"))
+	ex := rawExchange(t, ts.addr)
+	ex("l LOGIN " + testUser + " " + testPass)
+	ex("s SELECT INBOX")
+	for i := range maxLiveUpdates {
+		cmd := fmt.Sprintf("u%d SEARCH RETURN (UPDATE) ALL", i)
+		if i%2 == 1 {
+			cmd = fmt.Sprintf("u%d SORT RETURN (UPDATE) (DATE) UTF-8 ALL", i)
+		}
+		for _, l := range ex(cmd) {
+			if strings.Contains(l, "NOUPDATE") {
+				t.Fatalf("%s: %s", cmd, l)
+			}
+		}
+	}
+	for _, cmd := range []string{"x SEARCH RETURN (UPDATE) ALL", "y SORT RETURN (UPDATE) (DATE) UTF-8 ALL"} {
+		tag, _, _ := strings.Cut(cmd, " ")
+		lines := ex(cmd)
+		if !slices.Contains(lines, `* NO [NOUPDATE "`+tag+`"] Too many live searches`) || !strings.HasPrefix(lines[len(lines)-1], tag+" OK") {
+			t.Errorf("%s: %q, want NOUPDATE and OK", cmd, lines)
+		}
+		if l := ex(`c CANCELUPDATE "` + tag + `"`); !strings.HasPrefix(l[len(l)-1], "c NO") {
+			t.Errorf("%s was kept live: CANCELUPDATE said %q", tag, l)
+		}
+	}
+	ex(`c CANCELUPDATE "u0"`)
+	if lines := ex("z SEARCH RETURN (UPDATE) ALL"); slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "NOUPDATE") }) {
+		t.Errorf("after a CANCELUPDATE: %q", lines)
+	}
+}

@@ -24,6 +24,9 @@ func (s *session) SortUpdate(tag string, kind imapserver.NumKind, keys []imap.So
 	if err := sel.tagInUse(tag); err != nil {
 		return err
 	}
+	if len(sel.updates) >= maxLiveUpdates {
+		return imapserver.ErrNoUpdate
+	}
 	u := &updateSearch{tag: tag, kind: kind, criteria: criteria, keys: slices.Clone(keys)}
 	u.modseq, u.uidNext = sel.mbox.HighestModSeq(), sel.mbox.UIDNext()
 	uids, err := s.Sort(imapserver.NumKindUID, u.keys, criteria, &imap.SearchOptions{})

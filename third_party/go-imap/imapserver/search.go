@@ -94,17 +94,20 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	if err != nil {
 		return err
 	}
-	if ext.update {
-		if err := updater.SearchUpdate(tag, numKind, &criteria, data.All); err != nil {
-			return err
-		}
+	noUpdate, err := liveOrNot(ext.update, func() error { return updater.SearchUpdate(tag, numKind, &criteria, data.All) })
+	if err != nil {
+		return err
 	}
 
 	if c.enabled.Has(imap.CapIMAP4rev2) || extended {
-		return c.writeESearch(tag, data, &options, &ext, numKind)
+		err = c.writeESearch(tag, data, &options, &ext, numKind)
 	} else {
-		return c.writeSearch(data.All, data.ModSeq)
+		err = c.writeSearch(data.All, data.ModSeq)
 	}
+	if err == nil && noUpdate {
+		err = c.writeNoUpdate(tag)
+	}
+	return err
 }
 
 func (c *Conn) writeESearch(tag string, data *imap.SearchData, options *imap.SearchOptions, ext *returnExt, numKind NumKind) error {

@@ -1,6 +1,7 @@
 package imapserver
 
 import (
+	"errors"
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/internal/imapwire"
 )
@@ -92,4 +93,32 @@ func (c *Conn) handleCancelUpdate(dec *imapwire.Decoder) error {
 		return newClientBugError("CANCELUPDATE is not supported")
 	}
 	return session.CancelUpdate(tags)
+}
+
+// ErrNoUpdate is what SearchUpdate or SortUpdate return when the session
+// will not keep one more search live (it has too many): the result is sent
+// as usual, then "* NO [NOUPDATE "tag"]" (RFC 5267 section 4.2), and the
+// command completes OK.
+var ErrNoUpdate = errors.New("imapserver: too many live searches")
+
+// liveOrNot runs register when update is asked for, and tells ErrNoUpdate
+// (noUpdate) from a real failure (err).
+func liveOrNot(update bool, register func() error) (noUpdate bool, err error) {
+	if !update {
+		return false, nil
+	}
+	if err := register(); errors.Is(err, ErrNoUpdate) {
+		return true, nil
+	} else if err != nil {
+		return false, err
+	}
+	return false, nil
+}
+
+// writeNoUpdate says that the search of tag is not kept live.
+func (c *Conn) writeNoUpdate(tag string) error {
+	enc := newResponseEncoder(c)
+	defer enc.end()
+	enc.Atom("*").SP().Atom("NO").SP().Special('[').Atom("NOUPDATE").SP().Quoted(tag).Special(']').SP().Text("Too many live searches")
+	return enc.CRLF()
 }

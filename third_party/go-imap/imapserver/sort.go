@@ -234,15 +234,19 @@ func (c *Conn) handleSort(tag string, dec *imapwire.Decoder, numKind NumKind) er
 	if err != nil {
 		return err
 	}
-	if ext.update {
-		if err := updater.SortUpdate(tag, numKind, keys, criteria, nums); err != nil {
-			return err
-		}
+	noUpdate, err := liveOrNot(ext.update, func() error { return updater.SortUpdate(tag, numKind, keys, criteria, nums) })
+	if err != nil {
+		return err
 	}
 	if extended {
-		return c.writeSortESearch(tag, nums, &options, &ext, numKind)
+		err = c.writeSortESearch(tag, nums, &options, &ext, numKind)
+	} else {
+		err = c.writeNumList("SORT", nums)
 	}
-	return c.writeNumList("SORT", nums)
+	if err == nil && noUpdate {
+		err = c.writeNoUpdate(tag)
+	}
+	return err
 }
 
 // writeNumList writes "* SORT 3 1 2".
