@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"github.com/emersion/go-message/mail"
 
 	"postie/envelope"
+	"postie/internal/dnsutil"
 	"postie/safeio"
 )
 
@@ -209,9 +209,8 @@ func (r *Reporter) sendDomain(ctx context.Context, domain string, day time.Time,
 	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	txts, err := r.opts.Resolver.LookupTXT(lctx, "_smtp._tls."+domain)
 	cancel()
-	var dnsErr *net.DNSError
 	switch {
-	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+	case dnsutil.NotFound(err):
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("looking up _smtp._tls.%s: %w", domain, err)
