@@ -201,6 +201,14 @@ func TestDNSCache(t *testing.T) {
 	if n := dns.Count("broken.test", "TXT"); n < 3 {
 		t.Errorf("a temporary failure was kept: broken.test asked %d times", n)
 	}
+	// The two address lookups keep their answers apart (their types differ).
+	dns.A("host.test", "192.0.2.1")
+	if a, err := c.LookupNetIP(ctx, "ip", "host.test"); err != nil || len(a) != 1 {
+		t.Fatalf("LookupNetIP = %v, %v", a, err)
+	}
+	if a, err := c.LookupIPAddr(ctx, "host.test"); err != nil || len(a) != 1 || a[0].IP.String() != "192.0.2.1" {
+		t.Fatalf("LookupIPAddr after LookupNetIP = %v, %v", a, err)
+	}
 	short := newDNSCache(dns.Resolver(), time.Millisecond)
 	short.LookupTXT(ctx, "a.test")
 	time.Sleep(5 * time.Millisecond)

@@ -101,5 +101,7 @@ func (c *dnsCache) LookupAddr(ctx context.Context, addr string) ([]string, error
 }
 
 func (c *dnsCache) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
-	return lookup(c, network+" "+host, func() ([]netip.Addr, error) { return c.r.LookupNetIP(ctx, network, host) })
+	// Its own prefix: with network "ip" the key would otherwise be
+	// LookupIPAddr's, whose cached []net.IPAddr is no []netip.Addr.
+	return lookup(c, "netip "+network+" "+host, func() ([]netip.Addr, error) { return c.r.LookupNetIP(ctx, network, host) })
 }
