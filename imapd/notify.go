@@ -1,7 +1,6 @@
 package imapd
 
 import (
-	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -72,8 +71,9 @@ func (s *session) Notify(w *imapserver.UpdateWriter, opts *imapserver.NotifyOpti
 			n.names[mi.Name] = true
 		}
 	}
+	subscribed := subscribedSet(infos)
 	if n.wants(imapserver.NotifySubscriptionChange) {
-		n.subs = subscribedSet(infos)
+		n.subs = subscribed
 	}
 	for _, name := range n.watched(s, infos) {
 		st, err := s.status(name, &imap.StatusOptions{})
@@ -82,7 +82,7 @@ func (s *session) Notify(w *imapserver.UpdateWriter, opts *imapserver.NotifyOpti
 		}
 		n.boxes[name] = snapOf(st)
 		if opts.Status {
-			o := notifyItems(n.eventsOf(s, name, subscribedSet(infos)[name]), true, true, true)
+			o := notifyItems(n.eventsOf(name, subscribed[name]), true, true, true)
 			if err := w.WriteMailboxStatus(st, o); err != nil {
 				return err
 			}
@@ -121,7 +121,7 @@ func (n *notifyState) wants(event string) bool {
 }
 
 // eventsOf returns the events asked for a mailbox that is not selected.
-func (n *notifyState) eventsOf(s *session, name string, subscribed bool) (events []string) {
+func (n *notifyState) eventsOf(name string, subscribed bool) (events []string) {
 	for i := range n.opts.Groups {
 		g := &n.opts.Groups[i]
 		match := false
@@ -153,7 +153,7 @@ func (n *notifyState) watched(s *session, infos []maildir.MailboxInfo) []string 
 		if s.sel != nil && sameMailbox(mi.Name, s.sel.entry.name) {
 			continue
 		}
-		for _, e := range n.eventsOf(s, mi.Name, mi.Subscribed) {
+		for _, e := range n.eventsOf(mi.Name, mi.Subscribed) {
 			if e == imapserver.NotifyMessageNew || e == imapserver.NotifyMessageExpunge || e == imapserver.NotifyFlagChange {
 				names = append(names, mi.Name)
 				break
@@ -214,8 +214,8 @@ func (s *session) notifyCheck(w *imapserver.UpdateWriter, force bool) error {
 	subscribed := subscribedSet(infos)
 	for _, name := range watched {
 		st, err := s.status(name, &imap.StatusOptions{})
-		if errors.Is(err, errNoSuchMailbox) || err != nil {
-			continue
+		if err != nil {
+			continue // gone meanwhile, or unreadable: the next check tries again
 		}
 		now, before := snapOf(st), n.boxes[name]
 		n.boxes[name] = now
@@ -224,7 +224,7 @@ func (s *session) notifyCheck(w *imapserver.UpdateWriter, force bool) error {
 		}
 		arrived := now.uidNext != before.uidNext || now.uidValidity != before.uidValidity
 		left := now.messages < before.messages || now.messages != before.messages && !arrived
-		o := notifyItems(n.eventsOf(s, name, subscribed[name]), arrived, left, now.modSeq != before.modSeq)
+		o := notifyItems(n.eventsOf(name, subscribed[name]), arrived, left, now.modSeq != before.modSeq)
 		if emptyItems(o) {
 			continue
 		}
@@ -295,11 +295,8 @@ func (s *session) notifyPoll(w *imapserver.UpdateWriter, allowExpunge bool) erro
 	if s.sel == nil {
 		return nil
 	}
-	g, seen := s.notifyFetch()
-	if g == nil {
-		return s.poll(s.sel, w, allowExpunge)
-	}
-	if err := s.poll(s.sel, w, allowExpunge); err != nil {
+	g, seen := s.notifyFetch() // before the poll: what it brings is new
+	if err := s.poll(s.sel, w, allowExpunge); err != nil || g == nil {
 		return err
 	}
 	last := s.sel.lastUID()
