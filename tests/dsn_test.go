@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,101 +21,20 @@ import (
 	"postie/internal/dnstest"
 )
 
-// dsnSink is a remote MX on loopback that records the DSN parameters
-// (RFC 3461) it is given; with dsn false it does not advertise DSN, as a
-// next hop without it. Recipients in reject get a 550.
-type dsnSink struct {
-	addr string
-
-	mu     sync.Mutex
-	got    []dsnSunk
-	reject map[string]bool
-}
-
-type dsnSunk struct {
-	from  string
-	mail  smtp.MailOptions
-	rcpts []string
-	ropts []smtp.RcptOptions
-	data  []byte
-}
-
-func newDSNSink(t testing.TB, hostport string, dsn bool) *dsnSink {
-	t.Helper()
-	s := &dsnSink{reject: map[string]bool{}}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &dsnSinkSession{s: s}, nil }))
-	srv.Domain = "sink.remote.test"
-	srv.EnableDSN = dsn
-	ln, err := net.Listen("tcp", hostport)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = ln.Addr().String()
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return s
-}
-
-func (s *dsnSink) messages() []dsnSunk {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]dsnSunk(nil), s.got...)
-}
-
-type dsnSinkSession struct {
-	s   *dsnSink
-	cur dsnSunk
-}
-
-func (ss *dsnSinkSession) Reset()        { ss.cur = dsnSunk{} }
-func (ss *dsnSinkSession) Logout() error { return nil }
-func (ss *dsnSinkSession) Mail(from string, o *smtp.MailOptions) error {
-	ss.cur = dsnSunk{from: from}
-	if o != nil {
-		ss.cur.mail = *o
-	}
-	return nil
-}
-func (ss *dsnSinkSession) Rcpt(to string, o *smtp.RcptOptions) error {
-	ss.s.mu.Lock()
-	rej := ss.s.reject[to]
-	ss.s.mu.Unlock()
-	if rej {
-		return errRejected
-	}
-	ss.cur.rcpts = append(ss.cur.rcpts, to)
-	if o == nil {
-		o = &smtp.RcptOptions{}
-	}
-	ss.cur.ropts = append(ss.cur.ropts, *o)
-	return nil
-}
-func (ss *dsnSinkSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	ss.cur.data = b
-	ss.s.mu.Lock()
-	ss.s.got = append(ss.s.got, ss.cur)
-	ss.s.mu.Unlock()
-	return nil
-}
-
 // dsnWorld: dsn.test's MX (127.0.0.3) supports DSN, plain.test's
 // (127.0.0.4, same port) does not.
 type dsnWorld struct {
 	dns          *dnstest.Server
-	dsn, plain   *dsnSink
+	dsn, plain   *sink
 	port, config string
 }
 
 func newDSNWorld(t *testing.T) *dsnWorld {
 	t.Helper()
 	w := &dsnWorld{dns: dnstest.New(t)}
-	w.dsn = newDSNSink(t, "127.0.0.3:0", true)
+	w.dsn = newSink(t, "127.0.0.3:0", func(srv *smtp.Server) { srv.EnableDSN = true })
 	_, w.port, _ = net.SplitHostPort(w.dsn.addr)
-	w.plain = newDSNSink(t, "127.0.0.4:"+w.port, false)
+	w.plain = newSink(t, "127.0.0.4:"+w.port)
 	w.dns.MX("dsn.test", 10, "mx.dsn.test")
 	w.dns.A("mx.dsn.test", "127.0.0.3")
 	w.dns.MX("plain.test", 10, "mx.plain.test")
@@ -292,8 +210,12 @@ func TestDSNSuccessNotices(t *testing.T) {
 // returns the headers only.
 func TestDSNNeverAndRetHdrs(t *testing.T) {
 	w := newDSNWorld(t)
-	w.dsn.reject["never@dsn.test"] = true
-	w.dsn.reject["hdrs@dsn.test"] = true
+	w.dsn.rcptReply = func(to string) error {
+		if to == "never@dsn.test" || to == "hdrs@dsn.test" {
+			return errRejected
+		}
+		return nil
+	}
 	in := newInstance(t, w.config)
 	in.addUser("ann@example.test")
 	in.start()
@@ -427,8 +349,8 @@ func TestTLSRPTReportArrives(t *testing.T) {
 	})
 	waitFor(t, "the report at the rua", 15*time.Second, func() bool { return len(rua.messages()) > 0 })
 	m := rua.messages()[0]
-	if m.rcpts[0] != "tls-reports@plain.test" || m.from != "postmaster@example.test" {
-		t.Errorf("report envelope %q -> %v", m.from, m.rcpts)
+	if m.to[0] != "tls-reports@plain.test" || m.from != "postmaster@example.test" {
+		t.Errorf("report envelope %q -> %v", m.from, m.to)
 	}
 	e, err := message.Read(bytes.NewReader(m.data))
 	if err != nil {

@@ -10,7 +10,9 @@ import (
 )
 
 // sink is an SMTP server on loopback standing in for a remote MX. rcptReply
-// decides per recipient: nil accepts, an *smtp.SMTPError refuses.
+// decides per recipient: nil accepts, an *smtp.SMTPError refuses. It
+// records each message's envelope with its MAIL and RCPT parameters
+// (RFC 3461 DSN, when the server advertises it).
 type sink struct {
 	addr string
 	srv  *smtp.Server
@@ -21,18 +23,24 @@ type sink struct {
 }
 
 type sunk struct {
-	from string
-	to   []string
-	data []byte
+	from  string
+	mail  smtp.MailOptions
+	to    []string
+	ropts []smtp.RcptOptions // one per to
+	data  []byte
 }
 
-// newSink listens on host:port (port "0" for any).
-func newSink(t testing.TB, hostport string) *sink {
+// newSink listens on host:port (port "0" for any); each of configure
+// adjusts the server before it serves (srv.EnableDSN...).
+func newSink(t testing.TB, hostport string, configure ...func(srv *smtp.Server)) *sink {
 	t.Helper()
 	s := &sink{}
 	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &sinkSession{s: s}, nil }))
 	s.srv.Domain = "sink.remote.test"
 	s.srv.AllowInsecureAuth = true
+	for _, f := range configure {
+		f(s.srv)
+	}
 	ln, err := net.Listen("tcp", hostport)
 	if err != nil {
 		t.Fatal(err)
@@ -50,18 +58,20 @@ func (s *sink) messages() []sunk {
 }
 
 type sinkSession struct {
-	s    *sink
-	from string
-	to   []string
+	s   *sink
+	cur sunk
 }
 
-func (ss *sinkSession) Reset()        { ss.from, ss.to = "", nil }
+func (ss *sinkSession) Reset()        { ss.cur = sunk{} }
 func (ss *sinkSession) Logout() error { return nil }
-func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
-	ss.from = from
+func (ss *sinkSession) Mail(from string, o *smtp.MailOptions) error {
+	ss.cur = sunk{from: from}
+	if o != nil {
+		ss.cur.mail = *o
+	}
 	return nil
 }
-func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (ss *sinkSession) Rcpt(to string, o *smtp.RcptOptions) error {
 	ss.s.mu.Lock()
 	reply := ss.s.rcptReply
 	ss.s.mu.Unlock()
@@ -70,7 +80,11 @@ func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 			return err
 		}
 	}
-	ss.to = append(ss.to, to)
+	if o == nil {
+		o = &smtp.RcptOptions{}
+	}
+	ss.cur.to = append(ss.cur.to, to)
+	ss.cur.ropts = append(ss.cur.ropts, *o)
 	return nil
 }
 func (ss *sinkSession) Data(r io.Reader) error {
@@ -78,8 +92,9 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	ss.cur.data = b
 	ss.s.mu.Lock()
-	ss.s.received = append(ss.s.received, sunk{ss.from, ss.to, b})
+	ss.s.received = append(ss.s.received, ss.cur)
 	ss.s.mu.Unlock()
 	return nil
 }
