@@ -204,27 +204,37 @@ func (m *Metrics) WatchConnections(role string, open func() int) error {
 
 // WatchQueue has each scrape report the outbound queue's size and the
 // age of its oldest message from stats (the oldest's arrival, zero when
-// empty).
+// empty), calling stats once per scrape: both gauges come from the same
+// snapshot, and the queue's lock is taken once.
 func (m *Metrics) WatchQueue(stats func() (messages int, oldest time.Time)) error {
-	size := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: namespace, Name: "queue_messages", Help: "Messages in the outbound queue.",
-	}, func() float64 { n, _ := stats(); return float64(n) })
-	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: namespace, Name: "queue_oldest_age_seconds",
-		Help: "How long the oldest message in the outbound queue has waited (0 when it is empty).",
-	}, func() float64 {
-		_, oldest := stats()
-		if oldest.IsZero() {
-			return 0
-		}
-		return max(0, m.now().Sub(oldest).Seconds())
-	})
-	for _, c := range []prometheus.Collector{size, age} {
-		if err := m.reg.Register(c); err != nil {
-			return fmt.Errorf("metrics: queue: %w", err)
-		}
+	if err := m.reg.Register(queueCollector{stats: stats, now: m.now}); err != nil {
+		return fmt.Errorf("metrics: queue: %w", err)
 	}
 	return nil
+}
+
+var (
+	queueSizeDesc = prometheus.NewDesc(namespace+"_queue_messages", "Messages in the outbound queue.", nil, nil)
+	queueAgeDesc  = prometheus.NewDesc(namespace+"_queue_oldest_age_seconds",
+		"How long the oldest message in the outbound queue has waited (0 when it is empty).", nil, nil)
+)
+
+// queueCollector reads the queue's stats once per scrape for both gauges.
+type queueCollector struct {
+	stats func() (int, time.Time)
+	now   func() time.Time
+}
+
+func (c queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- queueSizeDesc; ch <- queueAgeDesc }
+
+func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
+	n, oldest := c.stats()
+	age := 0.0
+	if !oldest.IsZero() {
+		age = max(0, c.now().Sub(oldest).Seconds())
+	}
+	ch <- prometheus.MustNewConstMetric(queueSizeDesc, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(queueAgeDesc, prometheus.GaugeValue, age)
 }
 
 // WatchCertificate has each scrape report when the certificate that

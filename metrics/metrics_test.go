@@ -75,7 +75,8 @@ func TestCountersAndGauges(t *testing.T) {
 		t.Error("a role watched twice: no error")
 	}
 	oldest := now.Add(-90 * time.Second)
-	if err := m.WatchQueue(func() (int, time.Time) { return 7, oldest }); err != nil {
+	var statsCalls atomic.Int64
+	if err := m.WatchQueue(func() (int, time.Time) { statsCalls.Add(1); return 7, oldest }); err != nil {
 		t.Fatal(err)
 	}
 	notAfter := time.Date(2027, 5, 6, 0, 0, 0, 0, time.UTC)
@@ -84,6 +85,9 @@ func TestCountersAndGauges(t *testing.T) {
 	}
 
 	got := scrape(t, m)
+	if n := statsCalls.Load(); n != 1 {
+		t.Errorf("queue stats read %d times in one scrape, want 1 (it takes the queue's lock)", n)
+	}
 	want := map[string]float64{
 		`postie_messages_received_total{role="mx"}`:                                        2,
 		`postie_messages_received_total{role="submission"}`:                                0,
