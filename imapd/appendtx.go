@@ -194,16 +194,7 @@ func (s *session) CatenateURL(u *imapserver.CatenateURL) (io.ReadCloser, error) 
 	if u.UIDValidity != 0 && u.UIDValidity != mb.UIDValidity() {
 		return bad("UIDVALIDITY differs")
 	}
-	msg := &message{uid: uint32(u.UID), size: -1, src: &msgSource{
-		open: func(uid uint32) (msgFile, error) {
-			f, err := mb.OpenMessage(uid)
-			if err != nil {
-				return nil, err
-			}
-			return storeFile{f}, nil
-		},
-		validity: mb.UIDValidity(),
-	}}
+	msg := &message{uid: uint32(u.UID), size: -1, src: mailboxSource(mb, nil)}
 	found := false
 	mb.View(func(msgs []maildir.Message) {
 		i := sort.Search(len(msgs), func(i int) bool { return msgs[i].UID >= msg.uid })

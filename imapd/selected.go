@@ -290,17 +290,20 @@ func (sel *selection) numContext(msgs []maildir.Message) *numContext {
 }
 
 // source gives the messages of this selection access to files and the cache.
-func (sel *selection) source() *msgSource {
+func (sel *selection) source() *msgSource { return mailboxSource(sel.mbox, sel.entry.cache) }
+
+// mailboxSource gives messages of mb access to its files and to cache (nil: none).
+func mailboxSource(mb *maildir.Mailbox, cache *boxCache) *msgSource {
 	return &msgSource{
 		open: func(uid uint32) (msgFile, error) {
-			f, err := sel.mbox.OpenMessage(uid)
+			f, err := mb.OpenMessage(uid)
 			if err != nil {
 				return nil, err
 			}
 			return storeFile{f}, nil
 		},
-		cache:    sel.entry.cache,
-		validity: sel.mbox.UIDValidity(),
+		cache:    cache,
+		validity: mb.UIDValidity(),
 	}
 }
 
