@@ -62,9 +62,10 @@ func (h *unitHeap) Pop() any {
 	return u
 }
 
-func (it *item) hasStatus(status string) bool {
+// anyRcpt reports whether some recipient satisfies want.
+func (it *item) anyRcpt(want func(*RcptState) bool) bool {
 	for i := range it.st.Rcpts {
-		if it.st.Rcpts[i].Status == status {
+		if want(&it.st.Rcpts[i]) {
 			return true
 		}
 	}
@@ -416,14 +417,7 @@ func (r *RcptState) owesNotice() bool {
 
 // owesNotice reports whether some recipient waits for a bounce or a
 // success notice.
-func (it *item) owesNotice() bool {
-	for i := range it.st.Rcpts {
-		if it.st.Rcpts[i].owesNotice() {
-			return true
-		}
-	}
-	return false
-}
+func (it *item) owesNotice() bool { return it.anyRcpt((*RcptState).owesNotice) }
 
 // wantsDelay reports whether a delay notice would tell the sender about
 // this recipient: pending, and NOTIFY (absent, or with DELAY) asks for it.
@@ -432,14 +426,7 @@ func (r *RcptState) wantsDelay() bool {
 }
 
 // wantsDelayNotice reports whether some recipient wants a delay notice.
-func (it *item) wantsDelayNotice() bool {
-	for i := range it.st.Rcpts {
-		if it.st.Rcpts[i].wantsDelay() {
-			return true
-		}
-	}
-	return false
-}
+func (it *item) wantsDelayNotice() bool { return it.anyRcpt((*RcptState).wantsDelay) }
 
 // deliveredStatus is the status of a recipient just delivered: delivered,
 // or StatusNotify when its NOTIFY asks for a success notice and nobody
