@@ -184,10 +184,21 @@ func TestGoldenDocuments(t *testing.T) {
 			t.Errorf("%s %s: %d\n%s", c.method, c.path, code, lineDiff(got, c.want))
 		}
 	}
-	// Apple wants PayloadUUID in the 8-4-4-4-12 upper-case hex form.
+	// Apple wants PayloadUUID in the 8-4-4-4-12 upper-case hex form: in
+	// the golden document and in the profile of any other address.
 	uuidRE := regexp.MustCompile(`<key>PayloadUUID</key>\n<string>[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}</string>`)
-	if n := len(uuidRE.FindAllString(goldenMobileconfig, -1)); n != 2 {
-		t.Errorf("%d well-formed PayloadUUIDs, want 2", n)
+	for _, addr := range []string{"", "Some.One%2Btag%40other.test", "x%40example.test"} {
+		doc := goldenMobileconfig
+		if addr != "" {
+			var code int
+			code, _, doc = do(t, "GET", ts.URL+"/apple/mobileconfig?email="+addr, "")
+			if code != 200 {
+				t.Errorf("mobileconfig for %s: %d", addr, code)
+			}
+		}
+		if n := len(uuidRE.FindAllString(doc, -1)); n != 2 {
+			t.Errorf("mobileconfig %q: %d well-formed PayloadUUIDs, want 2", addr, n)
+		}
 	}
 }
 
