@@ -171,8 +171,8 @@ func (t *Throttle) keyFor(domain, host string) string {
 	if r, ok := t.rule(domain); ok {
 		return "rule:" + r.Domain
 	}
-	if host == "" {
-		host = domain
+	if host == "" { // no MX known: the domain is its own host, and no rule names it
+		return "mx:" + envelope.CanonDomain(domain)
 	}
 	if r, ok := t.rule(host); ok {
 		return "rule:" + r.Domain
@@ -226,8 +226,11 @@ func (t *Throttle) pruneLocked(now time.Time) {
 func (t *Throttle) cachedDest(domain string, now time.Time) (string, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.rule(domain); ok || t.opts.MX == nil {
+	if t.opts.MX == nil {
 		return t.keyFor(domain, ""), true
+	}
+	if r, ok := t.rule(domain); ok {
+		return "rule:" + r.Domain, true
 	}
 	e, ok := t.dests[domain]
 	if !ok || now.After(e.expires) {
