@@ -45,10 +45,12 @@ type Result struct {
 func Check(ctx context.Context, r Resolver, o Options) []Result {
 	var out []Result
 	// Without known addresses, SPF's ip4:/ip6: mechanisms are held
-	// against the host's addresses as DNS gives them.
+	// against the host's addresses as DNS gives them (looked up once, for
+	// them and for checkHostUnknownIPs).
 	var hostIPs []netip.Addr
+	var hostErr error
 	if len(o.IPs) == 0 {
-		hostIPs, _ = lookupIPs(ctx, r, o.Hostname)
+		hostIPs, hostErr = lookupIPs(ctx, r, o.Hostname)
 	}
 	for _, rec := range Want(o) {
 		if rec.Domain == "" && len(o.IPs) == 0 {
@@ -60,7 +62,7 @@ func Check(ctx context.Context, r Resolver, o Options) []Result {
 		out = append(out, checkOne(ctx, r, o, rec))
 	}
 	if len(o.IPs) == 0 {
-		out = append(checkHostUnknownIPs(ctx, r, o.Hostname), out...)
+		out = append(checkHostUnknownIPs(ctx, r, o.Hostname, hostIPs, hostErr), out...)
 	}
 	return out
 }
@@ -187,11 +189,10 @@ func checkPTR(ctx context.Context, r Resolver, ip netip.Addr, host string) (stri
 	return found, true, nil
 }
 
-// checkHostUnknownIPs checks the host's addresses as DNS gives them, and
-// the PTR of each.
-func checkHostUnknownIPs(ctx context.Context, r Resolver, host string) []Result {
+// checkHostUnknownIPs checks the host's addresses as DNS gave them
+// (lookupIPs's ips and err), and the PTR of each.
+func checkHostUnknownIPs(ctx context.Context, r Resolver, host string, ips []netip.Addr, err error) []Result {
 	rec := Record{Name: host, Type: "A", Value: "an address of " + host, Required: true}
-	ips, err := lookupIPs(ctx, r, host)
 	if err != nil {
 		res := Result{Record: rec, Want: rec.Value, Status: Missing}
 		if !dnsutil.NotFound(err) {
