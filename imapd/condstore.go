@@ -225,13 +225,8 @@ func searchUint32(s []uint32, v uint32) int {
 	return lo
 }
 
-// modSeqOf is a searched message's modseq.
-func modSeqOf(m evalMsg) uint64 {
-	if mm, ok := m.(*message); ok {
-		return mm.modseq
-	}
-	return 0
-}
+// modSeq is a searched message's modseq (evalMsg; indexedMsg has it by embedding).
+func (m *message) modSeq() uint64 { return m.modseq }
 
 // searchModSeq gathers SEARCH's MODSEQ result (RFC 7162 §3.1.5, RFC 4731 §3.2): the highest modseq of
 // the messages returned, that is of all matches, or of the MIN and/or MAX message when only those are.

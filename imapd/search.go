@@ -188,6 +188,7 @@ type evalMsg interface {
 	fullHeader() (mimeparse.Header, error)
 	// textFound reports, for each needle, whether the message's text contains it.
 	textFound(needles []mimeparse.Needle) ([]bool, error)
+	modSeq() uint64 // MODSEQ (condstore.go)
 }
 
 type evaluation struct {
@@ -248,7 +249,7 @@ func (ev *evaluation) matchState(q *query) bool {
 	if flags&q.flags != q.flags || flags&q.notFlags != 0 {
 		return false
 	}
-	if q.modseq > 0 && modSeqOf(ev.m) < q.modseq {
+	if q.modseq > 0 && ev.m.modSeq() < q.modseq {
 		return false
 	}
 	if q.larger > 0 && size <= q.larger || q.smaller > 0 && size >= q.smaller {
@@ -330,7 +331,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	sel.entry.cache.touch()
 	p := compileSearch(criteria, sel.numContext(nil), sel.entry.resolveFlag)
 	var indexed []*searchidx.Result
-	if len(p.needles) > 0 && !usesModSeq(criteria) {
+	if len(p.needles) > 0 {
 		if idx := s.textIndex(); idx != nil {
 			indexed = queryIndex(idx, p)
 		}

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-imap/v2"
-
 	"postie/imapd/mimeparse"
 	"postie/maildir"
 	"postie/searchidx"
@@ -197,23 +195,4 @@ func queryIndex(idx *searchidx.Index, p *program) []*searchidx.Result {
 		res[i] = idx.Query(n.Folded, !n.WithHeader)
 	}
 	return res
-}
-
-// usesModSeq reports whether criteria have a MODSEQ key anywhere: condstore.go reads a message's
-// modseq from *message, which indexedMsg is not, so such searches scan.
-func usesModSeq(c *imap.SearchCriteria) bool {
-	if c.ModSeq != nil {
-		return true
-	}
-	for i := range c.Not {
-		if usesModSeq(&c.Not[i]) {
-			return true
-		}
-	}
-	for i := range c.Or {
-		if usesModSeq(&c.Or[i][0]) || usesModSeq(&c.Or[i][1]) {
-			return true
-		}
-	}
-	return false
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +109,12 @@ func parseCriteria(t *testing.T, q string) *imap.SearchCriteria {
 			c.Header, toks = []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: toks[0]}}, toks[1:]
 		case "SEEN":
 			c.Flag = []imap.Flag{imap.FlagSeen}
+		case "MODSEQ":
+			n, err := strconv.ParseUint(toks[0], 10, 64)
+			if err != nil {
+				t.Fatalf("query %q: %v", q, err)
+			}
+			c.ModSeq, toks = &imap.SearchCriteriaModSeq{ModSeq: n}, toks[1:]
 		case "NOT":
 			c.Not = []imap.SearchCriteria{parse()}
 		case "OR":
@@ -120,6 +128,9 @@ func parseCriteria(t *testing.T, q string) *imap.SearchCriteria {
 	var all imap.SearchCriteria
 	for len(toks) > 0 {
 		c := parse()
+		if c.ModSeq != nil {
+			all.ModSeq = c.ModSeq // SearchCriteria.And drops it
+		}
 		all.And(&c)
 	}
 	return &all
@@ -136,9 +147,17 @@ func TestSearchIndexMatchesScan(t *testing.T) {
 	c := ts.dial(nil)
 	mustSelect(t, c, "INBOX", false)
 	c.Store(imap.SeqSetNum(3, 7, 11), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
+	// MODSEQ with text: the index answers the text, the message its modseq (3, 7 and 11 have the
+	// highest, from the STORE).
+	hi := mustMailbox(t, ts, "INBOX").HighestModSeq() - 2
+	queries := append(slices.Clip(idxQueries), fmt.Sprintf("TEXT hello MODSEQ %d", hi),
+		fmt.Sprintf("MODSEQ %d BODY zebra", hi), fmt.Sprintf("NOT MODSEQ %d TEXT hello", hi))
+	if got := uidSearch(t, c, fmt.Sprintf("MODSEQ %d", hi)); !reflect.DeepEqual(got, []imap.UID{3, 7, 11}) {
+		t.Fatalf("MODSEQ %d: %v, want [3 7 11]", hi, got)
+	}
 	compare := func(stage string) {
 		t.Helper()
-		for _, q := range idxQueries {
+		for _, q := range queries {
 			ts.srv.opts.NoSearchIndex = true
 			want := uidSearch(t, c, q)
 			ts.srv.opts.NoSearchIndex = false
