@@ -165,10 +165,12 @@ func (tx *appendTx) Commit() (*imapserver.MultiAppendData, error) {
 		uids = append(uids, uid)
 	}
 	data := &imapserver.MultiAppendData{UIDValidity: tx.dst.UIDValidity()}
+	names := make([][]string, len(tx.staged))
 	for i, m := range tx.staged {
-		tx.s.trainAppend(tx.dst, uids[i], m.names)
+		names[i] = m.names
 		data.UIDs = append(data.UIDs, imap.UID(uids[i]))
 	}
+	tx.s.trainAppends(tx.dst, uids, names) // one job for the command, as COPY and MOVE
 	sort.Slice(data.UIDs, func(i, j int) bool { return data.UIDs[i] < data.UIDs[j] })
 	return data, nil
 }

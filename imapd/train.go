@@ -309,17 +309,39 @@ func (s *session) trainTransfer(src, dst *maildir.Mailbox, dstUIDs []uint32) {
 
 // trainAppend queues what an APPEND of uid into dst with flags teaches.
 func (s *session) trainAppend(dst *maildir.Mailbox, uid uint32, flags []string) {
+	s.trainAppends(dst, []uint32{uid}, [][]string{flags})
+}
+
+// trainAppends queues what one APPEND command (MULTIAPPEND: several messages) of uids into dst,
+// uids[i] with flags[i], teaches: at most one spam job and one ham job, the roles read once.
+func (s *session) trainAppends(dst *maildir.Mailbox, uids []uint32, flags [][]string) {
 	if s.srv.train == nil {
 		return
 	}
-	switch spam, ham := junkKeywords(flags); {
-	case spam && ham:
-	case spam || ham:
-		s.queueTraining(dst, []uint32{uid}, spam)
-	default:
-		if k, ok := s.roles(); ok && k.Has(dst.Name(), junkUse) {
-			s.queueTraining(dst, []uint32{uid}, true)
+	var spam, ham []uint32
+	inJunk, known := false, false
+	for i, uid := range uids {
+		switch sp, hm := junkKeywords(flags[i]); {
+		case sp && hm:
+		case sp:
+			spam = append(spam, uid)
+		case hm:
+			ham = append(ham, uid)
+		default:
+			if !known {
+				k, ok := s.roles()
+				inJunk, known = ok && k.Has(dst.Name(), junkUse), true
+			}
+			if inJunk {
+				spam = append(spam, uid)
+			}
 		}
+	}
+	if len(spam) > 0 {
+		s.queueTraining(dst, spam, true)
+	}
+	if len(ham) > 0 {
+		s.queueTraining(dst, ham, false)
 	}
 }
 

@@ -350,3 +350,27 @@ func TestToRanges(t *testing.T) {
 		t.Errorf("toRanges of %d UIDs: %d ranges, cut %v", len(big), len(r), cut)
 	}
 }
+
+// A MULTIAPPEND into Junk trains as one command: one job, not one per message.
+func TestMultiAppendTrainsOnce(t *testing.T) {
+	f := &fakeTrainer{got: make(chan trained, 100), block: make(chan struct{}), started: make(chan struct{}, 1)}
+	ts := newTrainServer(t, f)
+	ts.deliver(testMessage(1, "m001"))
+	c := ts.dial(nil)
+	move(t, c, "INBOX", "m001", "Junk") // holds the worker, so that the next job stays queued
+	<-f.started
+	raw := "A1 APPEND Junk"
+	for _, subj := range []string{"a1", "a2", "a3"} {
+		m := "Subject: " + subj + "\r\n\r\nbody\r\n"
+		raw += " {" + itoa(len(m)) + "+}\r\n" + m
+	}
+	if l := ts.raw(true).answer(raw+"\r\n", "A1"); !strings.HasPrefix(l, "A1 OK") {
+		t.Fatalf("MULTIAPPEND: %q", l)
+	}
+	if n := len(ts.srv.train.jobs); n != 1 {
+		t.Errorf("a MULTIAPPEND of 3 messages into Junk queued %d jobs, want 1", n)
+	}
+	close(f.block)
+	expectTrained(t, f, "spam m001")
+	expectTrained(t, f, "spam a1,a2,a3")
+}
