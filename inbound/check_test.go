@@ -110,6 +110,9 @@ func TestDKIMErrors(t *testing.T) {
 			t.Errorf("%s: %s, want %s", d, got[d], r)
 		}
 	}
+	if strings.Contains(v.AuthResults, ":53:") {
+		t.Errorf("Authentication-Results quotes a DNS error: %s", v.AuthResults)
+	}
 	// Several signatures: each names its b= prefix (RFC 6008).
 	if n := strings.Count(v.AuthResults, "header.b="); n != 4 {
 		t.Errorf("%d header.b in %s", n, v.AuthResults)
@@ -329,6 +332,11 @@ func TestSPFFailAndTempErrors(t *testing.T) {
 	}
 	if !strings.Contains(v.AuthResults, "spf=temperror") || !strings.Contains(v.AuthResults, "dmarc=temperror") {
 		t.Errorf("Authentication-Results: %s", v.AuthResults)
+	}
+	// The stored header does not quote the resolver's errors, which name
+	// our DNS server ("lookup x on 10.0.0.53:53: ...").
+	if strings.Contains(v.AuthResults, ":53:") {
+		t.Errorf("Authentication-Results quotes a DNS error: %s", v.AuthResults)
 	}
 	// p=reject and the aligned check failed temporarily: 451, not 550.
 	t3 := newEnv(t)

@@ -105,6 +105,11 @@ func dkimResult(err error) (Result, string) {
 		return Pass, ""
 	}
 	reason := strings.TrimPrefix(err.Error(), "dkim: ")
+	// go-msgauth flattens the resolver's error into its text ("key
+	// unavailable: lookup ... on <our DNS server>: ..."): keep its own part.
+	if i := strings.Index(reason, ": lookup "); i >= 0 {
+		reason = reason[:i]
+	}
 	switch {
 	case dkim.IsTempFail(err):
 		return TempError, reason

@@ -139,7 +139,7 @@ func (c *Checker) lookupRecord(ctx context.Context, d string) policyRecord {
 		if dnsutil.NotFound(err) {
 			return policyRecord{result: None}
 		}
-		return policyRecord{result: TempError, reason: "dns: " + err.Error()}
+		return policyRecord{result: TempError, reason: dnsTempReason}
 	}
 	var recs []string
 	for _, t := range txts {

@@ -46,11 +46,13 @@ func (c *Checker) SPF(ctx context.Context, ip netip.Addr, helo, mailFrom string)
 	res.Result = Result(r)
 	switch {
 	case err != nil && r == spf.TempError:
-		// The error names our DNS server's address, which is nobody's
-		// business in a stored header.
-		res.Reason = "DNS lookup failed"
+		res.Reason = dnsTempReason
 	case err != nil && r == spf.PermError:
 		res.Reason = err.Error() // about the sender's record
 	}
 	return res
 }
+
+// dnsTempReason stands in a stored header for a resolver's error, which
+// names our DNS server's address: nobody's business outside.
+const dnsTempReason = "DNS lookup failed"
