@@ -13,12 +13,10 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,79 +27,12 @@ import (
 	"postie/internal/testutil"
 )
 
-// tlsSink is a remote MX that records the EHLO names, the addresses
-// connected from, and what arrived over which kind of session.
-type tlsSink struct {
-	addr string
-	mu   sync.Mutex
-	helo []string
-	from []string
-	msgs []tlsSunk
-}
-
-type tlsSunk struct {
-	tls, requireTLS bool
-	data            []byte
-}
-
-func newTLSSink(t *testing.T, host string, cfg *tls.Config, requireTLS bool) *tlsSink {
-	t.Helper()
-	s := &tlsSink{}
-	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		s.mu.Lock()
-		s.helo = append(s.helo, c.Hostname())
-		s.from = append(s.from, c.Conn().RemoteAddr().String())
-		s.mu.Unlock()
-		return &tlsSinkSession{s: s, c: c}, nil
-	}))
-	srv.Domain, srv.TLSConfig, srv.EnableREQUIRETLS = "sink.remote.test", cfg, requireTLS
-	ln, err := net.Listen("tcp", host+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = ln.Addr().String()
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return s
-}
-
-func (s *tlsSink) state() (helo, from []string, msgs []tlsSunk) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.helo...), append([]string(nil), s.from...), append([]tlsSunk(nil), s.msgs...)
-}
-
-type tlsSinkSession struct {
-	s    *tlsSink
-	c    *smtp.Conn
-	rtls bool
-}
-
-func (ss *tlsSinkSession) Reset()        { ss.rtls = false }
-func (ss *tlsSinkSession) Logout() error { return nil }
-func (ss *tlsSinkSession) Mail(_ string, o *smtp.MailOptions) error {
-	ss.rtls = o != nil && o.RequireTLS
-	return nil
-}
-func (ss *tlsSinkSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
-func (ss *tlsSinkSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	_, isTLS := ss.c.TLSConnectionState()
-	ss.s.mu.Lock()
-	ss.s.msgs = append(ss.s.msgs, tlsSunk{tls: isTLS, requireTLS: ss.rtls, data: b})
-	ss.s.mu.Unlock()
-	return nil
-}
-
 // tlsWorld is remote.test, whose one MX host mx1.remote.test is a
-// tlsSink on 127.0.0.3, and the [outbound] settings that reach it.
+// sink on 127.0.0.3, and the [outbound] settings that reach it.
 type tlsWorld struct {
 	dns  *dnstest.Server
 	ca   *testutil.CA
-	sink *tlsSink
+	sink *sink
 	port string
 	conf string
 }
@@ -113,7 +44,7 @@ func newTLSWorld(t *testing.T, sinkTLS func(*testutil.CA) *tls.Config, requireTL
 	if sinkTLS != nil {
 		cfg = sinkTLS(w.ca)
 	}
-	w.sink = newTLSSink(t, "127.0.0.3", cfg, requireTLS)
+	w.sink = newSink(t, "127.0.0.3:0", func(srv *smtp.Server) { srv.TLSConfig, srv.EnableREQUIRETLS = cfg, requireTLS })
 	_, w.port, _ = net.SplitHostPort(w.sink.addr)
 	w.dns.MX("remote.test", 10, "mx1.remote.test")
 	w.dns.A("mx1.remote.test", "127.0.0.3")
@@ -179,8 +110,9 @@ func TestOutboundEHLONamesHostnameAndSourceIP(t *testing.T) {
 		"source_ip = \"127.0.0.2\"\n")
 	in := startWith(t, w.conf)
 	sendTo(t, in, false)
-	waitFor(t, "the message at the remote MX", 15*time.Second, func() bool { _, _, m := w.sink.state(); return len(m) == 1 })
-	helo, from, msgs := w.sink.state()
+	waitFor(t, "the message at the remote MX", 15*time.Second, func() bool { return len(w.sink.messages()) == 1 })
+	helo, from := w.sink.greetings()
+	msgs := w.sink.messages()
 	if len(helo) < 2 || !msgs[0].tls {
 		t.Errorf("EHLOs %q, TLS %v: want two EHLOs around STARTTLS", helo, msgs[0].tls)
 	}
@@ -211,7 +143,7 @@ func TestOutboundDANE(t *testing.T) {
 	waitFor(t, "a DANE deferral in the log", 15*time.Second, func() bool {
 		return strings.Contains(in.log(), "TLS does not satisfy the policy")
 	})
-	if _, _, m := w.sink.state(); len(m) != 0 {
+	if m := w.sink.messages(); len(m) != 0 {
 		t.Fatalf("delivered despite the TLSA mismatch")
 	}
 	if list := in.mustRun("", "queue", "list"); !strings.Contains(list, "bob@remote.test") || !strings.Contains(list, "4.7.5") {
@@ -219,8 +151,8 @@ func TestOutboundDANE(t *testing.T) {
 	}
 	w.dns.Remove("_" + w.port + "._tcp.mx1.remote.test")
 	w.secureTLSA(cert)
-	waitFor(t, "delivery once the TLSA record matches", 20*time.Second, func() bool { _, _, m := w.sink.state(); return len(m) == 1 })
-	if _, _, m := w.sink.state(); !m[0].tls {
+	waitFor(t, "delivery once the TLSA record matches", 20*time.Second, func() bool { return len(w.sink.messages()) == 1 })
+	if m := w.sink.messages(); !m[0].tls {
 		t.Error("delivered without TLS")
 	}
 }
@@ -243,7 +175,7 @@ func TestOutboundRequireTLSToPlainSinkBounces(t *testing.T) {
 	if !bytes.Contains(dsn, []byte("Status: 5.7.30")) || !bytes.Contains(dsn, []byte("REQUIRETLS")) {
 		t.Errorf("bounce lacks 5.7.30 / REQUIRETLS:\n%s", dsn)
 	}
-	if _, _, m := w.sink.state(); len(m) != 0 {
+	if m := w.sink.messages(); len(m) != 0 {
 		t.Errorf("the plain sink got %d messages", len(m))
 	}
 }
@@ -256,8 +188,8 @@ func TestOutboundCAFileVerifiesSmarthost(t *testing.T) {
 	w := newTLSWorld(t, func(ca *testutil.CA) *tls.Config { return ca.ServerTLS("127.0.0.3") }, true, "")
 	in := startWith(t, w.conf+fmt.Sprintf("smarthost = %q\n", w.sink.addr))
 	sendTo(t, in, true)
-	waitFor(t, "the message at the smarthost", 15*time.Second, func() bool { _, _, m := w.sink.state(); return len(m) == 1 })
-	if _, _, m := w.sink.state(); !m[0].tls || !m[0].requireTLS {
-		t.Errorf("at the smarthost: TLS %v, REQUIRETLS %v", m[0].tls, m[0].requireTLS)
+	waitFor(t, "the message at the smarthost", 15*time.Second, func() bool { return len(w.sink.messages()) == 1 })
+	if m := w.sink.messages(); !m[0].tls || !m[0].mail.RequireTLS {
+		t.Errorf("at the smarthost: TLS %v, REQUIRETLS %v", m[0].tls, m[0].mail.RequireTLS)
 	}
 }

@@ -19,6 +19,8 @@ type sink struct {
 
 	mu        sync.Mutex
 	received  []sunk
+	helo      []string // the name of every HELO/EHLO, in order
+	remotes   []string // the address each of those came from
 	rcptReply func(rcpt string) error
 }
 
@@ -27,6 +29,7 @@ type sunk struct {
 	mail  smtp.MailOptions
 	to    []string
 	ropts []smtp.RcptOptions // one per to
+	tls   bool               // DATA came over TLS
 	data  []byte
 }
 
@@ -35,7 +38,13 @@ type sunk struct {
 func newSink(t testing.TB, hostport string, configure ...func(srv *smtp.Server)) *sink {
 	t.Helper()
 	s := &sink{}
-	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &sinkSession{s: s}, nil }))
+	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		s.mu.Lock()
+		s.helo = append(s.helo, c.Hostname())
+		s.remotes = append(s.remotes, c.Conn().RemoteAddr().String())
+		s.mu.Unlock()
+		return &sinkSession{s: s, c: c}, nil
+	}))
 	s.srv.Domain = "sink.remote.test"
 	s.srv.AllowInsecureAuth = true
 	for _, f := range configure {
@@ -57,8 +66,16 @@ func (s *sink) messages() []sunk {
 	return append([]sunk(nil), s.received...)
 }
 
+// greetings returns the HELO/EHLO names and the addresses they came from.
+func (s *sink) greetings() (helo, remotes []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.helo...), append([]string(nil), s.remotes...)
+}
+
 type sinkSession struct {
 	s   *sink
+	c   *smtp.Conn
 	cur sunk
 }
 
@@ -93,6 +110,7 @@ func (ss *sinkSession) Data(r io.Reader) error {
 		return err
 	}
 	ss.cur.data = b
+	_, ss.cur.tls = ss.c.TLSConnectionState()
 	ss.s.mu.Lock()
 	ss.s.received = append(ss.s.received, ss.cur)
 	ss.s.mu.Unlock()
