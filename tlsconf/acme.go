@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -197,14 +198,7 @@ func (a *acmeState) lookup(name string) *tls.Certificate {
 	return c
 }
 
-func (a *acmeState) wanted(name string) bool {
-	for _, n := range a.opts.Names {
-		if n == name {
-			return true
-		}
-	}
-	return false
-}
+func (a *acmeState) wanted(name string) bool { return slices.Contains(a.opts.Names, name) }
 
 // kickACME makes RunACME try every missing name now (SIGHUP).
 func (m *Manager) kickACME() {

@@ -35,6 +35,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -187,14 +188,7 @@ func getOnly(w http.ResponseWriter, r *http.Request) bool {
 }
 
 // ours reports whether dom is one of our domains.
-func (s *Server) ours(dom string) bool {
-	for _, d := range s.opts.Domains {
-		if d == dom {
-			return true
-		}
-	}
-	return false
-}
+func (s *Server) ours(dom string) bool { return slices.Contains(s.opts.Domains, dom) }
 
 // errBadAddress and errNotOurs are parseAddress's two refusals.
 var (
