@@ -10,6 +10,7 @@ import (
 	"postie/config"
 	"postie/dkim"
 	"postie/envelope"
+	"postie/internal/textsafe"
 	"postie/queue"
 )
 
@@ -100,12 +101,17 @@ func printQueue(e *env, dir string) error {
 	return nil
 }
 
+// oneLine makes a remote reply (a queue error, a suppression reason) fit
+// one line of a listing on the administrator's terminal: line breaks become
+// spaces, and every other control character (an ESC or a C1 CSI would
+// drive the terminal) or invalid byte becomes '?' (textsafe.Clean); a
+// long text is cut on a character boundary.
 func oneLine(s string) string {
 	s = strings.ReplaceAll(strings.ReplaceAll(s, "\r", " "), "\n", " ")
 	if len(s) > 120 {
-		s = s[:117] + "..."
+		return textsafe.Clean(s, 117, "") + "..."
 	}
-	return s
+	return textsafe.Clean(s, 0, "")
 }
 
 func cmdDKIM(e *env, args []string) error {
