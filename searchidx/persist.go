@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math/bits"
 	"os"
 	"path/filepath"
+
+	"postie/safeio"
 )
 
 // The file: magic, then uvarints: validity; covered and unsure UID lists (count, deltas); per field
@@ -119,21 +122,12 @@ func appendUIDList(b []byte, set bitset) []byte {
 	var last uint32
 	for w, word := range set {
 		for ; word != 0; word &= word - 1 {
-			u := uint32(w)<<6 | uint32(trailingZeros(word))
+			u := uint32(w)<<6 | uint32(bits.TrailingZeros64(word))
 			b = appendUvarint(b, uint64(u-last))
 			last = u
 		}
 	}
 	return b
-}
-
-func trailingZeros(w uint64) int {
-	n := 0
-	for w&1 == 0 {
-		w >>= 1
-		n++
-	}
-	return n
 }
 
 // Save writes the index to its file (merging the in-memory delta first), replacing the old file
@@ -173,19 +167,9 @@ func writeFile(path string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("searchidx: save: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("searchidx: save: %w", err)
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	// No directory fsync: a rename lost in a crash leaves the old file (or none), which the
+	// comparison with the folder then catches up.
+	if err := (*safeio.FS)(nil).Replace(path, b, 0o600); err != nil {
 		return fmt.Errorf("searchidx: save %s: %w", path, err)
 	}
 	return nil

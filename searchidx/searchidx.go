@@ -27,6 +27,7 @@ package searchidx
 
 import (
 	"bytes"
+	"math/bits"
 	"slices"
 	"sort"
 	"sync"
@@ -488,9 +489,7 @@ func (b bitset) has(u uint32) bool {
 func (b bitset) count() int {
 	n := 0
 	for _, w := range b {
-		for ; w != 0; w &= w - 1 {
-			n++
-		}
+		n += bits.OnesCount64(w)
 	}
 	return n
 }
