@@ -351,11 +351,9 @@ func (t *SessionTracker) SetModSeqLookup(fn func(uid imap.UID) (modSeq uint64, o
 }
 
 // staleFetch reports whether a queued flag update is older than its
-// message's current state.
-func (t *SessionTracker) staleFetch(f *trackerUpdateFetch) bool {
-	t.mutex.Lock()
-	fn := t.modSeq
-	t.mutex.Unlock()
+// message's current state, by the session's SetModSeqLookup fn (read once
+// per Poll, under the tracker's mutex).
+func staleFetch(fn func(uid imap.UID) (uint64, bool), f *trackerUpdateFetch) bool {
 	if fn == nil || f.modSeq == 0 || f.uid == 0 {
 		return false
 	}

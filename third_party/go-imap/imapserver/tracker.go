@@ -200,7 +200,7 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 		}
 	}
 	updates, t.known = coalesceUpdates(updates, t.known)
-	hooks := t.hooks
+	hooks, modSeq := t.hooks, t.modSeq
 	t.mutex.Unlock()
 	hooks.flags(updates)
 
@@ -224,7 +224,7 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 		case update.mailboxFlags != nil:
 			err = w.WriteMailboxFlags(update.mailboxFlags)
 		case update.fetch != nil:
-			if t.staleFetch(update.fetch) {
+			if staleFetch(modSeq, update.fetch) {
 				continue
 			}
 			err = w.WriteMessageFlagsModSeq(update.fetch.seqNum, update.fetch.uid, update.fetch.flags, update.fetch.modSeq)
