@@ -239,9 +239,11 @@ func (c *Client) dialMX(ctx context.Context, dp domainPolicy, hp hostPolicy, t t
 	defer stop()
 
 	res := &tlsResult{}
-	conn.setCap(c.opts.CommandTimeout)
-	sc, err := smtp.NewClientStartTLSWithLocalName(conn, opportunisticTLS(t.name, c.opts.RootCAs, res), c.hostname)
-	if err == nil {
+	sc, noTLS, err := c.startTLS(conn, label, opportunisticTLS(t.name, c.opts.RootCAs, res))
+	if err != nil {
+		return nil, err
+	}
+	if noTLS == nil {
 		s, err := c.newSession(sc, conn, addr, label)
 		if err == nil {
 			s.tls = describeTLS(sc, res)
@@ -256,19 +258,32 @@ func (c *Client) dialMX(ctx context.Context, dp domainPolicy, hp hostPolicy, t t
 		c.reportSession(dp, hp, t, ip, conn, tlsrpt.ValidationFailure, "TLS handshake failed: "+err.Error())
 		c.plain.add(addr)
 	} else {
-		sent, ioErr := conn.state()
-		var se *smtp.SMTPError
-		switch {
-		case ioErr != nil:
-			return nil, fmt.Errorf("outbound: %s: %w", label, err)
-		case errors.As(err, &se) && !sent:
-			return nil, hostError(label, "greeting or EHLO", err)
-		}
-		c.log.Debug("outbound: no STARTTLS, continuing without TLS", "host", label, "reason", err)
-		c.reportSession(dp, hp, t, ip, conn, tlsrpt.StartTLSNotSupported, err.Error())
+		c.log.Debug("outbound: no STARTTLS, continuing without TLS", "host", label, "reason", noTLS)
+		c.reportSession(dp, hp, t, ip, conn, tlsrpt.StartTLSNotSupported, noTLS.Error())
 		c.plain.add(addr)
 	}
 	return c.dialPlain(ctx, addr, label)
+}
+
+// startTLS says EHLO and STARTTLS on conn with cfg, capping go-smtp's
+// deadlines. A broken connection or a reply to the greeting or EHLO fails
+// the host (err); STARTTLS not offered or refused is noTLS, for the
+// caller's policy to judge (plaintext, or a deferral).
+func (c *Client) startTLS(conn *watchConn, label string, cfg *tls.Config) (sc *smtp.Client, noTLS, err error) {
+	conn.setCap(c.opts.CommandTimeout)
+	sc, err = smtp.NewClientStartTLSWithLocalName(conn, cfg, c.hostname)
+	if err == nil {
+		return sc, nil, nil
+	}
+	sent, ioErr := conn.state()
+	var se *smtp.SMTPError
+	switch {
+	case ioErr != nil:
+		return nil, nil, fmt.Errorf("outbound: %s: %w", label, err)
+	case errors.As(err, &se) && !sent:
+		return nil, nil, hostError(label, "greeting or EHLO", err)
+	}
+	return nil, err, nil
 }
 
 // plainMemo remembers for a while the addresses where STARTTLS is not

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"postie/dane"
 	"postie/envelope"
 	"postie/tlsrpt"
@@ -33,22 +31,16 @@ func (c *Client) dialStrict(ctx context.Context, dp domainPolicy, hp hostPolicy,
 	defer stop()
 
 	res := &tlsResult{}
-	conn.setCap(c.opts.CommandTimeout)
-	sc, err := smtp.NewClientStartTLSWithLocalName(conn, c.strictTLS(t.name, hp, res), c.hostname)
+	sc, noTLS, err := c.startTLS(conn, label, c.strictTLS(t.name, hp, res))
 	if err != nil {
-		sent, ioErr := conn.state()
-		var se *smtp.SMTPError
-		switch {
-		case ioErr != nil:
-			return nil, fmt.Errorf("outbound: %s: %w", label, err)
-		case errors.As(err, &se) && !sent:
-			return nil, hostError(label, "greeting or EHLO", err)
-		}
-		c.reportSession(dp, hp, t, ip, conn, tlsrpt.StartTLSNotSupported, err.Error())
+		return nil, err
+	}
+	if noTLS != nil {
+		c.reportSession(dp, hp, t, ip, conn, tlsrpt.StartTLSNotSupported, noTLS.Error())
 		c.log.Warn("outbound: STARTTLS required but not available; not delivering in plaintext",
-			"domain", dp.domain, "host", label, "policy", hp.name(), "err", err)
+			"domain", dp.domain, "host", label, "policy", hp.name(), "err", noTLS)
 		return nil, envelope.Errorf(451, 4, 7, 4, "%s did not do STARTTLS (%s), which %s requires; not delivering in plaintext",
-			label, oneLine(err.Error()), hp.describe(dp.domain))
+			label, oneLine(noTLS.Error()), hp.describe(dp.domain))
 	}
 	s, err := c.newSession(sc, conn, addr, label)
 	if err != nil {
