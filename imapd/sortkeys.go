@@ -50,16 +50,7 @@ type keyCache struct {
 	keys     map[uint32]*msgKeys
 }
 
-func (c *keyCache) get(validity, uid uint32) *msgKeys {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.validity != validity {
-		return nil
-	}
-	return c.keys[uid]
-}
-
-// lookupLocked is get with c.mu held.
+// lookupLocked returns the cached keys of uid, or nil; c.mu is held.
 func (c *keyCache) lookupLocked(validity, uid uint32) *msgKeys {
 	if c.validity != validity {
 		return nil
