@@ -47,6 +47,7 @@ var reasons = map[*smtp.SMTPError]string{
 	errFromCount: "from_not_owned", errFromNotYours: "from_not_owned",
 	errReadTimeout: "timeout", errReadBroken: "incomplete", errTempLocal: "local_error",
 	errLineTooLong: "line_too_long",
+	errBadEnvID:    "syntax", errBadORcpt: "syntax", errBadNotify: "syntax", errRequireTLSPlain: "tls_required",
 }
 
 // refusalReason is a short, bounded name for why reply refused something:

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -42,13 +43,14 @@ func TestMetricsOutcomes(t *testing.T) {
 	r.cmd(250, "MAIL FROM:<a@remote.example>")
 	r.cmd(550, "RCPT TO:<nobody@example.test>")
 	r.cmd(554, "RCPT TO:<x@elsewhere.example>")
+	r.cmd(501, "RCPT TO:<ann@example.test> ORCPT=rfc822;%s@example.org", strings.Repeat("a", maxORcptLen)) // ours, not go-smtp's
 	r.cmd(250, "RCPT TO:<ann@example.test>")
 	r.cmd(354, "DATA")
 	r.write("Subject: hi\r\n\r\nhello\r\n.\r\n")
 	r.expect(250)
 	r.cmd(450, "MAIL FROM:<a@remote.example>")
 	r.cmd(221, "QUIT")
-	want := []string{"mx rcpt unknown_recipient", "mx rcpt relay_denied", "mx accepted", "mx mail rate_limit"}
+	want := []string{"mx rcpt unknown_recipient", "mx rcpt relay_denied", "mx rcpt syntax", "mx accepted", "mx mail rate_limit"}
 	if got := rec.list(); !slices.Equal(got, want) {
 		t.Errorf("metrics events:\n got %q\nwant %q", got, want)
 	}

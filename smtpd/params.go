@@ -19,8 +19,9 @@ const (
 var (
 	errRequireTLSPlain = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 10},
 		Message: "REQUIRETLS needs a TLS session (RFC 8689)"}
-	errBadEnvID = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Malformed ENVID parameter value"}
-	errBadORcpt = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Malformed ORCPT parameter value"}
+	errBadEnvID  = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Malformed ENVID parameter value"}
+	errBadORcpt  = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Malformed ORCPT parameter value"}
+	errBadNotify = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Malformed NOTIFY parameter value"}
 )
 
 // mailParams takes MAIL's parameters that travel with the message:
@@ -61,7 +62,7 @@ func rcptParams(opts *smtp.RcptOptions) (envelope.RcptParams, *smtp.SMTPError) {
 		}
 		n, err := envelope.ParseNotify(strings.Join(vals, ","))
 		if err != nil {
-			return p, &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Malformed NOTIFY parameter value"}
+			return p, errBadNotify
 		}
 		p.Notify = n
 	}

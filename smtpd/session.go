@@ -256,6 +256,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	params, perr := rcptParams(opts)
 	if perr != nil {
 		s.logRefusal("RCPT refused", "to", addr, "reply", perr.Error())
+		s.count("rcpt", perr)
 		return perr
 	}
 	key := envelope.Key(addr)
