@@ -174,12 +174,10 @@ func writePart(mw *message.Writer, mediaType string, params map[string]string, d
 }
 
 func transferEncoding(s, nonASCII string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return nonASCII
-		}
+	if isASCII(s) {
+		return "7bit"
 	}
-	return "7bit"
+	return nonASCII
 }
 
 // humanText is the part a person reads: what happened, to whom, and what
