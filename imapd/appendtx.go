@@ -21,7 +21,8 @@ import (
 // APPEND through a transaction: MULTIAPPEND (RFC 3502) and CATENATE (RFC 4469).
 //
 // The messages of one APPEND are staged first (in memory up to stageInMemory bytes for the whole
-// command, however many messages it has, then in a file per message in the account's tmp/, which maildir's cleaner removes should the process die), and only
+// command, however many messages it has, then in one file for the command in the account's tmp/,
+// which maildir's cleaner removes should the process die: one descriptor however many messages), and only
 // appended to the mailbox once the command has been read whole: a client that stops halfway, a
 // message over the limit, a bad flag or a bad CATENATE URL leave the mailbox untouched. Appending
 // the staged messages can still fail (the quota, a disk error); the ones already appended by
@@ -56,9 +57,11 @@ type appendTx struct {
 	s      *session
 	dst    *maildir.Mailbox
 	staged []*stagedMsg
-	memory int64 // bytes staged in memory, at most stageInMemory
-	total  int64 // bytes staged
-	room   int64 // what the quota leaves (-1: no quota)
+	memory int64    // bytes staged in memory, at most stageInMemory
+	total  int64    // bytes staged
+	room   int64    // what the quota leaves (-1: no quota)
+	file   *os.File // the messages past stageInMemory, one after the other
+	fileN  int64    // bytes in file
 }
 
 // stagedMsg is one message read from the client, waiting for Commit.
@@ -69,7 +72,8 @@ type stagedMsg struct {
 	date   time.Time
 	binary bool
 	mem    bytes.Buffer
-	file   *os.File // once mem would pass stageInMemory
+	inFile bool  // once mem would pass stageInMemory: the bytes at off in tx.file
+	off    int64 // where the message starts in tx.file
 	size   int64
 }
 
@@ -93,27 +97,41 @@ func (m *stagedMsg) Write(p []byte) (int, error) {
 		return 0, tx.s.mailError("append: stage", maildir.ErrQuotaExceeded)
 	}
 	m.size += int64(len(p))
-	if m.file == nil && tx.memory+int64(len(p)) <= stageInMemory {
+	if !m.inFile && tx.memory+int64(len(p)) <= stageInMemory {
 		tx.memory += int64(len(p))
 		return m.mem.Write(p)
 	}
-	if m.file == nil {
-		f, err := os.CreateTemp(filepath.Join(m.tx.s.mail.Dir(), "tmp"), "append-*")
-		if err != nil {
-			return 0, m.tx.s.mailError("append: stage", err)
+	if !m.inFile {
+		if err := tx.spill(m); err != nil {
+			return 0, tx.s.mailError("append: stage", err)
 		}
-		m.file = f
-		if _, err := f.Write(m.mem.Bytes()); err != nil {
-			return 0, m.tx.s.mailError("append: stage", err)
-		}
-		tx.memory -= int64(m.mem.Len())
-		m.mem = bytes.Buffer{}
 	}
-	n, err := m.file.Write(p)
+	n, err := tx.file.Write(p)
+	tx.fileN += int64(n)
 	if err != nil {
-		return n, m.tx.s.mailError("append: stage", err)
+		return n, tx.s.mailError("append: stage", err)
 	}
 	return n, nil
+}
+
+// spill moves m, the message being staged, from memory to the end of the staging file.
+func (tx *appendTx) spill(m *stagedMsg) error {
+	if tx.file == nil {
+		f, err := os.CreateTemp(filepath.Join(tx.s.mail.Dir(), "tmp"), "append-*")
+		if err != nil {
+			return err
+		}
+		tx.file = f
+	}
+	m.inFile, m.off = true, tx.fileN
+	n, err := tx.file.Write(m.mem.Bytes())
+	tx.fileN += int64(n)
+	if err != nil {
+		return err
+	}
+	tx.memory -= int64(m.mem.Len())
+	m.mem = bytes.Buffer{}
+	return nil
 }
 
 func (m *stagedMsg) Close() error { return nil }
@@ -121,8 +139,8 @@ func (m *stagedMsg) Close() error { return nil }
 // reader gives the staged bytes (a literal8's binary parts encoded, as Append does).
 func (m *stagedMsg) reader() (io.Reader, error) {
 	var r io.Reader = bytes.NewReader(m.mem.Bytes())
-	if m.file != nil {
-		r = io.NewSectionReader(m.file, 0, m.size)
+	if m.inFile {
+		r = io.NewSectionReader(m.tx.file, m.off, m.size)
 	}
 	if !m.binary {
 		return r, nil
@@ -133,15 +151,6 @@ func (m *stagedMsg) reader() (io.Reader, error) {
 	}
 	b, _ = mimeparse.EncodeBinaryParts(b)
 	return bytes.NewReader(b), nil
-}
-
-func (m *stagedMsg) drop() {
-	if m.file != nil {
-		m.file.Close()
-		os.Remove(m.file.Name())
-		m.file = nil
-	}
-	m.mem = bytes.Buffer{}
 }
 
 // Commit appends the staged messages in order; on a failure it expunges those it appended.
@@ -176,8 +185,10 @@ func (tx *appendTx) Commit() (*imapserver.MultiAppendData, error) {
 }
 
 func (tx *appendTx) Abort() {
-	for _, m := range tx.staged {
-		m.drop()
+	if tx.file != nil {
+		tx.file.Close()
+		os.Remove(tx.file.Name())
+		tx.file = nil
 	}
 	tx.staged = nil
 }

@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-imap/v2"
 )
 
 // The memory a MULTIAPPEND stages is bounded for the command, not per message: the second of two
@@ -58,5 +60,41 @@ func TestMultiAppendStagingOverQuota(t *testing.T) {
 	}
 	if l := r.cmd("N NOOP"); !strings.HasPrefix(last(l), "N OK") {
 		t.Errorf("after the refusal: %q", l)
+	}
+}
+
+// Past stageInMemory, the messages of a MULTIAPPEND share one staging file (one descriptor for
+// the command, however many messages it has), and come back whole and in order.
+func TestMultiAppendOneStagingFile(t *testing.T) {
+	ts := newTestServer(t)
+	r := ts.raw(true)
+	var msgs []string
+	raw := "S APPEND INBOX"
+	for i := range 4 {
+		m := "Subject: s" + itoa(i) + "\r\n\r\n" + strings.Repeat(string(rune('a'+i)), stageInMemory*3/4)
+		msgs = append(msgs, m)
+		raw += " {" + itoa(len(m)) + "+}\r\n" + m
+	}
+	r.send(raw + " {1}\r\n") // the server has staged four once it asks for the fifth
+	if l := r.line(); !strings.HasPrefix(l, "+ ") {
+		t.Fatalf("fifth literal: %q", l)
+	}
+	staged, _ := filepath.Glob(filepath.Join(ts.user().Dir(), "tmp", "append-*"))
+	if len(staged) != 1 {
+		t.Errorf("%d staging files with four messages of %d bytes staged, want 1", len(staged), len(msgs[0]))
+	}
+	if l := r.answer("x\r\n", "S"); !strings.HasPrefix(l, "S OK [APPENDUID ") {
+		t.Fatalf("MULTIAPPEND: %q", l)
+	}
+	c := ts.dial(nil)
+	mustSelect(t, c, "INBOX", true)
+	got := fetchAll(t, c, imap.SeqSetNum(1, 2, 3, 4), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+	for i, m := range msgs {
+		if i >= len(got) || string(got[i].BodySection[0].Bytes) != m {
+			t.Fatalf("message %d not stored as sent", i+1)
+		}
+	}
+	if staged, _ := filepath.Glob(filepath.Join(ts.user().Dir(), "tmp", "append-*")); len(staged) != 0 {
+		t.Errorf("staging files left after the command: %v", staged)
 	}
 }
