@@ -50,7 +50,7 @@ type rcptArg struct {
 }
 
 // submitWith submits as user over STARTTLS with MAIL and RCPT options.
-func submitWith(t *testing.T, in *instance, user string, mo *smtp.MailOptions, rcpts []rcptArg, body string) error {
+func submitWith(t testing.TB, in *instance, user string, mo *smtp.MailOptions, rcpts []rcptArg, body string) error {
 	t.Helper()
 	c, err := smtp.DialStartTLS(in.ports["submission"], &tls.Config{InsecureSkipVerify: true})
 	if err != nil {

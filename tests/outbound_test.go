@@ -2,7 +2,6 @@ package tests
 
 import (
 	"bytes"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"regexp"
@@ -12,8 +11,6 @@ import (
 
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-msgauth/dkim"
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 )
 
 // remoteWorld is a fake Internet on loopback: a DNS server and two MX
@@ -42,15 +39,11 @@ func newRemoteWorld(t testing.TB) *remoteWorld {
 // user, over STARTTLS, the way a mail client does.
 func submit(t testing.TB, in *instance, user string, to []string, body string) error {
 	t.Helper()
-	c, err := smtp.DialStartTLS(in.ports["submission"], &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		return err
+	rcpts := make([]rcptArg, len(to))
+	for i, r := range to {
+		rcpts[i].to = r
 	}
-	defer c.Close()
-	if err := c.Auth(sasl.NewPlainClient("", user, password(user))); err != nil {
-		return err
-	}
-	return transact(c, user, to, body)
+	return submitWith(t, in, user, nil, rcpts, body)
 }
 
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {

@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"postie/internal/dnstest"
@@ -70,29 +69,10 @@ func (w *tlsWorld) secureTLSA(cert tls.Certificate) {
 
 func sendTo(t *testing.T, in *instance, requireTLS bool) {
 	t.Helper()
-	c, err := smtp.DialStartTLS(in.ports["submission"], &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
+	body := "From: ann@example.test\r\nTo: bob@remote.test\r\nSubject: sealed\r\n\r\nfor your eyes\r\n"
+	if err := submitWith(t, in, "ann@example.test", &smtp.MailOptions{RequireTLS: requireTLS}, []rcptArg{{"bob@remote.test", nil}}, body); err != nil {
+		t.Fatalf("submit (REQUIRETLS %v): %v", requireTLS, err)
 	}
-	defer c.Close()
-	if err := c.Auth(sasl.NewPlainClient("", "ann@example.test", password("ann@example.test"))); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Mail("ann@example.test", &smtp.MailOptions{RequireTLS: requireTLS}); err != nil {
-		t.Fatalf("MAIL (REQUIRETLS %v): %v", requireTLS, err)
-	}
-	if err := c.Rcpt("bob@remote.test", nil); err != nil {
-		t.Fatal(err)
-	}
-	wc, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprint(wc, "From: ann@example.test\r\nTo: bob@remote.test\r\nSubject: sealed\r\n\r\nfor your eyes\r\n")
-	if err := wc.Close(); err != nil {
-		t.Fatal(err)
-	}
-	c.Quit()
 }
 
 func startWith(t *testing.T, conf string) *instance {
