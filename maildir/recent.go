@@ -30,8 +30,7 @@ const recentFile = "postie-recent"
 // RecentFrom returns the folder's first UID not yet claimed as recent (1 for
 // a folder no session has selected).
 func (m *Mailbox) RecentFrom() (uint32, error) {
-	from, _, err := m.recent(0)
-	return from, err
+	return m.recent(0)
 }
 
 // ClaimRecent claims the messages with UIDs below upTo for the caller: it
@@ -39,44 +38,43 @@ func (m *Mailbox) RecentFrom() (uint32, error) {
 // with UIDs in [from, upTo)) and moves it to upTo, unless it is there
 // already (then from >= upTo and nothing is claimed).
 func (m *Mailbox) ClaimRecent(upTo uint32) (from uint32, err error) {
-	from, _, err = m.recent(upTo)
-	return from, err
+	return m.recent(upTo)
 }
 
-func (m *Mailbox) recent(upTo uint32) (from uint32, moved bool, err error) {
+func (m *Mailbox) recent(upTo uint32) (from uint32, err error) {
 	m.mu.RLock()
 	dir, deleted := m.dir, m.deleted
 	m.mu.RUnlock()
 	if deleted {
-		return 0, false, ErrNoSuchMailbox
+		return 0, ErrNoSuchMailbox
 	}
 	path := filepath.Join(dir, recentFile)
 	if upTo == 0 { // only looking: a folder never claimed gets no file (STATUS of every folder)
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			return 1, false, nil
+			return 1, nil
 		}
 	}
 	f, err := safeio.Lock(path, upTo == 0, false)
 	if err != nil {
-		return 0, false, fmt.Errorf("maildir: recent %s: %w", m.name, err)
+		return 0, fmt.Errorf("maildir: recent %s: %w", m.name, err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, 32))
 	if err != nil {
-		return 0, false, fmt.Errorf("maildir: recent %s: %w", m.name, err)
+		return 0, fmt.Errorf("maildir: recent %s: %w", m.name, err)
 	}
 	from = 1
 	if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32); err == nil && n > 0 {
 		from = uint32(n)
 	}
 	if upTo <= from {
-		return from, false, nil
+		return from, nil
 	}
 	if err := f.Truncate(0); err != nil {
-		return from, false, fmt.Errorf("maildir: recent %s: %w", m.name, err)
+		return from, fmt.Errorf("maildir: recent %s: %w", m.name, err)
 	}
 	if _, err := f.WriteAt([]byte(strconv.FormatUint(uint64(upTo), 10)+"\n"), 0); err != nil {
-		return from, false, fmt.Errorf("maildir: recent %s: %w", m.name, err)
+		return from, fmt.Errorf("maildir: recent %s: %w", m.name, err)
 	}
-	return from, true, nil
+	return from, nil
 }
