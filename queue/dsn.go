@@ -142,8 +142,8 @@ func writeReport(w io.Writer, rep *report) error {
 	switch {
 	case err != nil:
 	case rep.full != nil:
-		err = writePart(mw, "message/rfc822", nil, "Undelivered message",
-			transferEncoding(string(rep.full), "8bit"), string(rep.full))
+		full := string(rep.full) // up to maxReturnFull: copied once
+		err = writePart(mw, "message/rfc822", nil, "Undelivered message", transferEncoding(full, "8bit"), full)
 	case len(rep.headers) > 0:
 		desc := "Undelivered message headers"
 		if !rep.failures() && !rep.delayed {
