@@ -11,8 +11,8 @@ import (
 // receiver documents as a deliverability refusal (package
 // deliverability), or nothing.
 func explainAttrs(reply string) []any {
-	if e, ok := deliverability.Explain(reply); ok {
-		return []any{"explanation", e.String()}
+	if e := explainLine(reply); e != "" {
+		return []any{"explanation", e}
 	}
 	return nil
 }
