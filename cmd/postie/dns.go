@@ -93,16 +93,10 @@ func dnsOptions(cfg *config.Config, ips []netip.Addr, domains []string) (dnsreco
 }
 
 // stsPolicy is the MTA-STS policy that serve publishes ([http]
-// mta_sts_mode and mta_sts_max_age), so the _mta-sts id changes with it.
+// mta_sts_mode and mta_sts_max_age, which config.Load defaults and
+// validates), so the _mta-sts id changes with it.
 func stsPolicy(cfg *config.Config) dnsrecords.STSPolicy {
-	p := dnsrecords.DefaultSTSPolicy
-	if cfg.HTTP.MTASTSMode != "" {
-		p.Mode = cfg.HTTP.MTASTSMode
-	}
-	if cfg.HTTP.MTASTSMaxAge > 0 {
-		p.MaxAge = int(cfg.HTTP.MTASTSMaxAge / time.Second)
-	}
-	return p
+	return dnsrecords.STSPolicy{Mode: cfg.HTTP.MTASTSMode, MaxAge: int(cfg.HTTP.MTASTSMaxAge / time.Second)}
 }
 
 // firstPort is the port of the first listener, 0 when there is none. A
