@@ -1,6 +1,9 @@
 package imapserver
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 // RFC 9394's ranges: nz-numbers up to 4294967295 (or their negatives), either order; no "*", no
 // mixed signs, no zero, no sign "+".
@@ -30,12 +33,22 @@ func TestParsePartialRange(t *testing.T) {
 			t.Errorf("%q: %d:%d %v, want %d:%d %v", c.in, lo, hi, ok, c.lo, c.hi, c.ok)
 		}
 	}
-	r := returnExt{lo: 1, hi: 4294967295}
-	if got := r.partialSlice([]uint32{3, 1, 2}); len(got) != 3 {
-		t.Errorf("1:4294967295 of three: %v", got)
-	}
-	r = returnExt{lo: -1, hi: -4294967295}
-	if got := r.partialSlice([]uint32{3, 1, 2}); len(got) != 3 {
-		t.Errorf("-1:-4294967295 of three: %v", got)
+	nums := []uint32{3, 1, 2}
+	for _, c := range []struct {
+		lo, hi int64
+		want   []uint32
+	}{
+		{1, 4294967295, []uint32{3, 1, 2}},
+		{-1, -4294967295, []uint32{3, 1, 2}},
+		{2, 3, []uint32{1, 2}},
+		{-1, -2, []uint32{1, 2}},
+		{-3, -3, []uint32{3}},
+		{4, 9, nil},
+		{-4, -9, nil},
+	} {
+		r := returnExt{lo: c.lo, hi: c.hi}
+		if got := r.partialSlice(nums); !slices.Equal(got, c.want) {
+			t.Errorf("%d:%d of %v: %v, want %v", c.lo, c.hi, nums, got, c.want)
+		}
 	}
 }
