@@ -372,8 +372,13 @@ func TestUnknownAndMethods(t *testing.T) {
 		{"GET", "/../../etc/passwd", 404},
 		{"GET", "/autodiscover/autodİscover.json/v1.0/a@example.test", 404}, // folding changes the length
 	} {
-		if code, _, body := do(t, c.method, ts.URL+c.path, ""); code != c.want {
+		code, h, body := do(t, c.method, ts.URL+c.path, "")
+		if code != c.want {
 			t.Errorf("%s %s: %d, want %d (%s)", c.method, c.path, code, c.want, body)
+		}
+		// A 405 names the methods that are allowed (RFC 9110 15.5.6).
+		if allow := h.Get("Allow"); code == 405 && !strings.Contains(allow, "GET") {
+			t.Errorf("%s %s: 405 with Allow %q", c.method, c.path, allow)
 		}
 	}
 }
