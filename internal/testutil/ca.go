@@ -36,15 +36,7 @@ func NewCA(t testing.TB) *CA {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &CA{t: t, Cert: cert, key: key}
+	return &CA{t: t, Cert: create(t, tmpl, tmpl, key, key), key: key}
 }
 
 // Pool is a pool holding only the root.
@@ -77,22 +69,9 @@ func (ca *CA) Issue(hosts []string, validity ...time.Time) tls.Certificate {
 	if len(validity) == 2 {
 		tmpl.NotBefore, tmpl.NotAfter = validity[0], validity[1]
 	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
-	if err != nil {
-		ca.t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		ca.t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der, ca.Cert.Raw}, PrivateKey: key, Leaf: leaf}
+	addSANs(tmpl, hosts)
+	leaf := create(ca.t, tmpl, ca.Cert, key, ca.key)
+	return tls.Certificate{Certificate: [][]byte{leaf.Raw, ca.Cert.Raw}, PrivateKey: key, Leaf: leaf}
 }
 
 // ServerTLS is a server configuration with a leaf for hosts issued by ca.
@@ -117,4 +96,31 @@ func serial(t testing.TB) *big.Int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// addSANs puts hosts into tmpl's SANs: IP addresses into the IP SANs, any
+// other name into the DNS SANs.
+func addSANs(tmpl *x509.Certificate, hosts []string) {
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+}
+
+// create makes the certificate tmpl for key, signed by parent's signer
+// (tmpl and key themselves for a self-signed one).
+func create(t testing.TB, tmpl, parent *x509.Certificate, key, signer *ecdsa.PrivateKey) *x509.Certificate {
+	t.Helper()
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
 }

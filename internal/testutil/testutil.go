@@ -5,14 +5,9 @@ package testutil
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"math/big"
-	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -25,20 +20,13 @@ import (
 // IP SANs, any other into the DNS SANs; the first host is the common name.
 func Certificate(t testing.TB, hosts ...string) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := newKey(t)
 	cn := "localhost"
 	if len(hosts) > 0 {
 		cn = hosts[0]
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial,
+		SerialNumber: serial(t),
 		Subject:      pkix.Name{CommonName: cn},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
@@ -49,24 +37,11 @@ func Certificate(t testing.TB, hosts ...string) (tls.Certificate, *x509.CertPool
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	for _, h := range slices.Concat(hosts, []string{"localhost", "127.0.0.1", "::1"}) {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
+	addSANs(tmpl, slices.Concat(hosts, []string{"localhost", "127.0.0.1", "::1"}))
+	leaf := create(t, tmpl, tmpl, key, key)
 	roots := x509.NewCertPool()
 	roots.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, roots
+	return tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}, roots
 }
 
 // ServerTLS returns a server configuration holding a fresh Certificate for
