@@ -672,6 +672,9 @@ func TestDANETA(t *testing.T) {
 		}
 		if !tc.delivered {
 			wantEnhanced(t, err, true, [3]int{4, 7, 5})
+			if n := len(s.messages()); n != 0 {
+				t.Errorf("%s: %d messages delivered to a host whose chain names another", tc.certName, n)
+			}
 		}
 	}
 }
