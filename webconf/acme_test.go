@@ -1,23 +1,18 @@
 package webconf
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"testing"
-	"time"
+
+	"postie/internal/testutil"
 )
 
 // TestACMETLSALPN: with ACMETLSALPN, an ACME tls-alpn-01 validation
 // (which offers only "acme-tls/1") completes its handshake on ServeTLS
 // and negotiates that protocol; without, the handshake fails.
 func TestACMETLSALPN(t *testing.T) {
-	cert := testCert(t)
+	cert, _ := testutil.Certificate(t, "mail.example.test")
 	for _, on := range []bool{true, false} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -42,19 +37,4 @@ func TestACMETLSALPN(t *testing.T) {
 		}
 		s.http.Close()
 	}
-}
-
-func testCert(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mail.example.test"},
-		DNSNames: []string{"mail.example.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
