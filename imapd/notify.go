@@ -206,8 +206,12 @@ func (s *session) notifyCheck(w *imapserver.UpdateWriter, force bool) error {
 		return err
 	}
 	watched := n.watched(s, infos)
+	still := make(map[string]bool, len(watched))
+	for _, name := range watched {
+		still[name] = true
+	}
 	for name := range n.boxes {
-		if !slices.Contains(watched, name) {
+		if !still[name] {
 			delete(n.boxes, name)
 		}
 	}
