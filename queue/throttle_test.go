@@ -68,6 +68,31 @@ func TestThrottleDestinations(t *testing.T) {
 	}
 }
 
+// TestThrottleDestinationsNoMX: without an MX lookup (a smarthost), a
+// destination is the rule naming the recipient domain, else the domain.
+func TestThrottleDestinationsNoMX(t *testing.T) {
+	thr := NewThrottle(ThrottleOptions{Rules: []ThrottleRule{
+		{Domain: "Special.TEST", MessagesPerMinute: 5},
+		{Domain: ".corp.test", MessagesPerMinute: 7},
+	}})
+	for dom, want := range map[string]string{
+		"special.test":    "rule:special.test",
+		"Special.Test.":   "rule:special.test",
+		"eu.corp.test":    "rule:.corp.test",
+		"corp.test":       "rule:.corp.test",
+		"Other.TEST":      "mx:other.test",
+		"notcorp.test":    "mx:notcorp.test",
+		"special.test.eu": "mx:special.test.eu",
+	} {
+		if got := thr.resolveDest(context.Background(), dom); got != want {
+			t.Errorf("destination of %s = %q, want %q", dom, got, want)
+		}
+		if got, ok := thr.cachedDest(dom, time.Now()); !ok || got != want {
+			t.Errorf("cachedDest(%s) = %q, %v; want %q", dom, got, ok, want)
+		}
+	}
+}
+
 func TestThrottleConnectCap(t *testing.T) {
 	thr := NewThrottle(ThrottleOptions{Connections: 2})
 	var rel []func()
