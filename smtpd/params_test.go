@@ -74,7 +74,7 @@ func TestDSNParamsRefused(t *testing.T) {
 	r.cmd(501, "RCPT TO:<bob@example.test> NOTIFY=NEVER,SUCCESS")
 	r.cmd(501, "RCPT TO:<bob@example.test> ORCPT=rfc822;a+0Db@example.org")
 	r.cmd(501, "RCPT TO:<bob@example.test> ORCPT=x400;whatever")
-	r.cmd(501, "RCPT TO:<bob@example.test> ORCPT=utf-8;b\xffob@example.org") // not UTF-8
+	r.cmd(501, "RCPT TO:<bob@example.test> ORCPT=utf-8;b\xffob@example.org")                               // not UTF-8
 	r.cmd(501, "RCPT TO:<bob@example.test> ORCPT=rfc822;%s@example.org", strings.Repeat("b", maxORcptLen)) // our bound
 	r.cmd(250, "RCPT TO:<bob@example.test> ORCPT=utf-8;b\u00f6b@example.org")
 }
