@@ -12,8 +12,6 @@ import (
 // and the best explanation so far for those that are not.
 type delivery struct {
 	t       *envelope.Transfer // the envelope and its parameters; NoDSN is filled in
-	from    string
-	rcpts   []string
 	msg     *message
 	results []error
 	settled []bool
@@ -23,8 +21,6 @@ type delivery struct {
 func newDelivery(t *envelope.Transfer) *delivery {
 	return &delivery{
 		t:       t,
-		from:    t.From,
-		rcpts:   t.To,
 		results: make([]error, len(t.To)),
 		settled: make([]bool, len(t.To)),
 		tried:   make([]bool, len(t.To)),

@@ -33,7 +33,7 @@ func (c *Client) transact(d *delivery, s *session) outcome {
 	if len(todo) == 0 {
 		return clean
 	}
-	if err := s.c.Mail(d.from, mailOptions(d, m, utf8)); err != nil {
+	if err := s.c.Mail(d.t.From, mailOptions(d, m, utf8)); err != nil {
 		e := hostError(s.label, "MAIL FROM", err)
 		if !isReply(err) {
 			d.hostFailed(e)
@@ -49,7 +49,7 @@ func (c *Client) transact(d *delivery, s *session) outcome {
 	}
 	var accepted []int
 	for _, i := range todo {
-		err := s.c.Rcpt(d.rcpts[i], rcptOptions(d.t.RcptParam(i)))
+		err := s.c.Rcpt(d.t.To[i], rcptOptions(d.t.RcptParam(i)))
 		switch {
 		case err == nil:
 			accepted = append(accepted, i)
@@ -157,14 +157,14 @@ func plan(d *delivery, s *session) (todo []int, utf8 bool, err error) {
 	utf8 = m.utf8 != ""
 	for _, i := range d.pending() {
 		switch {
-		case isASCII(d.rcpts[i]):
+		case isASCII(d.t.To[i]):
 			todo = append(todo, i)
 		case has:
 			todo = append(todo, i)
 			utf8 = true
 		default:
 			d.deferRcpt(i, envelope.Errorf(553, 5, 6, 7,
-				"recipient address %q needs SMTPUTF8 but %s does not support it", d.rcpts[i], s.label))
+				"recipient address %q needs SMTPUTF8 but %s does not support it", d.t.To[i], s.label))
 		}
 	}
 	return todo, utf8, nil
