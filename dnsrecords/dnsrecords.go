@@ -30,6 +30,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"postie/dkim"
 	"postie/mtasts"
 )
@@ -205,21 +207,8 @@ func dkimRecord(o Options, d string) Record {
 // reverseName is the in-addr.arpa or ip6.arpa name of ip, without the
 // final dot.
 func reverseName(ip netip.Addr) string {
-	ip = ip.Unmap()
-	if ip.Is4() {
-		b := ip.As4()
-		return fmt.Sprintf("%d.%d.%d.%d.in-addr.arpa", b[3], b[2], b[1], b[0])
-	}
-	b := ip.As16()
-	var sb strings.Builder
-	const hexDigits = "0123456789abcdef"
-	for i := len(b) - 1; i >= 0; i-- {
-		sb.WriteByte(hexDigits[b[i]&0xf])
-		sb.WriteByte('.')
-		sb.WriteByte(hexDigits[b[i]>>4])
-		sb.WriteByte('.')
-	}
-	return sb.String() + "ip6.arpa"
+	name, _ := dns.ReverseAddr(ip.Unmap().String()) // an Addr's own form always parses
+	return strings.TrimSuffix(name, ".")
 }
 
 // tagValue returns the value of tag in a "k=v; k=v" record, "" if absent.

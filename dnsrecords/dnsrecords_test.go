@@ -288,3 +288,15 @@ func TestCheckSPFWithoutKnownIPs(t *testing.T) {
 		}
 	}
 }
+
+func TestReverseName(t *testing.T) {
+	for ip, want := range map[string]string{
+		"192.0.2.1":          "1.2.0.192.in-addr.arpa",
+		"::ffff:192.0.2.1":   "1.2.0.192.in-addr.arpa",
+		"2001:db8::567:89ab": "b.a.9.8.7.6.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+	} {
+		if got := reverseName(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("reverseName(%s) = %s, want %s", ip, got, want)
+		}
+	}
+}
