@@ -34,6 +34,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"postie/envelope"
 	"postie/safeio"
@@ -412,8 +413,11 @@ func oneLine(s string) string {
 		}
 		return r
 	}, s)
-	if len(s) > 300 {
-		s = s[:300] + "..."
+	if cut := 300; len(s) > cut {
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut-- // not inside a character: the JSON would get U+FFFD
+		}
+		s = s[:cut] + "..."
 	}
 	return strings.TrimSpace(s)
 }

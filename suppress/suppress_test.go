@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"postie/safeio"
 )
@@ -274,5 +276,18 @@ func TestIsHardBounce(t *testing.T) {
 		if got := IsHardBounce(c.status, c.reply); got != c.want {
 			t.Errorf("IsHardBounce(%q, %q) = %v", c.status, c.reply, got)
 		}
+	}
+}
+
+// TestOneLineCutsOnACharacter: a long reason is cut to 300 bytes and
+// "...", never inside a character.
+func TestOneLineCutsOnACharacter(t *testing.T) {
+	long := strings.Repeat("a", 299) + "é" + strings.Repeat("b", 50) // é straddles byte 300
+	got := oneLine(long)
+	if !utf8.ValidString(got) || got != strings.Repeat("a", 299)+"..." {
+		t.Errorf("oneLine = %q", got)
+	}
+	if got := oneLine(" 550 user\r\nunknown\x00 "); got != "550 user  unknown" {
+		t.Errorf("oneLine of a short reply = %q", got)
 	}
 }
