@@ -337,8 +337,8 @@ func (t *Throttle) free(key string, now time.Time) (int, time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := t.buckets[key]
-	if b == nil {
-		return defaultThrottleConns, time.Time{}
+	if b == nil { // forgotten (pruned): tryStart applies its limits again
+		return t.opts.Connections, time.Time{}
 	}
 	if at := b.earliest(now); at.After(now) {
 		return 0, at
