@@ -48,6 +48,9 @@ func TestIMAPTest(t *testing.T) {
 		t.Fatalf("imaptest gave no summary (%v); its output:\n%s\nserver log:\n%s", err, lastBytes(full, 8000), in.log())
 	}
 	t.Logf("imaptest groups: %d passed, %d failed, %d skipped", passed, failed, skipped)
+	if total := passed + failed + skipped; total < imaptestGroups {
+		t.Errorf("imaptest ran %d groups, want the kit's %d (scripts missing?)", total, imaptestGroups)
+	}
 	if failed > 0 {
 		full, _ := os.ReadFile(out)
 		t.Errorf("%d imaptest groups failed; failures:\n%s", failed, imaptestFailures(string(full)))
@@ -59,6 +62,10 @@ func TestIMAPTest(t *testing.T) {
 		t.Errorf("%d imaptest groups skipped, want at most %d (URLAUTH x3)", skipped, maxIMAPTestSkipped)
 	}
 }
+
+// imaptestGroups is how many test groups the kit's scripts hold: a run
+// that counts fewer did not run them all, whatever it passed.
+const imaptestGroups = 71
 
 // maxIMAPTestSkipped is the URLAUTH groups, one fewer than Dovecot's own
 // count of skipped groups (4: it lacks CONTEXT=SORT).
