@@ -115,21 +115,20 @@ func (s *session) pollUpdates(sel *selection, w *imapserver.UpdateWriter, allowE
 				}
 				continue
 			}
-			var gone, nums []uint32
+			var nums []uint32
 			pos := uint32(0)
 			for i, uid := range u.uids {
 				if seq, ok := pending[uid]; ok {
 					if pos == 0 {
 						pos = uint32(i) + 1
 					}
-					gone = append(gone, uid)
 					nums = append(nums, numOf(u.kind, uid, seq))
 				}
 			}
 			if err := w.WriteSearchUpdate(u.tag, u.kind, false, pos, nums); err != nil {
 				return err
 			}
-			u.uids = slices.DeleteFunc(u.uids, func(uid uint32) bool { return slices.Contains(gone, uid) })
+			u.uids = slices.DeleteFunc(u.uids, func(uid uint32) bool { _, ok := pending[uid]; return ok })
 		}
 	}
 	if err := sel.st.Poll(w, allowExpunge); err != nil {
@@ -169,8 +168,12 @@ func (s *session) rerun(sel *selection, w *imapserver.UpdateWriter, u *updateSea
 		return err
 	}
 	if !allowExpunge { // expunged but not yet reported: still in the client's result
+		found := now // ascending, searched before the appends
 		for _, uid := range u.uids {
-			if _, ok := pending[uid]; ok && !slices.Contains(now, uid) {
+			if _, ok := pending[uid]; !ok {
+				continue
+			}
+			if _, in := slices.BinarySearch(found, uid); !in {
 				now = append(now, uid)
 			}
 		}

@@ -63,6 +63,11 @@ func TestSearchContextUpdate(t *testing.T) {
 		if i < len(st.want) {
 			t.Errorf("%s: missing %q in %q", st.cmd, st.want[i], slices.Clone(lines))
 		}
+		// No other update comes (an expunged message reported twice, say).
+		notUpdate := func(l string) bool { return !strings.HasPrefix(l, "* ESEARCH") }
+		if got, want := slices.DeleteFunc(slices.Clone(lines), notUpdate), slices.DeleteFunc(slices.Clone(st.want), notUpdate); !slices.Equal(got, want) {
+			t.Errorf("%s: updates %q, want %q", st.cmd, got, want)
+		}
 	}
 }
 
