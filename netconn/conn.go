@@ -239,8 +239,9 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 	c.userRead = t
 	if c.reading.Load() {
 		// A Read under way keeps the deadline it was given unless this one is earlier
-		// (recomputing from now would push the idle and command deadlines back).
-		if dl, why := c.readDeadlineLocked(time.Now()); !dl.IsZero() && dl.Before(c.readDL) {
+		// (recomputing from now would push the idle and command deadlines back). dl is
+		// never zero: the idle timeout bounds it.
+		if dl, why := c.readDeadlineLocked(time.Now()); dl.Before(c.readDL) {
 			c.cause, c.readDL = why, dl
 			return c.Conn.SetReadDeadline(dl)
 		}
