@@ -31,6 +31,13 @@ import (
 
 const stageInMemory = 256 << 10
 
+// maxAppendMessages bounds the messages of one MULTIAPPEND: each costs a staged entry however
+// small it is (a quota counts bytes, and empty literals have none).
+const maxAppendMessages = 1000
+
+var errAppendCount = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
+	Text: "At most 1000 messages in one APPEND"}
+
 var (
 	_ imapserver.SessionAppendTx = (*session)(nil)
 	_ imapserver.SessionCatenate = (*session)(nil)
@@ -78,6 +85,9 @@ type stagedMsg struct {
 }
 
 func (tx *appendTx) Message(options *imap.AppendOptions) (io.WriteCloser, error) {
+	if len(tx.staged) >= maxAppendMessages {
+		return nil, errAppendCount
+	}
 	names := make([]string, 0, len(options.Flags))
 	for _, f := range options.Flags {
 		names = append(names, string(f))

@@ -98,3 +98,20 @@ func TestMultiAppendOneStagingFile(t *testing.T) {
 		t.Errorf("staging files left after the command: %v", staged)
 	}
 }
+
+// A MULTIAPPEND of more than maxAppendMessages messages is refused NO [LIMIT] and leaves the
+// mailbox untouched: small messages would otherwise stage without bound.
+func TestMultiAppendMessageCount(t *testing.T) {
+	ts := newTestServer(t)
+	r := ts.raw(true)
+	raw := "L APPEND INBOX" + strings.Repeat(" {1+}\r\nx", maxAppendMessages+1) + "\r\n"
+	if l := r.answer(raw, "L"); !strings.HasPrefix(l, "L NO [LIMIT]") {
+		t.Fatalf("MULTIAPPEND of %d messages: %q", maxAppendMessages+1, l)
+	}
+	if n := countIn(t, ts, "INBOX"); n != 0 {
+		t.Errorf("%d messages left by the refused APPEND", n)
+	}
+	if l := r.cmd("N NOOP"); !strings.HasPrefix(last(l), "N OK") {
+		t.Errorf("after the refusal: %q", l)
+	}
+}
