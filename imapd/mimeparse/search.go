@@ -19,6 +19,7 @@ type Needle struct {
 // HeaderContains reports whether a field called name (any case) contains value (folded; empty:
 // whether the field exists), encoded words decoded.
 func HeaderContains(h Header, name string, value []byte) bool {
+	addr := addressField(name) // once, not per field of every message
 	for _, f := range h {
 		if f.Name == "" || !strings.EqualFold(f.Name, name) {
 			continue
@@ -26,7 +27,7 @@ func HeaderContains(h Header, name string, value []byte) bool {
 		if len(value) == 0 || bytes.Contains(Fold([]byte(DecodeHeader(f.Value()))), value) {
 			return true
 		}
-		if addressField(name) && bytes.Contains(Fold([]byte(AddressText(f.Value()))), value) {
+		if addr && bytes.Contains(Fold([]byte(AddressText(f.Value()))), value) {
 			return true
 		}
 	}
