@@ -210,12 +210,12 @@ func TestDSNSuccessNotices(t *testing.T) {
 // returns the headers only.
 func TestDSNNeverAndRetHdrs(t *testing.T) {
 	w := newDSNWorld(t)
-	w.dsn.rcptReply = func(to string) error {
+	w.dsn.refuse(func(to string) error {
 		if to == "never@dsn.test" || to == "hdrs@dsn.test" {
 			return errRejected
 		}
 		return nil
-	}
+	})
 	in := newInstance(t, w.config)
 	in.addUser("ann@example.test")
 	in.start()

@@ -116,7 +116,7 @@ func TestSubmissionReachesRemoteViaBackupMXSigned(t *testing.T) {
 // sender gets an RFC 3464 report in their INBOX.
 func TestPermanentFailureBouncesToLocalSender(t *testing.T) {
 	world := newRemoteWorld(t)
-	world.backup.rcptReply = func(string) error { return errRejected }
+	world.backup.refuse(func(string) error { return errRejected })
 	in := newInstance(t, world.extraConf)
 	in.addUser("ann@example.test")
 	in.start()

@@ -66,6 +66,13 @@ func (s *sink) messages() []sunk {
 	return append([]sunk(nil), s.received...)
 }
 
+// refuse sets rcptReply.
+func (s *sink) refuse(reply func(rcpt string) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rcptReply = reply
+}
+
 // greetings returns the HELO/EHLO names and the addresses they came from.
 func (s *sink) greetings() (helo, remotes []string) {
 	s.mu.Lock()

@@ -18,7 +18,7 @@ import (
 // lifts it; mail from outside is never affected.
 func TestHardBounceSuppressed(t *testing.T) {
 	world := newRemoteWorld(t)
-	world.backup.rcptReply = func(string) error { return errRejected } // 550 5.1.1
+	world.backup.refuse(func(string) error { return errRejected }) // 550 5.1.1
 	in := newInstance(t, world.extraConf)
 	in.addUser("ann@example.test")
 	in.start()
