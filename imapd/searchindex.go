@@ -93,7 +93,7 @@ func (s *session) textIndex() *searchidx.Index {
 	missing := idx.Missing(uids)
 	if len(missing) > inlineIndex {
 		h.building = true
-		go s.buildIndex(sel, h, live)
+		go s.buildIndex(sel, h, live, missing)
 		return nil
 	}
 	if len(missing) > 0 {
@@ -103,14 +103,10 @@ func (s *session) textIndex() *searchidx.Index {
 	return idx
 }
 
-// buildIndex indexes the folder's messages in the background.
-func (s *session) buildIndex(sel *selection, h *indexHolder, live []liveMsg) {
+// buildIndex indexes the folder's missing messages in the background (textIndex found them, and
+// h.building keeps anyone else from indexing meanwhile).
+func (s *session) buildIndex(sel *selection, h *indexHolder, live []liveMsg, missing []uint32) {
 	start := time.Now()
-	uids := make([]uint32, len(live))
-	for i, m := range live {
-		uids[i] = m.uid
-	}
-	missing := h.idx.Missing(uids)
 	s.indexMessages(sel, h.idx, live, missing)
 	h.mu.Lock()
 	h.building = false
