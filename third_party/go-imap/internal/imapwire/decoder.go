@@ -85,6 +85,9 @@ type Decoder struct {
 	crlf      bool
 	listDepth int
 	readBytes int64
+	// announcing: a literal announcement is being read past its "{". MaxSize does not stop
+	// it there, so that DiscardLine sees the whole announcement and skips its literal.
+	announcing bool
 }
 
 // NewDecoder creates a new decoder.
@@ -120,7 +123,7 @@ func (dec *Decoder) readByte() (byte, bool) {
 		// and after a refused synchronising literal there is no rest to wait for.
 		return 0, false
 	}
-	if dec.MaxSize > 0 && dec.readBytes > dec.MaxSize {
+	if dec.MaxSize > 0 && dec.readBytes > dec.MaxSize && !dec.announcing {
 		return 0, dec.returnErr(ErrTooLong)
 	}
 	dec.crlf = false
@@ -664,23 +667,30 @@ func (dec *Decoder) Literal(ptr *string) bool {
 	if !ok {
 		return false
 	}
-	if dec.CheckBufferedLiteralFunc != nil {
-		if err := dec.CheckBufferedLiteralFunc(lit.Size(), nonSync); err != nil {
-			// Refused. A synchronising literal ends the command (its client waits for a "+"
-			// that does not come); a non-synchronising one comes anyway and is dropped.
-			lit.cancel()
-			if nonSync {
-				if _, cerr := io.CopyN(io.Discard, dec.r, lit.Size()); cerr != nil {
-					err = cerr
-				}
-			} else {
-				dec.crlf = true
+	// A buffered literal counts towards MaxSize: a command's many small literals are held in
+	// memory as much as one long line.
+	var err error
+	if dec.MaxSize > 0 && dec.readBytes+lit.Size() > dec.MaxSize {
+		err = ErrTooLong
+	} else if dec.CheckBufferedLiteralFunc != nil {
+		err = dec.CheckBufferedLiteralFunc(lit.Size(), nonSync)
+	}
+	if err != nil {
+		// Refused. A synchronising literal ends the command (its client waits for a "+"
+		// that does not come); a non-synchronising one comes anyway and is dropped.
+		lit.cancel()
+		if nonSync {
+			if _, cerr := io.CopyN(io.Discard, dec.r, lit.Size()); cerr != nil {
+				err = cerr
 			}
-			return dec.returnErr(err)
+		} else {
+			dec.crlf = true
 		}
+		return dec.returnErr(err)
 	}
 	var sb strings.Builder
-	_, err := io.Copy(&sb, lit)
+	n, err := io.Copy(&sb, lit)
+	dec.readBytes += n
 	if err == nil {
 		*ptr = sb.String()
 	}
@@ -691,6 +701,8 @@ func (dec *Decoder) LiteralReader() (lit *LiteralReader, nonSync, ok bool) {
 	if !dec.Special('{') {
 		return nil, false, false
 	}
+	dec.announcing = true
+	defer func() { dec.announcing = false }()
 	var size int64
 	if !dec.ExpectNumber64(&size) {
 		return nil, false, false

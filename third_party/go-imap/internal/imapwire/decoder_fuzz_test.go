@@ -72,3 +72,59 @@ func TestDiscardAfterRefusedLiteral(t *testing.T) {
 		}
 	}
 }
+
+// Buffered literals count towards MaxSize: a command of many small literals, each accepted, is
+// refused as too long (ErrTooLong) once they add up, and the rest of it is discarded.
+func TestBufferedLiteralsCountTowardsMaxSize(t *testing.T) {
+	// The line without its literals is 175 bytes, under MaxSize; with them 495.
+	in := "t ID (" + strings.Repeat("{16+}\r\n0123456789abcdef ", 20) + "\"x\")\r\nn NOOP\r\n"
+	br := bufio.NewReader(strings.NewReader(in))
+	dec := NewDecoder(br, ConnSideServer)
+	dec.MaxSize = 200
+	dec.CheckBufferedLiteralFunc = func(size int64, nonSync bool) error { return nil }
+	var s string
+	dec.ExpectAtom(&s)
+	dec.ExpectSP()
+	dec.ExpectAtom(&s)
+	dec.ExpectSP()
+	dec.ExpectSpecial('(')
+	n := 0
+	for dec.Literal(&s) && dec.ExpectSP() {
+		n++
+	}
+	if !errors.Is(dec.Err(), ErrTooLong) {
+		t.Fatalf("after %d literals: err %v, want ErrTooLong", n, dec.Err())
+	}
+	if n*16 > 200 {
+		t.Errorf("%d literals of 16 bytes taken with MaxSize 200", n)
+	}
+	dec.DiscardLine()
+	if rest, _ := br.ReadString(0); rest != "n NOOP\r\n" {
+		t.Errorf("left %q, want the next command", rest)
+	}
+}
+
+// A literal announcement that MaxSize falls inside is read whole, so that the literal after it is
+// discarded with the command, never read as the next one.
+func TestMaxSizeInsideAnnouncement(t *testing.T) {
+	br := bufio.NewReader(strings.NewReader("t X 0123456789 {5+}\r\nhello\r\nn NOOP\r\n"))
+	dec := NewDecoder(br, ConnSideServer)
+	dec.MaxSize = 17 // reached at the "+"
+	var s string
+	dec.ExpectAtom(&s)
+	dec.ExpectSP()
+	dec.ExpectAtom(&s)
+	dec.ExpectSP()
+	dec.ExpectAtom(&s)
+	dec.ExpectSP()
+	if dec.Literal(&s) {
+		t.Fatalf("literal %q taken past MaxSize", s)
+	}
+	if !errors.Is(dec.Err(), ErrTooLong) {
+		t.Errorf("err %v, want ErrTooLong", dec.Err())
+	}
+	dec.DiscardLine()
+	if rest, _ := br.ReadString(0); rest != "n NOOP\r\n" {
+		t.Errorf("left %q, want the next command", rest)
+	}
+}
