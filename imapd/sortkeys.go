@@ -208,7 +208,10 @@ func baseSubject(raw string) (base string, reply bool) {
 				s, changed = s[n:], true
 				reply = reply || refwd
 			}
-			if n := subjBlob(s); n > 0 && n < len(s) {
+			// (4) one blob at a time, as the RFC says, but without a leader scan in between: the
+			// leader scan just failed on these blobs and what follows them, so it fails after each
+			// (going back to it per blob made a Subject of many blobs quadratic).
+			for n := subjBlob(s); n > 0 && n < len(s); n = subjBlob(s) {
 				s, changed = s[n:], true
 			}
 		}
